@@ -1,0 +1,89 @@
+/**
+ * Command building: a 2.16 runtime plus node-local options becomes a
+ * complete QEMU argv. Reads addresses only; never assigns them (that is
+ * assign.ts), so the migration target and hotplug build exactly what the
+ * runtime file says.
+ */
+import { GkdError } from '../errors';
+import type { HvInfo, NicBackend, RuntimeV2_16 } from '../types';
+import { blockdevArgs, diskDeviceArgs, netdevArgs, nicDeviceArgs, renderFlat, type DiskIoParams } from './device-args';
+import { DISK_MODELS } from './drivers';
+import { fillHvParams } from './hvparams';
+import { escapeOptionValue } from './option-escape';
+
+export interface BuildOptions {
+  /** `kvm` (default) or `tcg` (software emulation, for machines without KVM). */
+  accel?: 'kvm' | 'tcg';
+  /** QMP server socket to add. */
+  qmp?: string;
+  /** Node-local directory for the pid file and the serial socket (Ganeti's `/var/run/ganeti/kvm-hypervisor`). */
+  runDir?: string;
+  /** `-incoming` URI (`tcp:HOST:PORT`, `unix:PATH`, `defer`). */
+  incoming?: string;
+  /** Start with the CPUs stopped (`-S`). */
+  paused?: boolean;
+  /** `-serial` chardevs; default one unix socket `<runDir>/ctrl/<name>.serial`. The count must match on a migration target. */
+  serials?: string[];
+  /** NIC backends by NIC UUID; default a tap the kernel names. */
+  nicBackends?: Readonly<Record<string, NicBackend>>;
+  /** Tells whether a disk path is a block device (`host_device`) rather than a file; default: a file. */
+  isBlockDevice?: (path: string) => boolean;
+}
+
+export const DEFAULT_RUN_DIR = '/var/run/ganeti/kvm-hypervisor';
+
+/** The instance name recorded in kvm_cmd (`-name`), with QEMU's comma escaping undone. */
+export function runtimeName(runtime: RuntimeV2_16): string {
+  const cmd = runtime[0];
+  const i = cmd.indexOf('-name');
+  if (i < 0 || typeof cmd[i + 1] !== 'string') throw new GkdError('GKD_RUNTIME_INVALID', 'Cannot build a command line: kvm_cmd has no "-name"', { field: '[0]' });
+  return String(cmd[i + 1]).replace(/,,/g, ',');
+}
+
+/** The disk I/O parameters stored in the runtime's hvparams. */
+export function diskIo(runtime: RuntimeV2_16): DiskIoParams {
+  const { hv } = fillHvParams(runtime[2]);
+  return { cache: hv.disk_cache, aio: hv.disk_aio, discard: hv.disk_discard };
+}
+
+function requireHvInfo(h: unknown, where: string): HvInfo {
+  const o = h as Partial<HvInfo> | undefined;
+  if (o === undefined || typeof o.driver !== 'string' || typeof o.id !== 'string' || typeof o.bus !== 'string') {
+    throw new GkdError('GKD_RUNTIME_INVALID', `Cannot build ${where}: its hvinfo lacks driver, id or bus`, { field: where });
+  }
+  return o as HvInfo;
+}
+
+/** Builds the full argv; argv[0] is the QEMU binary. */
+export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): string[] {
+  const [kvmCmd, nics, hvparams, disks] = runtime;
+  const { hv } = fillHvParams(hvparams);
+  const name = runtimeName(runtime);
+  const runDir = options.runDir ?? DEFAULT_RUN_DIR;
+  const io = diskIo(runtime);
+  const argv = kvmCmd.map(String);
+  argv.push('-accel', options.accel ?? 'kvm');
+  argv.push('-pidfile', `${runDir}/pid/${name}`);
+  for (const s of options.serials ?? [`unix:${escapeOptionValue(`${runDir}/ctrl/${name}.serial`)},server=on,wait=off`]) argv.push('-serial', s);
+  if (options.qmp !== undefined) argv.push('-qmp', `unix:${escapeOptionValue(options.qmp)},server=on,wait=off`);
+
+  nics.forEach((nic, i) => {
+    const h = requireHvInfo(nic.hvinfo, `nics[${i}]`);
+    const backend = (nic.uuid !== undefined ? options.nicBackends?.[nic.uuid] : undefined) ?? { type: 'tap' };
+    // vhost-net needs KVM's ioeventfds; under TCG QEMU can't use it.
+    const vhost = hv.vhost_net && (options.accel ?? 'kvm') === 'kvm' && backend.type === 'tap';
+    argv.push('-netdev', renderFlat(netdevArgs(h.id, backend, vhost), 'type'));
+    argv.push('-device', renderFlat(nicDeviceArgs(h, String(nic.mac ?? '')), 'driver'));
+  });
+  disks.forEach(([disk, link, uri], i) => {
+    const h = requireHvInfo(disk.hvinfo, `disks[${i}]`);
+    const model = Object.values(DISK_MODELS).find((m) => m.driver === h.driver);
+    const src = { path: link, uri, readOnly: disk.mode === 'ro' || h.driver === 'scsi-cd', blockDevice: options.isBlockDevice?.(link) ?? false };
+    argv.push('-blockdev', renderFlat(blockdevArgs(h.id, src, io, `disks[${i}]`)));
+    const dev = diskDeviceArgs(h, io, { writeCache: model?.writeCache ?? false, bootindex: i === 0 ? 1 : undefined });
+    argv.push('-device', renderFlat(dev, 'driver'));
+  });
+  if (options.paused) argv.push('-S');
+  if (options.incoming !== undefined) argv.push('-incoming', options.incoming);
+  return argv;
+}

@@ -1,0 +1,67 @@
+/**
+ * `kvm_extra`: extra QEMU arguments the operator appends. Ganeti 3.1+
+ * splits it like a POSIX shell (shlex); we do the same, and read the PCI
+ * slots its `-device` options claim explicitly so no planned device is put
+ * on top of them.
+ */
+import { GkdError } from '../errors';
+import { addrToSlot } from './pci-slots';
+
+/** Splits like a POSIX shell without expansions: quotes and backslashes. */
+export function shellSplit(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let inWord = false;
+  let quote: '"' | "'" | null = null;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (quote === "'") {
+      if (c === "'") quote = null;
+      else cur += c;
+    } else if (quote === '"') {
+      if (c === '"') quote = null;
+      else if (c === '\\' && i + 1 < s.length && '"\\$`'.includes(s[i + 1])) cur += s[++i];
+      else cur += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      inWord = true;
+    } else if (c === '\\' && i + 1 < s.length) {
+      cur += s[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) out.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (quote !== null) {
+    throw new GkdError('GKD_SPEC_INVALID', 'Cannot split hvparams.kvm_extra: unterminated quote', { field: 'hvparams.kvm_extra' });
+  }
+  if (inWord) out.push(cur);
+  return out;
+}
+
+/** Splits a QEMU option string on single commas (`,,` is a literal comma). */
+export function splitOptions(s: string): string[] {
+  return s.replace(/,,/g, '\u0000').split(',').map((p) => p.replace(/\u0000/g, ','));
+}
+
+/**
+ * Slots on `rootBus` that `-device` options in `args` claim with `addr=`.
+ * A device with no `bus=` lands on the root bus.
+ */
+export function claimedSlots(args: readonly string[], rootBus: string): number[] {
+  const slots: number[] = [];
+  for (let i = 0; i < args.length - 1; i++) {
+    if (args[i] !== '-device') continue;
+    const opts = splitOptions(args[i + 1]).slice(1);
+    const kv = new Map(opts.map((o) => [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] as const));
+    const bus = kv.get('bus') ?? rootBus;
+    const slot = addrToSlot(kv.get('addr'));
+    if (bus === rootBus && slot !== undefined) slots.push(slot);
+  }
+  return slots;
+}
