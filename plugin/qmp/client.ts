@@ -1,0 +1,351 @@
+/**
+ * QMP client: greeting and capabilities negotiation, request ids, per-command
+ * timeouts, events, and clean failure when QEMU dies.
+ *
+ * Every request carries a numeric `id` that QEMU echoes in its reply, so a
+ * reply is never confused with an event or with another command's reply
+ * (Ganeti's monitor reads "the next non-event message" instead, and failed
+ * with "wrong server greeting" when events came first, Ganeti #1649).
+ */
+
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import { GkdError, type ErrorCode } from '../errors';
+import type { QmpMessage } from './framing';
+import { EventWaiters, isEvent, toEvent, type EventExpectation, type QmpEvent, type QmpEventMatch } from './events';
+import { isGreeting, parseGreeting, type QemuVersion, type QmpGreeting } from './greeting';
+import { QmpReader, type QmpReaderEnd } from './reader';
+import { QmpWriter } from './writer';
+import { openSocket } from './open-socket';
+import { RequestTable, deviceOpt } from './requests';
+
+/** Options for {@link QmpClient.connect}. */
+export interface QmpConnectOptions {
+  /** Default timeout of every command, ms. @default 10000 */
+  timeoutMs?: number;
+  /** Budget for socket connect + greeting + `qmp_capabilities`, ms. @default 5000 */
+  connectTimeoutMs?: number;
+  /** Largest accepted message, bytes. @default 16 MiB */
+  maxMessageBytes?: number;
+}
+
+/** Options for one command. */
+export interface QmpExecuteOptions {
+  /** Overrides the connection's default command timeout, ms. */
+  timeoutMs?: number;
+}
+
+/** Defaults of {@link QmpClient}. */
+export const QMP_CLIENT_DEFAULTS = {
+  timeoutMs: 10_000,
+  connectTimeoutMs: 5_000,
+  maxMessageBytes: 16 * 1024 * 1024,
+} as const;
+
+type Phase = 'greeting' | 'ready' | 'closed';
+
+/** Why the connection ended: an error code and the state text after the colon. */
+interface CloseReason {
+  code: ErrorCode;
+  detail: string;
+  cause?: unknown;
+}
+
+/**
+ * A connected QMP session. Create with {@link QmpClient.connect}.
+ *
+ * Events: `on('event', (ev: QmpEvent) => …)` for every event, including those
+ * that arrive before the capabilities negotiation is answered;
+ * `on('close', (err?: GkdError) => …)` once when the connection ends
+ * (`err` is undefined after {@link QmpClient.close}). Listeners must not throw.
+ */
+export class QmpClient {
+  readonly #socket: Socket;
+  readonly #reader: QmpReader;
+  readonly #writer: QmpWriter;
+  readonly #emitter = new EventEmitter();
+  readonly #waiters = new EventWaiters();
+  readonly #requests = new RequestTable();
+  readonly #timeoutMs: number;
+  readonly #socketClosed: Promise<void>;
+  #phase: Phase = 'greeting';
+  #greeting: QmpGreeting | undefined;
+  #onGreeting: ((reason?: CloseReason) => void) | undefined;
+  #closeReason: CloseReason | undefined;
+  #commands: Promise<ReadonlySet<string>> | undefined;
+
+  private constructor(socket: Socket, options: Required<QmpConnectOptions>) {
+    this.#socket = socket;
+    this.#timeoutMs = options.timeoutMs;
+    this.#socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.#writer = new QmpWriter(socket);
+    this.#reader = new QmpReader(
+      socket,
+      {
+        message: (m) => this.#onMessage(m),
+        fault: (err) => this.#protocolFault(String(err.data?.reason ?? err.message), err),
+        end: (info) => this.#teardown(endReason(info)),
+      },
+      { maxMessageBytes: options.maxMessageBytes },
+    );
+  }
+
+  /**
+   * Connect to a QMP Unix socket, read the greeting and negotiate
+   * capabilities (none are enabled).
+   * @throws GkdError `GKD_QMP_CONNECT` (socket unreachable, closed or silent
+   *   before the handshake finished), `GKD_QMP_PROTOCOL` (bad greeting, garbage)
+   */
+  static async connect(socketPath: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
+    const opts = { ...QMP_CLIENT_DEFAULTS, ...stripUndefined(options) };
+    for (const k of ['timeoutMs', 'connectTimeoutMs'] as const) {
+      if (!(opts[k] > 0)) throw new RangeError(`${k} must be > 0, got ${opts[k]}`);
+    }
+    const deadline = Date.now() + opts.connectTimeoutMs;
+    const socket = await openSocket(socketPath, opts.connectTimeoutMs);
+    const client = new QmpClient(socket, opts);
+    try {
+      await client.#awaitGreeting(socketPath, deadline - Date.now());
+      await client.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
+    } catch (err) {
+      client.#teardown({ code: 'GKD_QMP_CLOSED', detail: 'the handshake failed' });
+      const e = err as GkdError;
+      if (e.code === 'GKD_QMP_CLOSED' || e.code === 'GKD_QMP_TIMEOUT') {
+        throw new GkdError('GKD_QMP_CONNECT', `Cannot connect to QMP socket "${socketPath}": ${e.message}`, {
+          data: { socketPath, reason: e.code },
+          cause: e,
+        });
+      }
+      throw e;
+    }
+    return client;
+  }
+
+  /** QEMU's version, from the greeting. */
+  get version(): QemuVersion {
+    return (this.#greeting as QmpGreeting).version;
+  }
+
+  /** Capabilities QEMU offered in the greeting (7.2: `["oob"]`). */
+  get capabilities(): readonly string[] {
+    return (this.#greeting as QmpGreeting).capabilities;
+  }
+
+  /** True once the connection has ended, for whatever reason. */
+  get closed(): boolean {
+    return this.#phase === 'closed';
+  }
+
+  /**
+   * Run one command and resolve with its `return` value.
+   * @throws GkdError `GKD_QMP_COMMAND` (QEMU's `class` and `desc` in `data`),
+   *   `GKD_QMP_TIMEOUT`, `GKD_QMP_CLOSED`, `GKD_QMP_PROTOCOL`
+   */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, options: QmpExecuteOptions = {}): Promise<T> {
+    if (typeof command !== 'string' || command === '') throw new TypeError('command must be a non-empty string');
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, got ${timeoutMs}`);
+    const device = typeof args?.id === 'string' ? args.id : undefined;
+    if (this.#closeReason !== undefined) return Promise.reject(closeError({ command, device }, this.#closeReason));
+    const { id, promise } = this.#requests.open<T>(command, device, timeoutMs);
+    const request: QmpMessage = { execute: command, id };
+    if (args !== undefined) request.arguments = args;
+    this.#writer.write(request).catch((cause) => {
+      this.#requests.reject(id, (req) => closeError(req, { code: 'GKD_QMP_CLOSED', detail: 'the request could not be written', cause }));
+    });
+    return promise;
+  }
+
+  /** Names of the commands this QEMU offers (`query-commands`, cached per connection). */
+  commands(): Promise<ReadonlySet<string>> {
+    this.#commands ??= this.execute<Array<{ name: string }>>('query-commands').then(
+      (list) => new Set(list.map((c) => c.name)),
+      (err) => {
+        this.#commands = undefined; // do not cache a failure
+        throw err;
+      },
+    );
+    return this.#commands;
+  }
+
+  /** True if QEMU offers `name` (from the cached {@link QmpClient.commands}). */
+  async hasCommand(name: string): Promise<boolean> {
+    return (await this.commands()).has(name);
+  }
+
+  /**
+   * Arm a wait for the first event `name` whose data satisfies `match`,
+   * received from now on. Arm it before sending the command that causes the
+   * event: QEMU may send the event before the command's reply.
+   * @example
+   * const gone = client.expectEvent('DEVICE_DELETED', (d) => d.device === id, 5000);
+   * await client.execute('device_del', { id });
+   * await gone;
+   */
+  expectEvent(name: string, match?: QmpEventMatch, timeoutMs: number = this.#timeoutMs): EventExpectation {
+    return this.#waiters.expect(name, match, timeoutMs);
+  }
+
+  /**
+   * Wait for event `name` matching `match`. Also accepts an event that
+   * arrived after the most recent command reply and before this call, so
+   * `await execute(…); await waitForEvent(…)` cannot miss one sent just after
+   * the reply. Events sent before the reply are only caught by
+   * {@link QmpClient.expectEvent}.
+   */
+  waitForEvent(name: string, match: QmpEventMatch | undefined, timeoutMs: number): Promise<QmpEvent> {
+    return this.#waiters.expect(name, match, timeoutMs, true).promise;
+  }
+
+  /** Subscribe to every event, or to the end of the connection. */
+  on(kind: 'event', listener: (ev: QmpEvent) => void): this;
+  on(kind: 'close', listener: (err?: GkdError) => void): this;
+  on(kind: 'event' | 'close', listener: (arg: never) => void): this {
+    this.#emitter.on(kind, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  /** Remove a listener added with {@link QmpClient.on}. */
+  off(kind: 'event', listener: (ev: QmpEvent) => void): this;
+  off(kind: 'close', listener: (err?: GkdError) => void): this;
+  off(kind: 'event' | 'close', listener: (arg: never) => void): this {
+    this.#emitter.off(kind, listener as (...args: unknown[]) => void);
+    return this;
+  }
+
+  /**
+   * Close the connection. Pending commands and waits reject with
+   * `GKD_QMP_CLOSED`. QEMU keeps running. Resolves when the socket is closed.
+   */
+  async close(): Promise<void> {
+    this.#teardown({ code: 'GKD_QMP_CLOSED', detail: 'the client closed the connection' }, true);
+    await this.#socketClosed;
+  }
+
+  #awaitGreeting(socketPath: string, timeoutMs: number): Promise<void> {
+    if (this.#greeting !== undefined) return Promise.resolve();
+    if (this.#closeReason !== undefined) return Promise.reject(this.#handshakeError(socketPath, this.#closeReason));
+    return new Promise((resolve, reject) => {
+      // QEMU accepts a second connection on a busy monitor but greets it only
+      // when the first client leaves, so silence here is a real case.
+      const timer = setTimeout(() => {
+        this.#onGreeting = undefined;
+        reject(new GkdError('GKD_QMP_CONNECT', `Cannot connect to QMP socket "${socketPath}": no greeting within ${Math.max(0, timeoutMs)} ms (is another client on this monitor?)`, {
+          data: { socketPath, reason: 'no-greeting' },
+        }));
+      }, Math.max(1, timeoutMs));
+      this.#onGreeting = (reason) => {
+        clearTimeout(timer);
+        this.#onGreeting = undefined;
+        if (reason === undefined) resolve();
+        else reject(this.#handshakeError(socketPath, reason));
+      };
+    });
+  }
+
+  #onMessage(m: QmpMessage): void {
+    if (isEvent(m)) {
+      const ev = toEvent(m);
+      this.#waiters.dispatch(ev);
+      this.#emitSafely('event', ev);
+    } else if (this.#phase === 'greeting') {
+      if (!isGreeting(m)) return this.#protocolFault(`expected the greeting, got ${preview(m)}`);
+      try {
+        this.#greeting = parseGreeting(m);
+      } catch (err) {
+        return this.#protocolFault(`bad greeting ${preview(m)}`, err);
+      }
+      this.#phase = 'ready';
+      this.#onGreeting?.();
+    } else if ('return' in m || 'error' in m) {
+      this.#onReply(m);
+    } else {
+      this.#protocolFault(`unexpected message ${preview(m)}`);
+    }
+  }
+
+  #onReply(m: QmpMessage): void {
+    this.#waiters.markReply();
+    // QEMU answers a request it cannot parse with an id-less error; in-band
+    // commands are answered in the order sent, so it belongs to the oldest.
+    const id = m.id === undefined ? this.#requests.oldest() : m.id;
+    if (!this.#requests.has(id)) {
+      // A late reply to a command that already timed out is expected; anything else is not ours.
+      if (this.#requests.issued(id)) return;
+      return this.#protocolFault(`reply for unknown id ${JSON.stringify(id ?? null)}: ${preview(m)}`);
+    }
+    if ('return' in m) return this.#requests.resolve(id, m.return);
+    const e = (m.error ?? {}) as { class?: unknown; desc?: unknown };
+    const cls = typeof e.class === 'string' ? e.class : 'GenericError';
+    const desc = typeof e.desc === 'string' ? e.desc : JSON.stringify(m.error);
+    this.#requests.reject(id, (req) => new GkdError('GKD_QMP_COMMAND', `Cannot run QMP command "${req.command}": ${desc}`, {
+      ...deviceOpt(req.device),
+      data: { command: req.command, class: cls, desc },
+    }));
+  }
+
+  #protocolFault(detail: string, cause?: unknown): void {
+    this.#teardown({ code: 'GKD_QMP_PROTOCOL', detail: `the QMP peer broke the protocol: ${detail}`, cause });
+  }
+
+  #teardown(reason: CloseReason, byClient = false): void {
+    if (this.#phase === 'closed') return;
+    this.#phase = 'closed';
+    this.#closeReason = reason;
+    this.#reader.dispose();
+    this.#socket.destroy();
+    this.#onGreeting?.(reason);
+    this.#requests.rejectAll((req) => closeError(req, reason));
+    this.#waiters.close((name) => new GkdError(reason.code, `Cannot wait for event "${name}": ${reason.detail}`, { cause: reason.cause }));
+    this.#emitSafely('close', byClient ? undefined : new GkdError(reason.code, `Cannot keep the QMP connection: ${reason.detail}`, { cause: reason.cause }));
+  }
+
+  /**
+   * A throwing listener must not cut message delivery short (later messages
+   * of the same chunk, pending replies): report it as an uncaught exception
+   * on the next tick instead, as an EventEmitter would have, but afterwards.
+   */
+  #emitSafely(kind: 'event' | 'close', arg: unknown): void {
+    try {
+      this.#emitter.emit(kind, arg);
+    } catch (err) {
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+
+  /** Protocol faults keep their code; a connection lost before the greeting is a connect failure. */
+  #handshakeError(socketPath: string, reason: CloseReason): GkdError {
+    const code = reason.code === 'GKD_QMP_PROTOCOL' ? reason.code : 'GKD_QMP_CONNECT';
+    const when = code === 'GKD_QMP_CONNECT' ? ' before the greeting' : '';
+    return new GkdError(code, `Cannot connect to QMP socket "${socketPath}": ${reason.detail}${when}`, {
+      data: { socketPath, reason: reason.code },
+      cause: reason.cause,
+    });
+  }
+}
+
+function closeError(req: { command: string; device: string | undefined }, reason: CloseReason): GkdError {
+  return new GkdError(reason.code, `Cannot run QMP command "${req.command}": ${reason.detail}`, {
+    ...deviceOpt(req.device),
+    data: { command: req.command },
+    cause: reason.cause,
+  });
+}
+
+function endReason(info: QmpReaderEnd): CloseReason {
+  const detail = info.truncatedBytes > 0
+    ? `QEMU closed the connection in the middle of a message (${info.truncatedBytes} bytes received)`
+    : 'QEMU closed the connection (it exited or the socket vanished)';
+  return info.cause === undefined ? { code: 'GKD_QMP_CLOSED', detail } : { code: 'GKD_QMP_CLOSED', detail: `${detail}: ${info.cause.message}`, cause: info.cause };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function preview(m: QmpMessage): string {
+  const s = JSON.stringify(m);
+  return s.length > 120 ? `${s.slice(0, 120)}…` : s;
+}
