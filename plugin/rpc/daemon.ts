@@ -1,0 +1,33 @@
+/**
+ * Assembles a daemon from a configuration: the root logger, the wired
+ * methods and the listening server.
+ */
+import pino, { type Logger } from 'pino';
+import type { Config } from '../config';
+import type { RpcMethod } from './method';
+import { buildMethods, SHARED_SCHEMAS } from './methods';
+import { RpcServer } from './server';
+
+export interface StartDaemonOptions {
+  /** Root logger. @default pino on stderr at `config.logLevel` */
+  logger?: Logger;
+  /** Extra methods (tests add slow or failing ones). */
+  extraMethods?: RpcMethod[];
+  /** Reported by `rpc.discover`. @default the package version */
+  version?: string;
+}
+
+export interface Daemon {
+  server: RpcServer;
+  logger: Logger;
+}
+
+/** Starts a daemon listening on `config.socket`. */
+export async function startDaemon(config: Config, options: StartDaemonOptions = {}): Promise<Daemon> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const version = options.version ?? (require('../../../package.json') as { version: string }).version;
+  const methods = buildMethods(version, options.extraMethods);
+  const server = await RpcServer.start({ config, logger, methods, sharedSchemas: SHARED_SCHEMAS });
+  return { server, logger };
+}

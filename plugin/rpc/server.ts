@@ -1,0 +1,256 @@
+/**
+ * The daemon's transport: JSON-RPC 2.0 (json-rpc-2.0) over WebSocket (ws)
+ * on a Unix socket.
+ *
+ * Each text frame is one request, a notification or a batch. The envelope is
+ * checked here (the library assumes objects), params are validated against
+ * the method's schema before its handler runs, and every outcome is logged
+ * once with method, instance, duration and request id.
+ */
+import { createServer, type Server } from 'node:http';
+import { unlink } from 'node:fs/promises';
+import {
+  JSONRPCErrorCode, JSONRPCServer, createJSONRPCErrorResponse, createJSONRPCNotification, createJSONRPCSuccessResponse,
+  type JSONRPCID, type JSONRPCRequest, type JSONRPCResponse,
+} from 'json-rpc-2.0';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { Logger } from 'pino';
+import type { Config } from '../config';
+import { ERROR_CODES } from '../errors';
+import { isExpectedError, toRpcError } from './error-map';
+import type { CallContext, RpcMethod, RpcPeer } from './method';
+import { ParamsValidator } from './params';
+import { applySocketPermissions, claimSocketPath } from './socket-file';
+
+/** Per-call state handed through json-rpc-2.0 to the method wrapper. */
+interface CallState {
+  ctx: CallContext;
+  rid: string;
+  /** What the handler threw, for the log line. */
+  thrown?: unknown;
+}
+
+interface Peer extends RpcPeer {
+  ws: WebSocket;
+  calls: Set<AbortController>;
+}
+
+export interface RpcServerOptions {
+  config: Config;
+  logger: Logger;
+  methods: RpcMethod[];
+  /** Schemas that method schemas `$ref` (e.g. the instance spec). */
+  sharedSchemas?: Record<string, unknown>[];
+}
+
+/** A listening daemon. Create with {@link RpcServer.start}. */
+export class RpcServer {
+  readonly socketPath: string;
+  #config: Config;
+  #log: Logger;
+  #http: Server;
+  #wss: WebSocketServer;
+  #rpc = new JSONRPCServer<CallState>({ errorListener: () => undefined });
+  #validator = new ParamsValidator();
+  #methods = new Map<string, RpcMethod>();
+  #peers = new Set<Peer>();
+  #inflight = new Set<Promise<void>>();
+  #nextPeer = 1;
+  #nextCall = 1;
+  #closing: Promise<void> | undefined;
+
+  private constructor(options: RpcServerOptions) {
+    this.#config = options.config;
+    this.socketPath = options.config.socket;
+    this.#log = options.logger;
+    for (const s of options.sharedSchemas ?? []) this.#validator.addSharedSchema(s);
+    for (const m of options.methods) this.#register(m);
+    // Handlers' errors are mapped in #register; this only sees library faults.
+    this.#rpc.mapErrorToJSONRPCErrorResponse = (id: JSONRPCID, err: unknown) => ({ jsonrpc: '2.0', id, error: toRpcError(err, '-') });
+    this.#http = createServer((_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain' }).end('This socket speaks JSON-RPC over WebSocket\n');
+    });
+    this.#wss = new WebSocketServer({ server: this.#http, maxPayload: options.config.maxPayload });
+    this.#wss.on('connection', (ws) => this.#accept(ws));
+    this.#wss.on('error', (err) => this.#log.error({ err }, 'websocket server error'));
+  }
+
+  /** Claims the socket path, listens, and applies the socket's mode and owner. */
+  static async start(options: RpcServerOptions): Promise<RpcServer> {
+    const server = new RpcServer(options);
+    await claimSocketPath(server.socketPath);
+    await new Promise<void>((resolve, reject) => {
+      server.#http.once('error', reject);
+      server.#http.listen(server.socketPath, () => {
+        server.#http.off('error', reject);
+        resolve();
+      });
+    });
+    const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
+    await applySocketPermissions(server.socketPath, { mode, owner, group });
+    server.#log.info({ socket: server.socketPath, methods: [...server.#methods.keys()] }, 'daemon listening');
+    return server;
+  }
+
+  /** The registered methods, in registration order. */
+  get methods(): RpcMethod[] {
+    return [...this.#methods.values()];
+  }
+
+  /** Sends a notification to one client or to all; a closed client is skipped. */
+  notify(target: RpcPeer | 'all', method: string, params?: Record<string, unknown>): void {
+    const text = JSON.stringify(createJSONRPCNotification(method, params));
+    const peers = target === 'all' ? [...this.#peers] : [...this.#peers].filter((p) => p.id === target.id);
+    for (const p of peers) if (p.ws.readyState === WebSocket.OPEN) p.ws.send(text);
+  }
+
+  /**
+   * Stops accepting, lets in-flight calls finish for up to `graceMs`, then
+   * aborts what is left, closes every connection and removes the socket.
+   * Calls arriving meanwhile get GKD_SHUTTING_DOWN. Idempotent.
+   */
+  close(graceMs = this.#config.shutdownGraceMs): Promise<void> {
+    this.#closing ??= this.#shutdown(graceMs);
+    return this.#closing;
+  }
+
+  async #shutdown(graceMs: number): Promise<void> {
+    this.#log.info({ inflight: this.#inflight.size }, 'daemon shutting down');
+    const stopped = new Promise<void>((resolve) => this.#http.close(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
+    });
+    const drained = Promise.allSettled([...this.#inflight]).then(() => true);
+    const finished = await Promise.race([drained, grace]);
+    clearTimeout(timer);
+    if (!finished) this.#log.warn({ inflight: this.#inflight.size }, 'shutdown grace over, aborting calls');
+    for (const p of this.#peers) {
+      for (const c of p.calls) c.abort(new Error('daemon shutting down'));
+      p.ws.close(1001, 'daemon shutting down');
+    }
+    // A peer that ignores the close frame must not hold the process.
+    const kill = setTimeout(() => {
+      for (const p of this.#peers) p.ws.terminate();
+    }, 1000);
+    await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+    await stopped;
+    clearTimeout(kill);
+    await unlink(this.socketPath).catch(() => undefined);
+    this.#log.info('daemon stopped');
+  }
+
+  #register(m: RpcMethod): void {
+    this.#validator.add(m.name, m.schema);
+    this.#methods.set(m.name, m);
+    this.#rpc.addMethodAdvanced(m.name, async (request: JSONRPCRequest, state: CallState) => {
+      const id = request.id ?? null;
+      try {
+        this.#validator.check(m.name, request.params);
+        const result = await m.handler(request.params as Record<string, unknown>, state.ctx);
+        return request.id === undefined ? null : createJSONRPCSuccessResponse(id, result ?? null);
+      } catch (err) {
+        // Mapped here so the reply and the log line quote the same request id.
+        state.thrown = err;
+        return request.id === undefined ? null : { jsonrpc: '2.0', id, error: toRpcError(err, state.rid) };
+      }
+    });
+  }
+
+  #accept(ws: WebSocket): void {
+    const peer: Peer = { id: this.#nextPeer++, ws, calls: new Set() };
+    this.#peers.add(peer);
+    const log = this.#log.child({ client: peer.id });
+    log.debug('client connected');
+    // ws reports an oversize or malformed frame here, then closes with 1009/1002.
+    ws.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'client error'));
+    ws.on('close', (code) => {
+      this.#peers.delete(peer);
+      for (const c of peer.calls) c.abort(new Error('client disconnected'));
+      log.debug({ code }, 'client disconnected');
+    });
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      const work = this.#onMessage(peer, data, isBinary).then(
+        (reply) => {
+          if (reply !== null && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(reply));
+        },
+        (err: unknown) => log.error({ err }, 'cannot answer message'),
+      );
+      this.#inflight.add(work);
+      void work.finally(() => this.#inflight.delete(work));
+    });
+  }
+
+  async #onMessage(peer: Peer, data: RawData, isBinary: boolean): Promise<JSONRPCResponse | JSONRPCResponse[] | null> {
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
+    let msg: unknown;
+    try {
+      if (isBinary && text.length === 0) throw new Error('empty');
+      msg = JSON.parse(text);
+    } catch {
+      return createJSONRPCErrorResponse(null, JSONRPCErrorCode.ParseError, 'Parse error');
+    }
+    if (!Array.isArray(msg)) return this.#onRequest(peer, msg);
+    if (msg.length === 0) return invalidRequest(null);
+    const replies = (await Promise.all(msg.map((m) => this.#onRequest(peer, m)))).filter(
+      (r): r is JSONRPCResponse => r !== null,
+    );
+    return replies.length > 0 ? replies : null;
+  }
+
+  async #onRequest(peer: Peer, msg: unknown): Promise<JSONRPCResponse | null> {
+    const rid = `${process.pid}-${this.#nextCall++}`;
+    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return invalidRequest(null);
+    const req = msg as Record<string, unknown>;
+    const id = req.id;
+    const idOk = id === undefined || id === null || typeof id === 'string' || typeof id === 'number';
+    if (!idOk || req.jsonrpc !== '2.0' || typeof req.method !== 'string') return invalidRequest(idOk ? (id as JSONRPCID) ?? null : null);
+    const method = req.method;
+    const instance = instanceOf(req.params);
+    const log = this.#log.child({ method, rid, client: peer.id, ...(instance === undefined ? {} : { instance }) });
+    const reply = (code: number, message: string, data?: unknown): JSONRPCResponse | null =>
+      id === undefined ? null : createJSONRPCErrorResponse(id as JSONRPCID, code, message, data);
+    if (this.#closing !== undefined) {
+      log.info({ outcome: 'GKD_SHUTTING_DOWN' }, 'call refused');
+      const message = 'Cannot take the call: the daemon is shutting down';
+      return reply(ERROR_CODES.GKD_SHUTTING_DOWN.rpc, message, { code: 'GKD_SHUTTING_DOWN', message });
+    }
+    if (req.params !== undefined && (req.params === null || typeof req.params !== 'object' || Array.isArray(req.params))) {
+      const errors = [{ path: '', message: 'must be an object (params are passed by name)' }];
+      return reply(JSONRPCErrorCode.InvalidParams, 'Invalid params: params must be an object', { errors });
+    }
+    const controller = new AbortController();
+    peer.calls.add(controller);
+    const ctx: CallContext = {
+      log, client: { id: peer.id }, signal: controller.signal, config: this.#config,
+      notify: (target, m, p) => this.notify(target, m, p),
+    };
+    const started = process.hrtime.bigint();
+    const state: CallState = { ctx, rid };
+    const request: JSONRPCRequest = { jsonrpc: '2.0', method, params: req.params ?? {}, ...(id === undefined ? {} : { id: id as JSONRPCID }) };
+    let response: JSONRPCResponse | null;
+    try {
+      response = await this.#rpc.receive(request, state);
+    } finally {
+      peer.calls.delete(controller);
+    }
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const err = response?.error;
+    const outcome = err === undefined ? 'ok' : (err.data as { code?: string } | undefined)?.code ?? err.code;
+    if (state.thrown !== undefined && !isExpectedError(state.thrown)) log.error({ err: state.thrown, ms, outcome }, 'call failed');
+    else log.info({ ms, outcome }, 'call');
+    return response;
+  }
+}
+
+function invalidRequest(id: JSONRPCID): JSONRPCResponse {
+  return createJSONRPCErrorResponse(id, JSONRPCErrorCode.InvalidRequest, 'Invalid Request');
+}
+
+/** The instance a call concerns, for the log line; only a plain short string is trusted. */
+function instanceOf(params: unknown): string | undefined {
+  if (params === null || typeof params !== 'object') return undefined;
+  const p = params as { name?: unknown; instance?: { name?: unknown } };
+  const name = typeof p.name === 'string' ? p.name : typeof p.instance?.name === 'string' ? p.instance.name : undefined;
+  return name !== undefined && name.length <= 255 ? name : undefined;
+}

@@ -1,0 +1,81 @@
+/**
+ * The daemon's socket file: claiming the path (refusing a live one, removing
+ * a stale one), then tightening its mode and ownership once listening.
+ */
+import { connect } from 'node:net';
+import { chmod, chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** Mode of a socket directory the daemon creates: group may traverse, others nothing. */
+export const SOCKET_DIR_MODE = 0o750;
+
+/**
+ * Makes `socketPath` available for listening.
+ * Creates its directory (mode 0750) when missing, removes a stale socket
+ * left by a dead daemon, and refuses when a live daemon answers on it or the
+ * path is not a socket (never deletes a regular file).
+ * @throws Error naming the path and the reason
+ */
+export async function claimSocketPath(socketPath: string): Promise<void> {
+  const dir = dirname(socketPath);
+  // mkdir's mode is filtered by the umask; chmod only a directory we created,
+  // never an existing one like /tmp.
+  const created = await mkdir(dir, { recursive: true, mode: SOCKET_DIR_MODE });
+  if (created !== undefined) await chmod(dir, SOCKET_DIR_MODE);
+  let st;
+  try {
+    st = await lstat(socketPath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (!st.isSocket()) throw new Error(`Cannot listen on "${socketPath}": the path exists and is not a socket`);
+  if (await isLive(socketPath)) throw new Error(`Cannot listen on "${socketPath}": another daemon is serving it`);
+  await unlink(socketPath).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+  });
+}
+
+/** True when something accepts connections on `socketPath`. */
+export function isLive(socketPath: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(socketPath);
+    const done = (live: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(live);
+    };
+    // A listener that never accepts is as good as live: don't steal its path.
+    const timer = setTimeout(() => done(true), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code !== 'ECONNREFUSED' && e.code !== 'ENOENT'));
+  });
+}
+
+export interface SocketPermissions {
+  mode: number;
+  owner?: string | number;
+  group?: string | number;
+}
+
+/** Applies mode, owner and group to the listening socket. */
+export async function applySocketPermissions(socketPath: string, perms: SocketPermissions): Promise<void> {
+  if (perms.owner !== undefined || perms.group !== undefined) {
+    const uid = perms.owner === undefined ? -1 : await resolveId(perms.owner, '/etc/passwd');
+    const gid = perms.group === undefined ? -1 : await resolveId(perms.group, '/etc/group');
+    await chown(socketPath, uid, gid);
+  }
+  await chmod(socketPath, perms.mode);
+}
+
+/** Resolves a user or group name through the local database files (no NSS). */
+async function resolveId(nameOrId: string | number, dbFile: string): Promise<number> {
+  if (typeof nameOrId === 'number') return nameOrId;
+  if (/^\d+$/.test(nameOrId)) return Number(nameOrId);
+  const text = await readFile(dbFile, 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    const fields = line.split(':');
+    if (fields[0] === nameOrId && fields[2] !== undefined && /^\d+$/.test(fields[2])) return Number(fields[2]);
+  }
+  throw new Error(`Cannot set socket ownership: "${nameOrId}" is not in ${dbFile}`);
+}
