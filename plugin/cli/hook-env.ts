@@ -1,0 +1,127 @@
+/**
+ * Reads the environment Ganeti gives hook scripts into an instance spec.
+ *
+ * Ganeti exports each value as a string (`GANETI_INSTANCE_HV_<param>`,
+ * `GANETI_INSTANCE_DISK<n>_UUID`, …; see Ganeti's `BuildInstanceHookEnv`).
+ * Types are restored from the planner's defaults table; hvparams this
+ * release does not know stay strings, untouched. Pure: takes the
+ * environment as an argument.
+ */
+import { HVPARAM_DEFAULTS } from '../planner';
+import type { DiskSpec, InstanceSpec, NicSpec } from '../types';
+
+/** Where Ganeti links an instance's disks for the hypervisor (`<dir>/<name>:<index>`). */
+export const INSTANCE_DISKS_DIR = '/var/run/ganeti/instance-disks';
+
+/** Integer beparams (Ganeti's `BE_*` of type int). */
+const INT_BEPARAMS = new Set(['maxmem', 'minmem', 'memory', 'vcpus', 'spindle_use']);
+const BOOL_BEPARAMS = new Set(['auto_balance', 'always_failover']);
+
+/** A missing or malformed variable, named for the hook's output. */
+export class HookEnvError extends Error {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
+    super(message);
+    this.name = 'HookEnvError';
+    this.variable = variable;
+  }
+}
+
+/** The Ganeti hook context every hook reads. */
+export interface HookContext {
+  /** `GANETI_HOOKS_PATH`, e.g. `instance-start`. */
+  hpath?: string;
+  /** `GANETI_HOOKS_PHASE`: `pre` or `post`. */
+  phase?: string;
+  /** `GANETI_INSTANCE_NAME`. */
+  instance?: string;
+  /** `GANETI_INSTANCE_HYPERVISOR`, e.g. `kvm`. */
+  hypervisor?: string;
+  /** `GANETI_INSTANCE_STATUS`, e.g. `up`. */
+  status?: string;
+}
+
+/** The common hook variables. */
+export function hookContext(env: NodeJS.ProcessEnv): HookContext {
+  return {
+    hpath: env.GANETI_HOOKS_PATH,
+    phase: env.GANETI_HOOKS_PHASE,
+    instance: env.GANETI_INSTANCE_NAME,
+    hypervisor: env.GANETI_INSTANCE_HYPERVISOR,
+    status: env.GANETI_INSTANCE_STATUS,
+  };
+}
+
+/**
+ * Builds the instance spec the planner reads from a Ganeti hook environment.
+ * @throws HookEnvError naming the variable when one is missing or malformed
+ */
+export function specFromHookEnv(env: NodeJS.ProcessEnv, disksDir = INSTANCE_DISKS_DIR): InstanceSpec {
+  const name = need(env, 'GANETI_INSTANCE_NAME');
+  const hvparams: Record<string, unknown> = {};
+  const beparams: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) continue;
+    if (k.startsWith('GANETI_INSTANCE_HV_')) {
+      const p = k.slice('GANETI_INSTANCE_HV_'.length);
+      hvparams[p] = hvValue(p, v);
+    } else if (k.startsWith('GANETI_INSTANCE_BE_')) {
+      const p = k.slice('GANETI_INSTANCE_BE_'.length);
+      beparams[p] = INT_BEPARAMS.has(p) ? int(k, v) : BOOL_BEPARAMS.has(p) ? v === 'True' : v;
+    }
+  }
+  // Older Ganeti exports only the summary variables, not every BE_ param.
+  if (beparams.maxmem === undefined && env.GANETI_INSTANCE_MAXMEM) beparams.maxmem = int('GANETI_INSTANCE_MAXMEM', env.GANETI_INSTANCE_MAXMEM);
+  if (beparams.vcpus === undefined && env.GANETI_INSTANCE_VCPUS) beparams.vcpus = int('GANETI_INSTANCE_VCPUS', env.GANETI_INSTANCE_VCPUS);
+
+  const disks: DiskSpec[] = [];
+  const diskCount = int('GANETI_INSTANCE_DISK_COUNT', env.GANETI_INSTANCE_DISK_COUNT ?? '0');
+  for (let i = 0; i < diskCount; i++) {
+    const pre = `GANETI_INSTANCE_DISK${i}_`;
+    const disk: DiskSpec = { uuid: need(env, `${pre}UUID`), path: `${disksDir}/${name}:${i}`, uri: null };
+    if (env[`${pre}MODE`]) disk.mode = env[`${pre}MODE`] === 'ro' ? 'ro' : 'rw';
+    if (env[`${pre}SIZE`]) disk.size = int(`${pre}SIZE`, env[`${pre}SIZE`] as string);
+    if (env[`${pre}NAME`]) disk.name = env[`${pre}NAME`];
+    disks.push(disk);
+  }
+  const nics: NicSpec[] = [];
+  const nicCount = int('GANETI_INSTANCE_NIC_COUNT', env.GANETI_INSTANCE_NIC_COUNT ?? '0');
+  for (let i = 0; i < nicCount; i++) {
+    const pre = `GANETI_INSTANCE_NIC${i}_`;
+    const nicparams: Record<string, unknown> = {};
+    for (const p of ['MODE', 'LINK', 'VLAN']) {
+      const v = env[`${pre}${p}`];
+      if (v) nicparams[p.toLowerCase()] = v;
+    }
+    const nic: NicSpec = { uuid: need(env, `${pre}UUID`), mac: need(env, `${pre}MAC`), nicparams };
+    if (env[`${pre}NAME`]) nic.name = env[`${pre}NAME`];
+    const ip = env[`${pre}IP`];
+    nic.ip = ip && ip !== 'None' ? ip : null;
+    nics.push(nic);
+  }
+  // Ganeti's hook environment carries no instance UUID; the planner then omits -uuid.
+  const spec = { name, hvparams, beparams, disks, nics } as Partial<InstanceSpec> & Pick<InstanceSpec, 'name' | 'disks' | 'nics'>;
+  if (env.GANETI_INSTANCE_UUID) spec.uuid = env.GANETI_INSTANCE_UUID;
+  return spec as InstanceSpec;
+}
+
+/** Restores an hvparam's type from the planner's defaults; unknown params stay strings. */
+function hvValue(param: string, raw: string): unknown {
+  if (!Object.prototype.hasOwnProperty.call(HVPARAM_DEFAULTS, param)) return raw;
+  const def: unknown = (HVPARAM_DEFAULTS as Record<string, unknown>)[param];
+  if (typeof def === 'boolean') return raw === 'True' || raw === 'true';
+  // Numeric params (and `auto`-or-number ones) arrive as decimal strings.
+  if ((typeof def === 'number' || def === 'auto') && /^-?\d+$/.test(raw)) return Number(raw);
+  return raw;
+}
+
+function need(env: NodeJS.ProcessEnv, variable: string): string {
+  const v = env[variable];
+  if (v === undefined || v === '') throw new HookEnvError(variable, `Cannot read the Ganeti hook environment: ${variable} is not set`);
+  return v;
+}
+
+function int(variable: string, raw: string): number {
+  if (!/^\d+$/.test(raw)) throw new HookEnvError(variable, `Cannot read the Ganeti hook environment: ${variable}="${raw}" is not a whole number`);
+  return Number(raw);
+}
