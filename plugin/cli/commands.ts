@@ -9,7 +9,11 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const COMMANDS: Record<string, Command> = {};
+export const COMMANDS: Record<string, Command> = {
+  serve: require('./serve').serveCommand as Command,
+  call: require('./call').callCommand as Command,
+  hook: require('./hook').hookCommand as Command,
+};
 
 export function usage(): string {
   const lines = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
