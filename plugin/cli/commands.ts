@@ -10,6 +10,7 @@ export interface Command {
 }
 
 export const COMMANDS: Record<string, Command> = {
+  plan: require('./plan-command').planCommand as Command,
   serve: require('./serve').serveCommand as Command,
   call: require('./call').callCommand as Command,
   hook: require('./hook').hookCommand as Command,

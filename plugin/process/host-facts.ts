@@ -1,0 +1,53 @@
+/**
+ * Facts about this node the pure planner needs but must not look up
+ * itself: which disk paths are block devices, and which versioned machine
+ * type each alias (`pc`, `q35`) names in the local QEMU.
+ */
+import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
+
+/** True when `path` (after symlinks, as Ganeti's instance-disks links are) is a block device. */
+export function isBlockDevice(path: string): boolean {
+  try {
+    return statSync(path).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+const aliasCache = new Map<string, Promise<Record<string, string>>>();
+
+/**
+ * Alias → versioned machine type from `QEMU -machine help`
+ * (`pc  Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)`), plus
+ * `""` → the default machine. Resolves to `{}` when QEMU can't be run, so
+ * planning still works on a node without QEMU (the alias stays unfrozen).
+ */
+export function localMachineAliases(qemu: string): Promise<Record<string, string>> {
+  let p = aliasCache.get(qemu);
+  if (p === undefined) {
+    p = new Promise((resolve) => {
+      execFile(qemu, ['-machine', 'help'], { timeout: 10_000 }, (err, stdout) => {
+        if (err) return resolve({});
+        resolve(parseMachineHelp(stdout).aliases);
+      });
+    });
+    aliasCache.set(qemu, p);
+  }
+  return p;
+}
+
+/** Parses `-machine help` output into alias map and the set of machine names. */
+export function parseMachineHelp(text: string): { aliases: Record<string, string>; machines: Set<string> } {
+  const aliases: Record<string, string> = {};
+  const machines = new Set<string>();
+  for (const line of text.split('\n')) {
+    const m = /^(\S+)\s+(.*)$/.exec(line);
+    if (m === null || line.startsWith('Supported machines')) continue;
+    machines.add(m[1]);
+    const a = /\(alias of (\S+)\)/.exec(m[2]);
+    if (a !== null) aliases[m[1]] = a[1];
+    if (/\(default\)/.test(m[2]) && aliases[''] === undefined) aliases[''] = m[1];
+  }
+  return { aliases, machines };
+}
