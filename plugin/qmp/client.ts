@@ -27,6 +27,11 @@ export interface QmpConnectOptions {
   connectTimeoutMs?: number;
   /** Largest accepted message, bytes. @default 16 MiB */
   maxMessageBytes?: number;
+  /**
+   * Event listener attached before the handshake, so events QEMU sends before
+   * `connect()` resolves (before or right after the greeting) are not lost.
+   */
+  onEvent?: (ev: QmpEvent) => void;
 }
 
 /** Options for one command. */
@@ -74,8 +79,9 @@ export class QmpClient {
   #closeReason: CloseReason | undefined;
   #commands: Promise<ReadonlySet<string>> | undefined;
 
-  private constructor(socket: Socket, options: Required<QmpConnectOptions>) {
+  private constructor(socket: Socket, options: Required<Omit<QmpConnectOptions, 'onEvent'>> & QmpConnectOptions) {
     this.#socket = socket;
+    if (options.onEvent !== undefined) this.#emitter.on('event', options.onEvent);
     this.#timeoutMs = options.timeoutMs;
     this.#socketClosed = new Promise((resolve) => socket.once('close', () => resolve()));
     this.#writer = new QmpWriter(socket);
@@ -146,7 +152,10 @@ export class QmpClient {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, got ${timeoutMs}`);
     const device = typeof args?.id === 'string' ? args.id : undefined;
-    if (this.#closeReason !== undefined) return Promise.reject(closeError({ command, device }, this.#closeReason));
+    if (this.#closeReason !== undefined) {
+      const r = this.#closeReason;
+      return Promise.reject(closeError({ command, device }, { code: 'GKD_QMP_CLOSED', detail: `the connection is closed (${r.detail})`, cause: r.cause }));
+    }
     const { id, promise } = this.#requests.open<T>(command, device, timeoutMs);
     const request: QmpMessage = { execute: command, id };
     if (args !== undefined) request.arguments = args;
