@@ -35,7 +35,7 @@ optional_modules="crct10dif_generic crc64_rocksoft_generic megaraid_sas sym53c8x
 die() { echo "prepare.sh: $*" >&2; exit 1; }
 log() { echo "prepare.sh: $*" >&2; }
 
-[ "$(id -u)" = 0 ] || die "must run as root (apt-get download into a root-owned cache, device-independent cpio ownership)"
+[ "$(id -u)" = 0 ] || die "must run as root (it may run apt-get update/install, and the initramfs files must be owned by root)"
 for fl in $flavours; do
   case $fl in cloud|std) ;; *) die "unknown flavour '$fl' in GUEST_KERNELS (use cloud, std)";; esac
 done
@@ -91,18 +91,15 @@ fetch_deb() {
 }
 
 # Unpacks the kernel .deb (never installed: its postinst would run
-# update-initramfs and pull kmod/udev upgrades) and indexes its modules. There
-# is no kmod on the box, busybox depmod does the job.
+# update-initramfs and pull kmod/udev upgrades) and indexes its modules.
+# kmod is not a dependency of ours; busybox depmod does the job.
 unpack_kernel() {
   local pkg=$1 deb=$2 tree=$cache/tree-$1 kver
-  if [ ! -f "$tree/.complete" ]; then
-    rm -rf "$tree"
-    dpkg-deb -x "$deb" "$tree" >&2
-    kver=$(ls "$tree/lib/modules")
-    [ "$(echo "$kver" | wc -w)" = 1 ] || die "$deb: expected one module directory, found: $kver"
-    "$busybox" depmod -b "$tree" "$kver" >&2
-    touch "$tree/.complete"
-  fi
+  rm -rf "$tree"
+  dpkg-deb -x "$deb" "$tree" >&2
+  kver=$(ls "$tree/lib/modules")
+  [ "$(echo "$kver" | wc -w)" = 1 ] || die "$deb: expected one module directory, found: $kver"
+  "$busybox" depmod -b "$tree" "$kver" >&2
   echo "$tree"
 }
 
@@ -143,7 +140,7 @@ build_initrd() {
   echo "${load# }" > "$st/etc/modules"
   cp "$here/init.sh" "$st/init"
   chmod 755 "$st/init"
-  # No cpio binary on the box; busybox has one. gzip -1: the kernel
+  # Debian does not install cpio by default; busybox has one. gzip -1: the kernel
   # decompresses it in well under a second either way.
   (cd "$st" && find . | "$busybox" cpio -o -H newc 2>/dev/null | gzip -1 > "$out.tmp")
   mv "$out.tmp" "$out"
@@ -187,25 +184,38 @@ for fl in $flavours; do
     echo "modules=$loaded"
     echo "recipe=$recipe"
   } > "$stamp"
-  # Older kernels of this flavour are dead weight (100-400 MB unpacked each).
-  for old in "$cache"/tree-linux-image-*; do
-    [ -e "$old" ] || continue
-    [ "$old" = "$tree" ] && continue
-    case ${old##*/tree-} in
-      *-cloud-amd64) [ "$fl" = cloud ] && rm -rf "$old" ;;
-      *) [ "$fl" = std ] && rm -rf "$old" ;;
-    esac
-  done
+  # Older kernels of this flavour are dead weight.
   for old in "$cache"/debs/linux-image-*.deb; do
     [ -e "$old" ] || continue
     [ "$old" = "$deb" ] && continue
     case ${old##*/} in
-      *-cloud-amd64_*) [ "$fl" = cloud ] && rm -f "$old" ;;
-      *) [ "$fl" = std ] && rm -f "$old" ;;
+      *-cloud-amd64_*) old_fl=cloud ;;
+      *) old_fl=std ;;
     esac
+    if [ "$old_fl" = "$fl" ]; then rm -f "$old"; fi
   done
+  # The unpacked tree (100-400 MB) is only needed for the build; the .deb
+  # stays cached, and unpacking it again takes a few seconds.
+  rm -rf "$tree"
   summary+=("$fl $kver built")
 done
+
+# A flavour built by an earlier run but not asked for now is kept only while
+# it is current: a stale initramfs could speak an older console protocol.
+for fl in cloud std; do
+  case " $flavours " in *" $fl "*) continue ;; esac
+  stamp=$kit/.stamp-$fl
+  [ -f "$stamp" ] || continue
+  if [ "$fl" = cloud ]; then meta=linux-image-cloud-amd64; sub=""; else meta=linux-image-amd64; sub="std/"; fi
+  if [ "$(sed -n 's/^recipe=//p' "$stamp")" != "$recipe" ] ||
+     [ "$(sed -n 's/^package=//p' "$stamp")" != "$(resolve_pkg "$meta")" ]; then
+    rm -f "$stamp" "$kit/${sub}vmlinuz" "$kit/${sub}initrd.gz"
+    summary+=("$fl dropped (outdated; GUEST_KERNELS=$fl rebuilds it)")
+  fi
+done
+
+# Left behind only by an interrupted run.
+rm -rf "$cache"/tree-* "$cache/stage"
 
 # guest.json lists every flavour built so far, so that a later default run
 # does not hide a std kernel built earlier.
