@@ -4,7 +4,7 @@
  * type each alias (`pc`, `q35`) names in the local QEMU.
  */
 import { execFile } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 
 /** True when `path` (after symlinks, as Ganeti's instance-disks links are) is a block device. */
 export function isBlockDevice(path: string): boolean {
@@ -50,4 +50,9 @@ export function parseMachineHelp(text: string): { aliases: Record<string, string
     if (/\(default\)/.test(m[2]) && aliases[''] === undefined) aliases[''] = m[1];
   }
   return { aliases, machines };
+}
+
+/** Creates the node-local dirs an argv built with `runDir` needs (`pid/`, `ctrl/`), as Ganeti's ensure-dirs does. */
+export function prepareRunDir(runDir: string): void {
+  for (const sub of ['pid', 'ctrl']) mkdirSync(`${runDir}/${sub}`, { recursive: true, mode: 0o750 });
 }

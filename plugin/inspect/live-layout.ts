@@ -1,0 +1,108 @@
+/**
+ * What the live QEMU really has, in hvinfo terms, read over QMP.
+ *
+ * Every device with an id is a child of `/machine/peripheral`; its QOM
+ * properties give the driver (`type`), the bus it sits on (`parent_bus`, a
+ * path ending in the bus name: `/machine/i440fx/pci.0`,
+ * `/machine/peripheral/rp1/rp1`, `/machine/peripheral/scsi/virtio-backend/scsi.0`)
+ * and its address (`addr` = PCI devfn, `scsi-id`/`channel`/`lun`, `unit`).
+ * This works where query-pci does not: on a paused q35 VM that never ran,
+ * query-pci does not list devices behind root ports (their secondary bus
+ * number is still 0), and SCSI disks are not on PCI at all.
+ */
+import type { QmpClient } from '../qmp';
+
+/** One device as QEMU has it, with hvinfo-shaped address fields. */
+export interface LiveDevice {
+  id: string;
+  driver: string;
+  bus?: string;
+  /** PCI slot as a hex string; `0x1.0x3` when the function isn't 0. */
+  addr?: string;
+  channel?: number;
+  'scsi-id'?: number;
+  lun?: number;
+  unit?: number;
+}
+
+interface QomProperty {
+  name: string;
+  type: string;
+}
+
+async function getProp(qmp: QmpClient, path: string, property: string): Promise<unknown> {
+  return qmp.execute('qom-get', { path, property });
+}
+
+/** Renders a PCI devfn the way hvinfo writes `addr`. */
+export function devfnToAddr(devfn: number): string {
+  const slot = devfn >> 3;
+  const fn = devfn & 7;
+  return fn === 0 ? `0x${slot.toString(16)}` : `0x${slot.toString(16)}.0x${fn.toString(16)}`;
+}
+
+/** Reads one peripheral; undefined when it vanished meanwhile. */
+export async function readLiveDevice(qmp: QmpClient, id: string): Promise<LiveDevice | undefined> {
+  const path = `/machine/peripheral/${id}`;
+  let props: QomProperty[];
+  try {
+    props = await qmp.execute<QomProperty[]>('qom-list', { path });
+  } catch {
+    return undefined;
+  }
+  const names = new Set(props.map((p) => p.name));
+  const dev: LiveDevice = { id, driver: String(await getProp(qmp, path, 'type')) };
+  if (names.has('parent_bus')) {
+    const bus = await getProp(qmp, path, 'parent_bus');
+    if (typeof bus === 'string' && bus !== '') dev.bus = bus.slice(bus.lastIndexOf('/') + 1);
+  }
+  // PCI devices have an integer devfn `addr`; other devices have no such property.
+  if (names.has('addr')) {
+    const addr = await getProp(qmp, path, 'addr');
+    if (typeof addr === 'number' && addr >= 0) dev.addr = devfnToAddr(addr);
+  }
+  for (const k of ['channel', 'scsi-id', 'lun', 'unit'] as const) {
+    if (names.has(k)) {
+      const v = await getProp(qmp, path, k);
+      if (typeof v === 'number') dev[k] = v;
+    }
+  }
+  return dev;
+}
+
+/** Every peripheral (device with an id) QEMU has, sorted by id. */
+export async function readLiveLayout(qmp: QmpClient): Promise<LiveDevice[]> {
+  const children = await qmp.execute<QomProperty[]>('qom-list', { path: '/machine/peripheral' });
+  const out: LiveDevice[] = [];
+  for (const c of children) {
+    if (!c.type.startsWith('child<')) continue;
+    const d = await readLiveDevice(qmp, c.name);
+    if (d !== undefined) out.push(d);
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/**
+ * The hvinfo fields on which `live` differs from `hvinfo` (empty when QEMU
+ * has the device exactly where hvinfo says). Only fields hvinfo carries are
+ * compared; `addr` is compared as a slot so `0xc` equals `0x0c`.
+ */
+export function hvinfoDifferences(hvinfo: Record<string, unknown>, live: LiveDevice): string[] {
+  const diffs: string[] = [];
+  for (const [k, want] of Object.entries(hvinfo)) {
+    if (k === 'id') continue;
+    const got = (live as unknown as Record<string, unknown>)[k];
+    const same = k === 'addr' ? normAddr(want) === normAddr(got) : want === got;
+    if (!same) diffs.push(`${k}: runtime ${JSON.stringify(want)}, QEMU ${JSON.stringify(got)}`);
+  }
+  return diffs;
+}
+
+function normAddr(a: unknown): string {
+  if (typeof a !== 'string') return String(a);
+  return a
+    .split('.')
+    .map((p) => parseInt(p, 16))
+    .join('.')
+    .replace(/\.0$/, '');
+}
