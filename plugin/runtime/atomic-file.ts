@@ -1,0 +1,214 @@
+/**
+ * Careful file reading and atomic replacement for runtime files.
+ *
+ * Reading refuses symlinks (opened with O_NOFOLLOW, so there is no window
+ * between the check and the open), anything but a regular file, and files
+ * over a size cap, before reading a byte. Writing goes to a temp file in the
+ * same directory, which is fsynced, given the old file's owner and mode, and
+ * renamed over the target; then the directory is fsynced so the rename
+ * itself survives a crash. A reader therefore sees the old file or the new
+ * one, never a mix, and a crash leaves at most a stale hidden temp file.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
+import { lstat, open, readlink, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { GkdError } from '../errors';
+
+/** Identity of a file version: a writer can check nobody replaced the file since it was read. */
+export interface FileStamp {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Options of {@link readTextFile}. */
+export interface ReadTextOptions {
+  /** Refuse files larger than this many bytes. */
+  maxBytes: number;
+  /** Follow a symlink at `path` (for a file named on the command line) instead of refusing it. @default false */
+  followSymlinks?: boolean;
+}
+
+/** Options of {@link replaceFileAtomically}. */
+export interface ReplaceOptions {
+  /** Mode of a new file (an existing file keeps its own mode and owner). */
+  mode: number;
+  /** Refuse unless the current file is exactly this version; `null`: refuse if a file exists. */
+  expect?: FileStamp | null;
+}
+
+function stampOf(st: Stats): FileStamp {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+function sameStamp(a: FileStamp, b: FileStamp): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+function ioError(path: string, what: string, e?: unknown): GkdError {
+  return new GkdError('GKD_RUNTIME_IO', `Cannot ${what} "${path}"${e === undefined ? '' : `: ${(e as Error).message}`}`, {
+    field: 'path',
+    data: { path },
+    cause: e,
+  });
+}
+
+function formatBytes(n: number): string {
+  return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : `${n} bytes`;
+}
+
+async function symlinkError(path: string, verb: string): Promise<GkdError> {
+  const target = await readlink(path).catch(() => '?');
+  return new GkdError('GKD_RUNTIME_IO', `Cannot ${verb} "${path}": it is a symlink to "${target}", runtime files must be regular files`, {
+    field: 'path',
+    data: { path, target },
+  });
+}
+
+/**
+ * Reads a whole text file with the checks above.
+ *
+ * @throws GkdError `GKD_RUNTIME_NOT_FOUND` when absent; `GKD_RUNTIME_IO` for a
+ *   symlink, a non-regular file, a file over `maxBytes`, invalid UTF-8 or an I/O error.
+ */
+export async function readTextFile(path: string, options: ReadTextOptions): Promise<{ text: string; stamp: FileStamp }> {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followSymlinks === true ? 0 : constants.O_NOFOLLOW);
+  let fh;
+  try {
+    fh = await open(path, flags);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new GkdError('GKD_RUNTIME_NOT_FOUND', `Cannot read "${path}": no such file`, { field: 'path', data: { path }, cause: e });
+    }
+    if (code === 'ELOOP') throw await symlinkError(path, 'read');
+    throw ioError(path, 'read', e);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new GkdError('GKD_RUNTIME_IO', `Cannot read "${path}": it is not a regular file`, { field: 'path', data: { path } });
+    const tooBig = (size: number): GkdError =>
+      new GkdError('GKD_RUNTIME_IO', `Cannot read "${path}": it is ${size} bytes, over the ${formatBytes(options.maxBytes)} limit`, {
+        field: 'path',
+        data: { path, size, maxBytes: options.maxBytes },
+      });
+    if (st.size > options.maxBytes) throw tooBig(st.size);
+    // Read at most one byte past the cap: the file may grow after fstat.
+    const buf = Buffer.alloc(Math.min(st.size, options.maxBytes) + 1);
+    let got = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+      if (got === buf.length) break;
+    }
+    if (got > options.maxBytes) throw tooBig(got);
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, got));
+    } catch (e) {
+      throw ioError(path, 'decode', e);
+    }
+    return { text, stamp: stampOf(st) };
+  } catch (e) {
+    if (e instanceof GkdError) throw e;
+    throw ioError(path, 'read', e);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const dh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+}
+
+/** The current file at `path`, or undefined; refuses symlinks and non-files. */
+async function currentFile(path: string): Promise<Stats | undefined> {
+  let st: Stats;
+  try {
+    st = await lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(path, 'inspect', e);
+  }
+  if (st.isSymbolicLink()) throw await symlinkError(path, 'replace');
+  if (!st.isFile()) throw new GkdError('GKD_RUNTIME_IO', `Cannot replace "${path}": it is not a regular file`, { field: 'path', data: { path } });
+  return st;
+}
+
+function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | null | undefined): void {
+  if (expect === undefined) return;
+  if (expect === null && st !== undefined) {
+    throw new GkdError('GKD_RUNTIME_IO', `Cannot create "${path}": a file appeared there meanwhile`, { field: 'path', data: { path } });
+  }
+  if (expect !== null && st === undefined) {
+    throw new GkdError('GKD_RUNTIME_NOT_FOUND', `Cannot replace "${path}": it disappeared after it was read`, { field: 'path', data: { path } });
+  }
+  if (expect !== null && st !== undefined && !sameStamp(expect, stampOf(st))) {
+    throw new GkdError('GKD_RUNTIME_IO', `Cannot replace "${path}": another process changed it after it was read`, { field: 'path', data: { path } });
+  }
+}
+
+/**
+ * Replaces (or creates) `path` with `data` atomically, keeping an existing
+ * file's owner and mode. Nothing at `path` changes unless the final rename
+ * happens; the temp file is removed on any failure.
+ *
+ * @throws GkdError `GKD_RUNTIME_IO` (symlink or non-file at `path`, changed
+ *   since `expect`, I/O error), `GKD_RUNTIME_NOT_FOUND` (gone since `expect`).
+ */
+export async function replaceFileAtomically(path: string, data: string, options: ReplaceOptions): Promise<FileStamp> {
+  const dir = dirname(path);
+  const before = await currentFile(path);
+  checkExpected(path, before, options.expect);
+  // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let renamed = false;
+  try {
+    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      await fh.writeFile(data, 'utf8');
+      if (before !== undefined) {
+        const own = await fh.stat();
+        if (own.uid !== before.uid || own.gid !== before.gid) await fh.chown(before.uid, before.gid);
+      }
+      // After chown, which may clear set-id bits.
+      await fh.chmod(before === undefined ? options.mode : before.mode & 0o7777);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    // Shrink the window in which a concurrent writer's change could be lost.
+    checkExpected(path, await currentFile(path), options.expect);
+    await rename(tmp, path);
+    renamed = true;
+    await syncDir(dir);
+    return stampOf(await lstat(path));
+  } catch (e) {
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+    if (e instanceof GkdError) throw e;
+    throw ioError(path, renamed ? 'sync the directory of' : 'write', e);
+  }
+}
+
+/**
+ * Removes `path` (a symlink itself, never its target) and fsyncs the directory.
+ * Resolves to false when nothing was there.
+ */
+export async function removeFile(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw ioError(path, 'remove', e);
+  }
+  await syncDir(dirname(path));
+  return true;
+}
