@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, Command> = {
   serve: require('./serve').serveCommand as Command,
   call: require('./call').callCommand as Command,
   hook: require('./hook').hookCommand as Command,
+  runtime: require('./runtime-command').runtimeCommand as Command,
 };
 
 export function usage(): string {
