@@ -94,7 +94,9 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
   const extra = shellSplit(hv.kvm_extra);
   const diskModel = DISK_MODELS[hv.disk_type];
   const nicModel = NIC_MODELS[hv.nic_type];
-  const scsi = isScsiDiskType(hv.disk_type) && disks.length > 0;
+  // Like Ganeti, the controller comes with the disk type, not with the disks: an instance
+  // started without disks can still hot-add SCSI disks.
+  const scsi = isScsiDiskType(hv.disk_type);
   const ctrl = SCSI_CONTROLLERS[hv.scsi_controller_type];
   if (scsi && disks.length > ctrl.targets) {
     throw new GkdError(
