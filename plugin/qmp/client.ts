@@ -117,7 +117,8 @@ export class QmpClient {
       client.#teardown({ code: 'GKD_QMP_CLOSED', detail: 'the handshake failed' });
       const e = err as GkdError;
       if (e.code === 'GKD_QMP_CLOSED' || e.code === 'GKD_QMP_TIMEOUT') {
-        throw new GkdError('GKD_QMP_CONNECT', `Cannot connect to QMP socket "${socketPath}": ${e.message}`, {
+        const why = e.message.replace(/^Cannot run QMP command "qmp_capabilities": /, 'qmp_capabilities: ');
+        throw new GkdError('GKD_QMP_CONNECT', `Cannot connect to QMP socket "${socketPath}": ${why}`, {
           data: { socketPath, reason: e.code },
           cause: e,
         });
