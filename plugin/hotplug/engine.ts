@@ -1,0 +1,265 @@
+/**
+ * The hotplug engine: disk and NIC add/remove on a live QEMU, recorded in
+ * the runtime file only once QEMU confirms, rolled back step by step on
+ * failure. One operation at a time per instance (an in-process queue plus
+ * the runtime file's cross-process lock, held across the QMP work);
+ * different instances proceed in parallel.
+ */
+import { GkdError, isGkdError } from '../errors';
+import { hvinfoDifferences, readLiveDevice } from '../inspect';
+import {
+  blockdevArgs, deviceId, diskDeviceArgs, diskIo, DISK_MODELS, fillHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
+} from '../planner';
+import type { QmpClient } from '../qmp';
+import type { RuntimeStore } from '../runtime';
+import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic, RuntimeV2_16 } from '../types';
+import { allocate, type DeviceKind } from './allocate';
+import type { QmpConnections } from './connections';
+import { readOccupancy } from './occupancy';
+import { PendingUnplugs, type RemovedEvent } from './pending';
+import { UndoLog } from './undo';
+
+export const HOTPLUG_DEFAULTS = {
+  /** How long to wait for the guest to release a device (DEVICE_DELETED) before reporting it pending. */
+  unplugTimeoutMs: 5_000,
+  /** How long a pending unplug keeps listening after the call returned. */
+  pendingWatchMs: 10 * 60_000,
+  /** How long to wait for another operation on the same instance. */
+  lockWaitMs: 60_000,
+} as const;
+
+export interface HotplugEngineOptions {
+  store: RuntimeStore;
+  connections: QmpConnections;
+  /** The QMP socket of instance `name` (the daemon's configured pattern). */
+  qmpSocket: (name: string) => string;
+  /** `kvm` (default) or `tcg`: vhost-net is only asked for under KVM. */
+  accel?: 'kvm' | 'tcg';
+  unplugTimeoutMs?: number;
+  pendingWatchMs?: number;
+  lockWaitMs?: number;
+  isBlockDevice?: (path: string) => boolean;
+  /** Called when a removal reported as pending completes later. */
+  onRemoved?: (ev: RemovedEvent) => void;
+}
+
+export interface CallOptions {
+  /** QMP socket override for this call. */
+  qmp?: string;
+  unplugTimeoutMs?: number;
+}
+
+export interface AddResult {
+  hvinfo: HvInfo;
+}
+export interface RemoveResult {
+  hvinfo: HvInfo;
+  status: 'removed';
+  warnings: string[];
+}
+
+function entryOf(runtime: RuntimeV2_16, kind: DeviceKind, uuid: string): { index: number; hvinfo: Partial<HvInfo> } | undefined {
+  const list = kind === 'disk' ? runtime[3].map((e) => e[0]) : runtime[1];
+  const index = list.findIndex((d) => d.uuid === uuid);
+  return index < 0 ? undefined : { index, hvinfo: (list[index].hvinfo ?? {}) as Partial<HvInfo> };
+}
+
+export class HotplugEngine {
+  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved'>> & HotplugEngineOptions;
+  readonly #queues = new Map<string, Promise<unknown>>();
+  readonly #pending: PendingUnplugs;
+
+  constructor(options: HotplugEngineOptions) {
+    this.#o = { accel: 'kvm', ...HOTPLUG_DEFAULTS, ...options };
+    this.#pending = new PendingUnplugs((name, fn) => this.#exclusive(name, fn), this.#o.store, this.#o.onRemoved);
+  }
+
+  /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
+  #exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#queues.get(name) ?? Promise.resolve();
+    const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, fn, { wait: this.#o.lockWaitMs }));
+    this.#queues.set(name, run);
+    void run.finally(() => {
+      if (this.#queues.get(name) === run) this.#queues.delete(name);
+    }).catch(() => undefined);
+    return run;
+  }
+
+  async #qmp(name: string, opts: CallOptions): Promise<QmpClient> {
+    return this.#o.connections.get(opts.qmp ?? this.#o.qmpSocket(name));
+  }
+
+  /** Hot-adds a disk; returns its hvinfo. */
+  addDisk(name: string, disk: DiskSpec, opts: CallOptions = {}): Promise<AddResult> {
+    return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts));
+  }
+
+  /** Hot-adds a NIC; returns its hvinfo. */
+  addNic(name: string, nic: NicSpec, opts: CallOptions = {}): Promise<AddResult> {
+    return this.#exclusive(name, () => this.#add(name, 'nic', nic, opts));
+  }
+
+  /** Hot-removes a disk by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
+  removeDisk(name: string, uuid: string, opts: CallOptions = {}): Promise<RemoveResult> {
+    return this.#exclusive(name, () => this.#remove(name, 'disk', uuid, opts));
+  }
+
+  /** Hot-removes a NIC by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
+  removeNic(name: string, uuid: string, opts: CallOptions = {}): Promise<RemoveResult> {
+    return this.#exclusive(name, () => this.#remove(name, 'nic', uuid, opts));
+  }
+
+  /** Removals still waiting for the guest. */
+  pending(): Array<{ name: string; kind: DeviceKind; uuid: string; id: string }> {
+    return this.#pending.list();
+  }
+
+  async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
+    const field = kind;
+    const id = deviceId(kind, spec.uuid, `${field}.uuid`);
+    const read = await this.#o.store.read(name);
+    const runtime = read.upgraded;
+    if (entryOf(runtime, kind, spec.uuid) !== undefined) {
+      throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: id });
+    }
+    if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as NicSpec).backend!.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
+      throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${id}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
+    }
+    const qmp = await this.#qmp(name, opts);
+    const live = await readOccupancy(qmp, SCSI_BUS);
+    if ((await readLiveDevice(qmp, id)) !== undefined) {
+      throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
+    }
+    const hvinfo = allocate(runtime, kind, id, live);
+    const undo = new UndoLog();
+    const action = `hot-add ${kind} "${id}" to "${name}"`;
+    let entry: RuntimeDiskEntry | RuntimeNic;
+    let step = 'prepare';
+    try {
+      if (kind === 'disk') {
+        const d = spec as DiskSpec;
+        if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', 'disk.path must be a non-empty string', { field: 'disk.path' });
+        const io = diskIo(runtime);
+        const readOnly = d.mode === 'ro' || hvinfo.driver === 'scsi-cd';
+        step = 'blockdev-add';
+        const bd = blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk');
+        await qmp.execute('blockdev-add', bd);
+        undo.push(`blockdev-del ${id}`, async () => void (await qmp.execute('blockdev-del', { 'node-name': id })));
+        const model = Object.values(DISK_MODELS).find((m) => m.driver === hvinfo.driver);
+        step = 'device_add';
+        await this.#deviceAdd(qmp, diskDeviceArgs(hvinfo, io, { writeCache: model?.writeCache ?? false }), undo, id, opts);
+        const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
+        entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
+      } else {
+        const n = spec as NicSpec;
+        const { hv } = fillHvParams(runtime[2]);
+        const backend = n.backend ?? { type: 'tap' as const };
+        step = 'netdev_add';
+        await qmp.execute('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
+        undo.push(`netdev_del ${id}`, async () => void (await qmp.execute('netdev_del', { id })));
+        step = 'device_add';
+        await this.#deviceAdd(qmp, nicDeviceArgs(hvinfo, n.mac), undo, id, opts);
+        const { backend: _b, ...rest } = n;
+        entry = { ...rest, hvinfo };
+      }
+      step = 'verify';
+      await this.#verify(qmp, id, hvinfo, kind);
+      step = 'runtime write';
+      const next = structuredClone(runtime);
+      if (kind === 'disk') next[3].push(entry as RuntimeDiskEntry);
+      else next[1].push(entry as RuntimeNic);
+      await this.#o.store.write(name, next, { expect: read.stamp });
+    } catch (e) {
+      throw await undo.fail(action, step, e);
+    }
+    return { hvinfo };
+  }
+
+  /** device_add, with its inverse: device_del and, for the rollback to be complete, the DEVICE_DELETED wait. */
+  async #deviceAdd(qmp: QmpClient, args: QemuDict, undo: UndoLog, id: string, opts: CallOptions): Promise<void> {
+    await qmp.execute('device_add', args);
+    undo.push(`device_del ${id}`, async () => {
+      const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs);
+      try {
+        await qmp.execute('device_del', { id });
+        await gone;
+        return undefined;
+      } catch (e) {
+        gone.cancel?.();
+        if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') return 'requested; the guest has not released it yet';
+        throw e;
+      }
+    });
+  }
+
+  /** QEMU's own answer must show the device exactly where hvinfo says. */
+  async #verify(qmp: QmpClient, id: string, hvinfo: HvInfo, kind: DeviceKind): Promise<void> {
+    const live = await readLiveDevice(qmp, id);
+    if (live === undefined) throw new GkdError('GKD_HOTPLUG_VERIFY', `QEMU does not list "${id}" after device_add`, { device: id });
+    const diffs = hvinfoDifferences(hvinfo as unknown as Record<string, unknown>, live);
+    if (diffs.length > 0) throw new GkdError('GKD_HOTPLUG_VERIFY', `QEMU has "${id}" elsewhere: ${diffs.join(', ')}`, { device: id, data: { diffs } });
+    if (kind === 'disk') {
+      // The node must be attached to this device (query-block's qdev is the id for SCSI, a path for virtio).
+      const blocks = await qmp.execute<Array<{ qdev?: string; inserted?: { 'node-name'?: string } }>>('query-block');
+      const b = blocks.find((x) => x.inserted?.['node-name'] === id);
+      if (b === undefined || !(b.qdev === id || b.qdev?.startsWith(`/machine/peripheral/${id}/`))) {
+        throw new GkdError('GKD_HOTPLUG_VERIFY', `QEMU does not show block node "${id}" attached to device "${id}"`, { device: id });
+      }
+    }
+  }
+
+  async #remove(name: string, kind: DeviceKind, uuid: string, opts: CallOptions): Promise<RemoveResult> {
+    const read = await this.#o.store.read(name);
+    const found = entryOf(read.upgraded, kind, uuid);
+    if (found === undefined) {
+      throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot hot-remove ${kind} "${uuid}": instance "${name}" has no ${kind} with that UUID in its runtime file`, { field: 'uuid' });
+    }
+    const id = found.hvinfo.id;
+    if (id === undefined) {
+      throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-remove ${kind} "${uuid}": it was started without a device id (pre-2.10 runtime); restart the instance first`, { field: 'uuid' });
+    }
+    const hvinfo = found.hvinfo as HvInfo;
+    const qmp = await this.#qmp(name, opts);
+    const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
+    // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
+    const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, timeoutMs);
+    const warnings: string[] = [];
+    try {
+      await qmp.execute('device_del', { id });
+      await gone;
+    } catch (e) {
+      gone.cancel?.();
+      const ge = e as GkdError;
+      const desc = String((ge.data as { desc?: string } | undefined)?.desc ?? ge.message);
+      if (ge.code === 'GKD_QMP_COMMAND' && /not found/i.test(desc)) {
+        warnings.push(`QEMU no longer had device "${id}"`);
+      } else if (ge.code === 'GKD_QMP_TIMEOUT' || (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc))) {
+        this.#pending.watch({ name, kind, uuid, id, qmp, watchMs: this.#o.pendingWatchMs, finish: () => this.#finishRemoval(qmp, kind, id) });
+        throw new GkdError('GKD_HOTPLUG_PENDING', `Cannot confirm removal of ${kind} "${id}" from "${name}" yet: the guest has not released it within ${timeoutMs} ms; the runtime file keeps it until QEMU reports it gone`, {
+          device: id,
+          data: { status: 'pending', hvinfo },
+        });
+      } else {
+        throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; nothing changed`, { device: id, cause: e });
+      }
+    }
+    warnings.push(...(await this.#finishRemoval(qmp, kind, id)));
+    const next = structuredClone(read.upgraded);
+    if (kind === 'disk') next[3].splice(found.index, 1);
+    else next[1].splice(found.index, 1);
+    await this.#o.store.write(name, next, { expect: read.stamp });
+    return { hvinfo, status: 'removed', warnings };
+  }
+
+  /** After DEVICE_DELETED: drop the backend (block node or netdev); a missing one is only a warning. */
+  async #finishRemoval(qmp: QmpClient, kind: DeviceKind, id: string): Promise<string[]> {
+    try {
+      if (kind === 'disk') await qmp.execute('blockdev-del', { 'node-name': id });
+      else await qmp.execute('netdev_del', { id });
+      return [];
+    } catch (e) {
+      // Disks added by drive_add (Ganeti 2.16-3.0) lose their drive together with the device.
+      return [`${kind === 'disk' ? 'blockdev-del' : 'netdev_del'} ${id}: ${(e as Error).message}`];
+    }
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * Hotplug: disk and NIC add/remove on a live QEMU over QMP.
+ */
+export { HotplugEngine, HOTPLUG_DEFAULTS, type HotplugEngineOptions, type CallOptions, type AddResult, type RemoveResult } from './engine';
+export { QmpConnections } from './connections';
+export { allocate, hotplugModel, machineFromCmd, type LiveOccupancy, type DeviceKind } from './allocate';
+export { hotplugSupported, freeCapacity, type SupportAnswer } from './supported';
+export type { RemovedEvent } from './pending';

@@ -1,0 +1,68 @@
+/**
+ * Removals the guest has not acknowledged yet. The device stays in the
+ * runtime file until QEMU says it is gone (DEVICE_DELETED); if that happens
+ * while the daemon runs, the removal is finished then: backend dropped,
+ * runtime entry removed, listeners told.
+ */
+import type { QmpClient } from '../qmp';
+import type { RuntimeStore } from '../runtime';
+import type { DeviceKind } from './allocate';
+
+export interface RemovedEvent {
+  name: string;
+  kind: DeviceKind;
+  uuid: string;
+  id: string;
+  warnings: string[];
+}
+
+interface Watch {
+  name: string;
+  kind: DeviceKind;
+  uuid: string;
+  id: string;
+  qmp: QmpClient;
+  watchMs: number;
+  finish: () => Promise<string[]>;
+}
+
+export class PendingUnplugs {
+  readonly #watches = new Map<string, Watch>();
+  readonly #exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+  readonly #store: RuntimeStore;
+  readonly #onRemoved?: (ev: RemovedEvent) => void;
+
+  constructor(exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>, store: RuntimeStore, onRemoved?: (ev: RemovedEvent) => void) {
+    this.#exclusive = exclusive;
+    this.#store = store;
+    this.#onRemoved = onRemoved;
+  }
+
+  list(): Array<{ name: string; kind: DeviceKind; uuid: string; id: string }> {
+    return [...this.#watches.values()].map(({ name, kind, uuid, id }) => ({ name, kind, uuid, id }));
+  }
+
+  /** Keeps listening for the device's DEVICE_DELETED; a second watch for the same device is ignored. */
+  watch(w: Watch): void {
+    const key = `${w.name}/${w.id}`;
+    if (this.#watches.has(key)) return;
+    this.#watches.set(key, w);
+    const ev = w.qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === w.id, w.watchMs);
+    ev.promise.then(
+      () =>
+        this.#exclusive(w.name, async () => {
+          const warnings = await w.finish();
+          const read = await this.#store.read(w.name);
+          const next = structuredClone(read.upgraded);
+          if (w.kind === 'disk') next[3] = next[3].filter((e) => e[0].uuid !== w.uuid);
+          else next[1] = next[1].filter((n) => n.uuid !== w.uuid);
+          await this.#store.write(w.name, next, { expect: read.stamp });
+          this.#onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings });
+        }).finally(() => this.#watches.delete(key)),
+      () => {
+        // Timed out or the connection closed: the device stays recorded, which is what QEMU still has.
+        this.#watches.delete(key);
+      },
+    ).catch(() => this.#watches.delete(key));
+  }
+}

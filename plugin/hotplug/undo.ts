@@ -1,0 +1,47 @@
+/**
+ * The rollback log of one hotplug: every QEMU step that succeeded pushes
+ * its inverse; on failure the inverses run newest first and the error says
+ * what failed and what was undone (or could not be).
+ */
+import { GkdError, isGkdError } from '../errors';
+
+export class UndoLog {
+  readonly #steps: Array<{ what: string; run: () => Promise<string | void> }> = [];
+
+  /** Records the inverse of a step that just succeeded. `run` may return a note (e.g. "pending"). */
+  push(what: string, run: () => Promise<string | void>): void {
+    this.#steps.push({ what, run });
+  }
+
+  /** Runs every inverse, newest first; returns one line per step. */
+  async unwind(): Promise<string[]> {
+    const done: string[] = [];
+    while (this.#steps.length > 0) {
+      const s = this.#steps.pop()!;
+      try {
+        const note = await s.run();
+        done.push(note ? `${s.what} (${note})` : s.what);
+      } catch (e) {
+        done.push(`${s.what} FAILED: ${(e as Error).message}`);
+      }
+    }
+    return done;
+  }
+
+  /**
+   * Unwinds, then returns the error to throw: GKD_HOTPLUG_FAILED (or the
+   * original code when it is more specific, like GKD_CAPACITY before any
+   * step ran) with the failed step and the undo lines in message and data.
+   */
+  async fail(action: string, step: string, cause: unknown): Promise<GkdError> {
+    const undone = await this.unwind();
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const tail = undone.length === 0 ? 'nothing to undo' : `undone: ${undone.join('; ')}`;
+    const code = isGkdError(cause) && cause.code === 'GKD_HOTPLUG_VERIFY' ? 'GKD_HOTPLUG_VERIFY' : 'GKD_HOTPLUG_FAILED';
+    return new GkdError(code, `Cannot ${action}: ${step} failed: ${why}; ${tail}`, {
+      ...(isGkdError(cause) && cause.device !== undefined ? { device: cause.device } : {}),
+      data: { step, undone, ...(isGkdError(cause) ? { qemu: cause.data } : {}) },
+      cause,
+    });
+  }
+}
