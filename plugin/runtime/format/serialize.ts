@@ -42,10 +42,14 @@ function encodeString(s: string): string {
  * A number as Python prints it. Integers (all a Ganeti runtime file holds)
  * print as digits; other floats follow Python's `repr`: shortest digits,
  * exponent form below 1e-4 or from 1e16 with at least two exponent digits.
+ * JSON.parse keeps no int/float distinction, so an integral float literal
+ * (`1024.0`) comes back as `1024`; Ganeti writes none.
  */
 function encodeNumber(n: number): string {
   if (!Number.isFinite(n)) throw new TypeError(`serializeRuntime: cannot encode ${n} (not valid JSON)`);
-  if (Number.isInteger(n)) return Math.abs(n) < 1e21 ? String(n) : BigInt(n).toString();
+  // Below 1e21 an integer prints as digits, as JSON.stringify and Python's int do; larger values
+  // only come from float literals, which Python prints in exponent form.
+  if (Number.isInteger(n) && Math.abs(n) < 1e21) return String(n);
   const [mant, expText] = n.toExponential().split('e');
   const exp = Number(expText);
   if (exp >= -4 && exp < 16) return String(n);
