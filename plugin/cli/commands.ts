@@ -9,12 +9,20 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
+/**
+ * A command whose module loads only when it runs: `kvm-devices hook` and
+ * `call` start fast because they don't load the daemon, ajv or the planner.
+ */
+function lazy(summary: string, load: () => Command): Command {
+  return { summary, run: (args) => load().run(args) };
+}
+
 export const COMMANDS: Record<string, Command> = {
-  plan: require('./plan-command').planCommand as Command,
-  serve: require('./serve').serveCommand as Command,
-  call: require('./call').callCommand as Command,
-  hook: require('./hook').hookCommand as Command,
-  runtime: require('./runtime-command').runtimeCommand as Command,
+  plan: lazy('plan an instance: hvinfo, runtime file and QEMU command line', () => require('./plan-command').planCommand),
+  serve: lazy('run the daemon (JSON-RPC 2.0 over WebSocket on a Unix socket)', () => require('./serve').serveCommand),
+  call: lazy('make one JSON-RPC call to the daemon', () => require('./call').callCommand),
+  hook: lazy('run a Ganeti hook (what the scripts in hooks/ call)', () => require('./hook').hookCommand),
+  runtime: lazy('runtime files: detect, validate, convert, upgrade-all, downgrade-all', () => require('./runtime-command').runtimeCommand),
 };
 
 export function usage(): string {

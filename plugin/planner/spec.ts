@@ -2,13 +2,17 @@
  * The instance spec's JSON Schema check (schemas/instance.schema.json),
  * turning ajv's first error into a GkdError that names the field.
  */
-import Ajv2020 from 'ajv/dist/2020';
+import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
 import { GkdError } from '../errors';
 import type { InstanceSpec } from '../types';
 import schema from '../../schemas/instance.schema.json';
 
-const ajv = new Ajv2020({ allErrors: true, strict: false });
-const validate = ajv.compile<InstanceSpec>(schema);
+// Compiled on first use: compiling costs more than a whole CLI start otherwise would.
+let validateFn: ValidateFunction<InstanceSpec> | undefined;
+function validator(): ValidateFunction<InstanceSpec> {
+  validateFn ??= new Ajv2020({ allErrors: true, strict: false }).compile<InstanceSpec>(schema);
+  return validateFn;
+}
 
 /** `/disks/3/uuid` → `disks[3].uuid`. */
 export function pointerToField(pointer: string): string {
@@ -21,6 +25,7 @@ export function pointerToField(pointer: string): string {
 
 /** Checks the shape of an instance spec; throws GKD_SPEC_INVALID naming the first bad field. */
 export function parseInstanceSpec(value: unknown): InstanceSpec {
+  const validate = validator();
   if (validate(value)) return value;
   const errs = validate.errors ?? [];
   const e = errs[0];
