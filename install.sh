@@ -1,0 +1,192 @@
+#!/bin/sh
+# Installs ganeti-kvm-devices: the built code and its production Node
+# modules, the kvm-devices command, a systemd unit and (with --hooks) the
+# Ganeti hooks. Idempotent: a rerun replaces what the previous run installed.
+# --uninstall removes exactly what the manifest lists.
+#
+#   PREFIX=/usr/local DESTDIR= ./install.sh [--hooks [DIR]] [--with-qemu] [--no-systemd]
+#   ./install.sh --uninstall
+#
+# Variables: PREFIX (/usr/local), DESTDIR (empty), SYSCONFDIR (/etc),
+# SYSTEMDUNITDIR (/etc/systemd/system), NODE (node found on PATH).
+set -eu
+
+PREFIX=${PREFIX:-/usr/local}
+DESTDIR=${DESTDIR:-}
+SYSCONFDIR=${SYSCONFDIR:-/etc}
+SYSTEMDUNITDIR=${SYSTEMDUNITDIR:-/etc/systemd/system}
+BINDIR=$PREFIX/bin
+LIBDIR=$PREFIX/lib/ganeti-kvm-devices
+MANIFEST=$LIBDIR/MANIFEST
+UNIT=ganeti-kvm-devices.service
+HOOK_NAME=kvm-devices
+SRC=$(cd "$(dirname "$0")" && pwd)
+
+hooks_dir=
+with_qemu=0
+use_systemd=1
+action=install
+while [ $# -gt 0 ]; do
+  case $1 in
+    --hooks)
+      hooks_dir=$SYSCONFDIR/ganeti/hooks
+      case ${2:-} in /*) hooks_dir=$2; shift ;; esac ;;
+    --hooks=*) hooks_dir=${1#--hooks=} ;;
+    --with-qemu) with_qemu=1 ;;
+    --no-systemd) use_systemd=0 ;;
+    --uninstall) action=uninstall ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { printf 'install.sh: %s\n' "$*"; }
+systemd_live() { [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+# Removes what a manifest lists: files first, then directories deepest first
+# (only when empty, so nothing we did not put there goes).
+remove_manifest() {
+  [ -f "$DESTDIR$MANIFEST" ] || return 0
+  # Work on a copy: the manifest lists itself.
+  m=$(mktemp)
+  cp "$DESTDIR$MANIFEST" "$m"
+  if grep -qx 'systemd-enabled' "$m" && systemd_live; then
+    systemctl disable --now "$UNIT" >/dev/null 2>&1 || true
+  fi
+  grep '^f ' "$m" | cut -c3- | while IFS= read -r f; do rm -f "$DESTDIR$f"; done
+  grep '^d ' "$m" | cut -c3- | sort -r | while IFS= read -r d; do rmdir "$DESTDIR$d" 2>/dev/null || true; done
+  if grep -qx 'systemd-enabled' "$m" && systemd_live; then systemctl daemon-reload || true; fi
+  rm -f "$m" "$DESTDIR$MANIFEST"
+}
+
+if [ "$action" = uninstall ]; then
+  if [ ! -f "$DESTDIR$MANIFEST" ]; then say "nothing to uninstall (no $DESTDIR$MANIFEST)"; exit 0; fi
+  remove_manifest
+  say "uninstalled"
+  exit 0
+fi
+
+# --- install ---------------------------------------------------------------
+[ -f "$SRC/dist/plugin/cli/main.js" ] || (cd "$SRC" && npx tsc -p .) || { say "build failed"; exit 1; }
+NODE=${NODE:-$(command -v node || true)}
+[ -n "$NODE" ] || { say "node (>= 20) is required and was not found on PATH"; exit 1; }
+
+remove_manifest
+[ -z "$DESTDIR" ] || mkdir -p "$DESTDIR"
+tmp_manifest=$(mktemp)
+trap 'rm -f "$tmp_manifest"' EXIT
+
+# Creates $1 and its missing parents, recording each one created.
+mkdirs() {
+  if [ "$1" = / ] || [ -d "$DESTDIR$1" ]; then return 0; fi
+  mkdirs "$(dirname "$1")"
+  mkdir -m 755 "$DESTDIR$1"
+  echo "d $1" >>"$tmp_manifest"
+}
+# put MODE SOURCE DEST: installs one file and records it.
+put() {
+  mkdirs "$(dirname "$3")"
+  install -m "$1" "$2" "$DESTDIR$3"
+  echo "f $3" >>"$tmp_manifest"
+}
+# put_tree SRCDIR DESTDIR: copies a tree file by file, recording each.
+put_tree() {
+  (cd "$1" && find . -type f ! -name '*.map' | sort) | while IFS= read -r f; do
+    f=${f#./}
+    put 644 "$1/$f" "$2/$f"
+  done
+}
+
+mkdirs "$LIBDIR"
+put 644 "$SRC/package.json" "$LIBDIR/package.json"
+put_tree "$SRC/dist/plugin" "$LIBDIR/dist/plugin"
+put_tree "$SRC/dist/schemas" "$LIBDIR/dist/schemas"
+put_tree "$SRC/schemas" "$LIBDIR/schemas"
+
+# Production dependencies: copied from the checkout's node_modules when it
+# has them (offline), else installed with npm ci --omit=dev.
+if [ -d "$SRC/node_modules" ] && deps=$(cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null); then
+  printf '%s\n' "$deps" | while IFS= read -r p; do
+    case $p in "$SRC"/node_modules/*) put_tree "$p" "$LIBDIR/${p#"$SRC"/}" ;; esac
+  done
+else
+  stage=$(mktemp -d)
+  cp "$SRC/package.json" "$SRC/package-lock.json" "$stage/"
+  (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null)
+  put_tree "$stage/node_modules" "$LIBDIR/node_modules"
+  rm -rf "$stage"
+fi
+
+# The command: finds its code relative to itself, so a DESTDIR tree runs too.
+wrapper=$(mktemp)
+cat >"$wrapper" <<EOF
+#!/bin/sh
+# kvm-devices, installed by ganeti-kvm-devices' install.sh
+here=\$(dirname "\$(readlink -f "\$0")")
+if [ -z "\${GKD_CONFIG:-}" ] && [ -f '$SYSCONFDIR/ganeti-kvm-devices/config.json' ]; then
+  GKD_CONFIG='$SYSCONFDIR/ganeti-kvm-devices/config.json'; export GKD_CONFIG
+fi
+node='$NODE'
+[ -x "\$node" ] || node=node
+exec "\$node" "\$here/../lib/ganeti-kvm-devices/dist/plugin/cli/main.js" "\$@"
+EOF
+put 755 "$wrapper" "$BINDIR/kvm-devices"
+rm -f "$wrapper"
+
+if [ -n "$hooks_dir" ]; then
+  for h in "$SRC"/hooks/*; do
+    name=$(basename "$h")
+    # Ganeti skips names outside ^[a-zA-Z0-9_-]+$ (a ".sh" suffix included).
+    if ! printf '%s' "$name" | grep -Eq '^[a-zA-Z0-9_-]+$'; then say "skipping hook \"$name\": not a valid Ganeti hook name"; continue; fi
+    staged=$(mktemp)
+    sed "s|@KVM_DEVICES@|$BINDIR/kvm-devices|" "$h" >"$staged"
+    put 755 "$staged" "$hooks_dir/$name.d/$HOOK_NAME"
+    rm -f "$staged"
+  done
+  say "hooks installed under $DESTDIR$hooks_dir"
+fi
+
+if [ "$use_systemd" = 1 ]; then
+  unit=$(mktemp)
+  cat >"$unit" <<EOF
+[Unit]
+Description=ganeti-kvm-devices daemon (QEMU device model for Ganeti KVM instances)
+After=local-fs.target
+
+[Service]
+Type=simple
+ExecStart=$BINDIR/kvm-devices serve
+Restart=on-failure
+KillSignal=SIGTERM
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  put 644 "$unit" "$SYSTEMDUNITDIR/$UNIT"
+  rm -f "$unit"
+  if systemd_live; then
+    systemctl daemon-reload
+    systemctl enable "$UNIT" >/dev/null
+    systemctl restart "$UNIT"
+    echo systemd-enabled >>"$tmp_manifest"
+    say "systemd unit $UNIT enabled and started"
+  else
+    why="systemd is not running"
+    [ -z "$DESTDIR" ] || why="installing into DESTDIR"
+    say "systemd unit written to $DESTDIR$SYSTEMDUNITDIR/$UNIT (not started: $why)"
+  fi
+fi
+
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+  if [ "$with_qemu" = 1 ] && [ -z "$DESTDIR" ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends qemu-system-x86
+  else
+    say "QEMU (qemu-system-x86_64) not found: on Debian run \"apt-get install qemu-system-x86\" or rerun with --with-qemu"
+  fi
+fi
+
+echo "f $MANIFEST" >>"$tmp_manifest"
+install -m 644 "$tmp_manifest" "$DESTDIR$MANIFEST"
+say "installed into $DESTDIR$PREFIX ($(grep -c '^f ' "$DESTDIR$MANIFEST") files; manifest $DESTDIR$MANIFEST)"
