@@ -125,7 +125,8 @@ export class HotplugEngine {
     if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as NicSpec).backend!.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${id}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
     }
-    const qmp = await this.#qmp(name, opts);
+    const socket = opts.qmp ?? this.#o.qmpSocket(name);
+    const qmp = await this.#o.connections.get(socket);
     const live = await readOccupancy(qmp, SCSI_BUS);
     if ((await readLiveDevice(qmp, id)) !== undefined) {
       throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
@@ -133,6 +134,71 @@ export class HotplugEngine {
     const hvinfo = allocate(runtime, kind, id, live);
     const undo = new UndoLog();
     const action = `hot-add ${kind} "${id}" to "${name}"`;
+    // A dropped connection does not mean QEMU is gone: roll back over a fresh one.
+    const rb = async (): Promise<QmpClient> => (qmp.closed ? this.#o.connections.get(socket) : qmp);
+    const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
+    // Set when the guest has not yet released the device we asked back: its block node stays in use until it does.
+    let released: Promise<unknown> | undefined;
+    const steps: Record<'blockdev-add' | 'netdev_add' | 'device_add', { what: string; inverse: () => Promise<string | void> }> = {
+      'blockdev-add': {
+        what: `blockdev-del ${id}`,
+        inverse: async () => {
+          const c = await rb();
+          if (released === undefined) return void (await c.execute('blockdev-del', { 'node-name': id }));
+          void released.then(() => c.execute('blockdev-del', { 'node-name': id })).catch(() => undefined);
+          return 'deferred until the guest releases the device';
+        },
+      },
+      'netdev_add': { what: `netdev_del ${id}`, inverse: async () => void (await (await rb()).execute('netdev_del', { id })) },
+      'device_add': {
+        what: `device_del ${id}`,
+        inverse: async () => {
+          const c = await rb();
+          const match = (d: Record<string, unknown>): boolean => d.device === id;
+          const gone = c.expectEvent('DEVICE_DELETED', match, timeoutMs);
+          try {
+            await c.execute('device_del', { id });
+            await gone;
+            return undefined;
+          } catch (e) {
+            gone.cancel();
+            if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') {
+              // Armed in the same tick the short wait gave up, so the event cannot slip between the two.
+              const later = c.expectEvent('DEVICE_DELETED', match, this.#o.pendingWatchMs);
+              released = later.promise;
+              released.catch(() => undefined);
+              return 'requested; the guest has not released it yet';
+            }
+            throw e;
+          }
+        },
+      },
+    };
+    /**
+     * Runs one QEMU step and logs its inverse. When the reply never came
+     * (connection lost, timeout) QEMU may or may not have done it, so the
+     * inverse is logged anyway and a "not found" from it is no failure.
+     */
+    const step$ = async (cmd: keyof typeof steps, args: QemuDict): Promise<void> => {
+      step = cmd;
+      const { what, inverse } = steps[cmd];
+      try {
+        await qmp.execute(cmd, args);
+      } catch (e) {
+        if (isGkdError(e) && (e.code === 'GKD_QMP_CLOSED' || e.code === 'GKD_QMP_TIMEOUT')) {
+          undo.push(what, async () => {
+            try {
+              return await inverse();
+            } catch (e2) {
+              if (isGkdError(e2) && e2.code === 'GKD_QMP_COMMAND' && /not found|failed to find/i.test(e2.message)) return `QEMU did not have it: ${cmd} had not taken effect`;
+              throw e2;
+            }
+          });
+        }
+        throw e;
+      }
+      undo.push(what, inverse);
+    };
     let entry: RuntimeDiskEntry | RuntimeNic;
     let step = 'prepare';
     try {
@@ -141,24 +207,17 @@ export class HotplugEngine {
         if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', 'disk.path must be a non-empty string', { field: 'disk.path' });
         const io = diskIo(runtime);
         const readOnly = d.mode === 'ro' || hvinfo.driver === 'scsi-cd';
-        step = 'blockdev-add';
-        const bd = blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk');
-        await qmp.execute('blockdev-add', bd);
-        undo.push(`blockdev-del ${id}`, async () => void (await qmp.execute('blockdev-del', { 'node-name': id })));
+        await step$('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
         const model = Object.values(DISK_MODELS).find((m) => m.driver === hvinfo.driver);
-        step = 'device_add';
-        await this.#deviceAdd(qmp, diskDeviceArgs(hvinfo, io, { writeCache: model?.writeCache ?? false }), undo, id, opts);
+        await step$('device_add', diskDeviceArgs(hvinfo, io, { writeCache: model?.writeCache ?? false }));
         const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
         entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
       } else {
         const n = spec as NicSpec;
         const { hv } = fillHvParams(runtime[2]);
         const backend = n.backend ?? { type: 'tap' as const };
-        step = 'netdev_add';
-        await qmp.execute('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
-        undo.push(`netdev_del ${id}`, async () => void (await qmp.execute('netdev_del', { id })));
-        step = 'device_add';
-        await this.#deviceAdd(qmp, nicDeviceArgs(hvinfo, n.mac), undo, id, opts);
+        await step$('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
+        await step$('device_add', nicDeviceArgs(hvinfo, n.mac));
         const { backend: _b, ...rest } = n;
         entry = { ...rest, hvinfo };
       }
@@ -173,23 +232,6 @@ export class HotplugEngine {
       throw await undo.fail(action, step, e);
     }
     return { hvinfo };
-  }
-
-  /** device_add, with its inverse: device_del and, for the rollback to be complete, the DEVICE_DELETED wait. */
-  async #deviceAdd(qmp: QmpClient, args: QemuDict, undo: UndoLog, id: string, opts: CallOptions): Promise<void> {
-    await qmp.execute('device_add', args);
-    undo.push(`device_del ${id}`, async () => {
-      const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs);
-      try {
-        await qmp.execute('device_del', { id });
-        await gone;
-        return undefined;
-      } catch (e) {
-        gone.cancel?.();
-        if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') return 'requested; the guest has not released it yet';
-        throw e;
-      }
-    });
   }
 
   /** QEMU's own answer must show the device exactly where hvinfo says. */
@@ -240,7 +282,9 @@ export class HotplugEngine {
           data: { status: 'pending', hvinfo },
         });
       } else {
-        throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; nothing changed`, { device: id, cause: e });
+        // Without a reply QEMU may have started the unplug; only a refusal means nothing changed.
+        const outcome = ge.code === 'GKD_QMP_COMMAND' ? 'nothing changed' : 'QEMU may have started the unplug; the runtime file keeps the device until QEMU reports it gone';
+        throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; ${outcome}`, { device: id, cause: e });
       }
     }
     warnings.push(...(await this.#finishRemoval(qmp, kind, id)));
