@@ -70,13 +70,13 @@ export const serveCommand: Command = {
       process.stderr.write(`kvm-devices serve: ${(e as Error).message}\n`);
       return 1;
     }
-    const { server, logger } = daemon;
+    const { logger } = daemon;
     return new Promise<number>((resolve) => {
       const stop = (signal: string): void => {
         logger.info({ signal }, 'signal received');
         process.off('SIGTERM', onTerm);
         process.off('SIGINT', onInt);
-        server.close().then(
+        daemon.close().then(
           () => {
             logger.flush();
             resolve(0);

@@ -5,7 +5,7 @@
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config';
 import type { RpcMethod } from './method';
-import { buildMethods, SHARED_SCHEMAS } from './methods';
+import { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './methods';
 import { RpcServer } from './server';
 
 export interface StartDaemonOptions {
@@ -20,6 +20,9 @@ export interface StartDaemonOptions {
 export interface Daemon {
   server: RpcServer;
   logger: Logger;
+  deps: MethodDeps;
+  /** Closes the server (graceful), then stops the QEMU processes it launched. */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Starts a daemon listening on `config.socket`. */
@@ -27,7 +30,13 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
   const logger = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const version = options.version ?? (require('../../../package.json') as { version: string }).version;
-  const methods = buildMethods(version, options.extraMethods);
+  const deps = methodDeps(config);
+  const methods = buildMethods(version, deps, options.extraMethods);
   const server = await RpcServer.start({ config, logger, methods, sharedSchemas: SHARED_SCHEMAS });
-  return { server, logger };
+  const close = async (graceMs?: number): Promise<void> => {
+    await server.close(graceMs);
+    // Launch mode is for demos and tests: its QEMUs are the daemon's children.
+    await Promise.allSettled([...deps.launched.values()].map((p) => p.stop()));
+  };
+  return { server, logger, deps, close };
 }

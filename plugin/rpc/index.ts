@@ -4,7 +4,7 @@
  */
 export { RpcServer, type RpcServerOptions } from './server';
 export { RpcClient, RpcCallError, RpcConnectionError, type RpcClientOptions } from './client';
-export { buildMethods, SHARED_SCHEMAS } from './methods';
+export { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './methods';
 export { startDaemon, type Daemon, type StartDaemonOptions } from './daemon';
 export type { CallContext, Notify, RpcMethod, RpcPeer } from './method';
 export { toParamErrors, type ParamError } from './params';

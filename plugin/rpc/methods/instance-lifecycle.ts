@@ -1,0 +1,60 @@
+/**
+ * `instance.start` and `instance.cleanup`: writing and removing an
+ * instance's runtime file, and (daemon option `launch`) starting QEMU.
+ */
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { GkdError, isGkdError } from '../../errors';
+import { launchQemu, type QemuProcess } from '../../process';
+import type { RuntimeStore } from '../../runtime';
+import type { RpcMethod } from '../method';
+import { planForDaemon } from './instance-plan';
+import startSchema from '../../../schemas/rpc/instance.start.schema.json';
+import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
+
+/** QEMU processes the daemon started (launch mode), by instance name. */
+export type Launched = Map<string, QemuProcess>;
+
+/** The two lifecycle methods over `store`. */
+export function lifecycleMethods(store: RuntimeStore, launched: Launched): RpcMethod[] {
+  return [
+    {
+      name: 'instance.start',
+      summary: 'Plans an instance and writes its runtime file; with the daemon option launch, starts QEMU',
+      schema: startSchema,
+      handler: async (p, ctx) => {
+        const plan = planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
+        const name = (p.instance as { name: string }).name;
+        if (launched.has(name)) throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": the daemon already runs it`);
+        await mkdir(store.dir, { recursive: true });
+        await store.withLock(name, () => store.write(name, plan.runtime as never));
+        if (!ctx.config.launch) return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: false };
+        // Ganeti's run dir layout: pid/ and ctrl/ (QMP, serial) must exist before QEMU binds them.
+        for (const d of [join(ctx.config.runDir, 'pid'), join(ctx.config.runDir, 'ctrl'), dirname(plan.qmp)]) await mkdir(d, { recursive: true });
+        let proc: QemuProcess;
+        try {
+          proc = await launchQemu(plan.argv, { qmpSocket: plan.qmp });
+        } catch (e) {
+          if (isGkdError(e)) throw e;
+          throw new GkdError('GKD_LAUNCH_FAILED', `Cannot start QEMU for "${name}": ${(e as Error).message}`, { cause: e });
+        }
+        launched.set(name, proc);
+        void proc.exited.finally(() => {
+          if (launched.get(name) === proc) launched.delete(name);
+        });
+        ctx.log.info({ pid: proc.pid }, 'QEMU started');
+        return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: true, pid: proc.pid, qmp: plan.qmp };
+      },
+    },
+    {
+      name: 'instance.cleanup',
+      summary: "Removes an instance's runtime file (after it stopped)",
+      schema: cleanupSchema,
+      handler: async (p) => {
+        const name = p.name as string;
+        const removed = await store.withLock(name, () => store.remove(name));
+        return { name, removed };
+      },
+    },
+  ];
+}

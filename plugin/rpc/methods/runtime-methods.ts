@@ -1,0 +1,100 @@
+/**
+ * `runtime.get`, `runtime.validate`, `runtime.convert` and `runtime.list`:
+ * the runtime CLI's operations over the daemon's runtime dir (or over a
+ * runtime passed inline).
+ */
+import { convertRuntime, detectFormat, validateRuntime, type RuntimeStore } from '../../runtime';
+import { isGkdError } from '../../errors';
+import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
+import type { RuntimeFormatId } from '../../types';
+import type { RpcMethod } from '../method';
+import getSchema from '../../../schemas/rpc/runtime.get.schema.json';
+import validateSchema from '../../../schemas/rpc/runtime.validate.schema.json';
+import convertSchema from '../../../schemas/rpc/runtime.convert.schema.json';
+import listSchema from '../../../schemas/rpc/runtime.list.schema.json';
+
+interface Source {
+  name?: string;
+  runtime?: unknown;
+}
+
+/** The four runtime methods over `store`. */
+export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
+  /** The runtime a call names: the instance's file, or the inline value. */
+  const load = async (p: Source): Promise<{ value: unknown; format: RuntimeFormatId }> => {
+    if (p.name !== undefined) {
+      const r = await store.read(p.name);
+      return { value: r.value, format: r.format };
+    }
+    const format = detectFormat(p.runtime);
+    validateRuntime(p.runtime, format);
+    return { value: p.runtime, format };
+  };
+  return [
+    {
+      name: 'runtime.get',
+      summary: "Reads an instance's runtime file and its detected format",
+      schema: getSchema,
+      handler: async (p) => {
+        const r = await store.read(p.name as string);
+        return { name: r.name, path: r.path, format: r.format, runtime: r.value };
+      },
+    },
+    {
+      name: 'runtime.validate',
+      summary: 'Validates a runtime (an instance file or inline) for its detected format',
+      schema: validateSchema,
+      handler: async (p) => {
+        const { format } = await load(p as Source);
+        return { valid: true, format };
+      },
+    },
+    {
+      name: 'runtime.convert',
+      summary: 'Converts a runtime to another format; refuses when information would be lost',
+      schema: convertSchema,
+      handler: async (p) => {
+        const to = p.to as RuntimeFormatId;
+        const name = p.name as string | undefined;
+        if (p.write === true) {
+          if (name === undefined) {
+            throw new JSONRPCErrorException('Invalid params: "write" needs "name"', JSONRPCErrorCode.InvalidParams, {
+              errors: [{ path: '/name', message: 'is required with write' }],
+            });
+          }
+          return store.withLock(name, async () => {
+            const r = await store.read(name);
+            const c = convertRuntime(structuredClone(r.value), to, { name });
+            if (c.from !== c.to) await store.write(name, c.value as never, { format: to as never, expect: r.stamp });
+            return { from: c.from, to: c.to, runtime: c.value, changes: c.changes, written: c.from !== c.to };
+          });
+        }
+        const { value } = await load(p as Source);
+        const c = convertRuntime(structuredClone(value), to, name === undefined ? {} : { name });
+        return { from: c.from, to: c.to, runtime: c.value, changes: c.changes, written: false };
+      },
+    },
+    {
+      name: 'runtime.list',
+      summary: "Lists the runtime dir's files with their formats; with expect, flags the others",
+      schema: listSchema,
+      handler: async (p) => {
+        const expect = p.expect as RuntimeFormatId | undefined;
+        const files = [];
+        for (const name of await store.list()) {
+          try {
+            const r = await store.read(name);
+            files.push({ name, format: r.format, ...(expect === undefined ? {} : { matches: r.format === expect }) });
+          } catch (e) {
+            if (!isGkdError(e)) throw e;
+            // A file that vanished between list and read is not a finding.
+            if (e.code === 'GKD_RUNTIME_NOT_FOUND') continue;
+            files.push({ name, error: { code: e.code, message: e.message }, ...(expect === undefined ? {} : { matches: false }) });
+          }
+        }
+        const mismatched = expect === undefined ? 0 : files.filter((f) => f.matches === false).length;
+        return { dir: store.dir, ...(expect === undefined ? {} : { expect, mismatched }), files };
+      },
+    },
+  ];
+}
