@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { GkdError } from '../errors';
 import type { AnyRuntime, RuntimeFormatId, RuntimeV2_16 } from '../types';
 import { type FileStamp, readTextFile, removeFile, replaceFileAtomically } from './atomic-file';
 import type { RuntimeChange } from './format/change';
@@ -144,7 +145,12 @@ export class RuntimeStore {
    * symlinks are listed (reading them fails with a clear error).
    */
   async list(): Promise<string[]> {
-    const entries = await readdir(this.dir, { withFileTypes: true });
+    let entries;
+    try {
+      entries = await readdir(this.dir, { withFileTypes: true });
+    } catch (e) {
+      throw new GkdError('GKD_RUNTIME_IO', `Cannot list runtime dir "${this.dir}": ${(e as Error).message}`, { field: 'dir', cause: e });
+    }
     return entries
       .filter((e) => (e.isFile() || e.isSymbolicLink()) && e.name.endsWith(RUNTIME_SUFFIX))
       .map((e) => e.name.slice(0, -RUNTIME_SUFFIX.length))
