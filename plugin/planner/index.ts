@@ -12,4 +12,4 @@ export { fillHvParams, HVPARAM_DEFAULTS, type PlannerHvParams } from './hvparams
 export { resolveMachine, type MachineLayout } from './machine';
 export { lowestFreeSlot, slotToAddr, addrToSlot } from './pci-slots';
 export { parsePorts, portId, type RootPort } from './pcie-ports';
-export { claimedSlots, shellSplit } from './kvm-extra';
+export { claimedSlots, shellSplit, splitOptions } from './kvm-extra';

@@ -1,0 +1,34 @@
+/**
+ * What the migration functions need from their caller (the daemon, the CLI
+ * or a test): the runtime store, the QMP connection pool shared with the
+ * hotplug engine, where an instance's QMP socket is, and node-local build
+ * settings. Plain data and callbacks, no logger: progress goes to the
+ * optional `notify` of `startMigration`.
+ */
+import type { BuildOptions } from '../planner';
+import type { LaunchQemuOptions, QemuProcess } from '../process';
+import type { QmpClient } from '../qmp';
+import type { RuntimeStore } from '../runtime';
+
+/** The part of a QMP connection pool migration uses (`QmpConnections` fits). */
+export interface QmpPool {
+  /** A connected client for `socket`, shared with other operations. */
+  get(socket: string): Promise<QmpClient>;
+  /** Hands over a client connected elsewhere (the launcher's). */
+  adopt?(socket: string, client: QmpClient): void;
+}
+
+/** Node-local settings for every argv a target builds (never taken from the runtime). */
+export type NodeBuildOptions = Pick<BuildOptions, 'accel' | 'runDir' | 'isBlockDevice'>;
+
+/** Context of {@link verifyInstance}, {@link acceptMigration} and {@link startMigration}. */
+export interface MigrationContext {
+  store: RuntimeStore;
+  connections: QmpPool;
+  /** The QMP socket of instance `name` when a call gives none (the daemon's pattern). */
+  qmpSocket(name: string): string;
+  /** Node-local build settings for `acceptMigration`. @default {} (KVM, Ganeti's run dir) */
+  node?: NodeBuildOptions;
+  /** Starts QEMU for `acceptMigration` with `launch`. @default launchQemu */
+  launcher?: (argv: readonly string[], options: LaunchQemuOptions) => Promise<QemuProcess>;
+}

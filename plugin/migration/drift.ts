@@ -1,0 +1,109 @@
+/**
+ * Drift: where the runtime file and the live QEMU disagree. Pure.
+ *
+ * Any difference in the device set or addresses kills a migration: the
+ * target builds its command line from the runtime file, and QEMU 7.2's
+ * incoming side exits with "Unknown savevm section or instance
+ * '0000:00:0d.0/virtio-blk' 0" when a device the source sends is missing or
+ * sits elsewhere. (A device only the target has goes unnoticed by QEMU, so
+ * it is drift too: nothing else would catch it.) Disk files and MACs do not
+ * break the stream but make the target a different machine, so they count.
+ */
+import { hvinfoDifferences, type LiveDevice } from '../inspect';
+import type { ExpectedDevice } from './expected-layout';
+import type { LiveState } from './live-state';
+
+/** How a device differs. `property`: same place, other disk file, no medium, or other MAC. */
+export type DriftKind = 'missing-in-qemu' | 'missing-in-runtime' | 'address' | 'driver' | 'property';
+
+/** One difference between the runtime file and QEMU. */
+export interface Difference {
+  /** QEMU id, or for a device without one its QOM path or `<driver> (no id)`. */
+  device: string;
+  kind: DriftKind;
+  /** What the runtime records (hvinfo-shaped, plus `path`/`mac` for `property`). */
+  runtime?: Record<string, unknown>;
+  /** What QEMU has. */
+  qemu?: Record<string, unknown>;
+  /** One line for people. */
+  detail: string;
+  /** Where the runtime records the device (absent for QEMU-only devices). */
+  recordedIn?: ExpectedDevice['recordedIn'];
+}
+
+function liveFields(d: LiveDevice): Record<string, unknown> {
+  const { id: _id, ...rest } = d;
+  return rest;
+}
+
+function where(e: ExpectedDevice): string {
+  return e.recordedIn === 'kvm_cmd' ? `kvm_cmd[${e.index}]` : `${e.recordedIn}s[${e.index}]`;
+}
+
+function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live: LiveState): Difference[] {
+  const out: Difference[] = [];
+  const diffs = hvinfoDifferences(e.fields, l);
+  if (diffs.length > 0) {
+    const kind = e.fields.driver !== l.driver ? 'driver' : 'address';
+    out.push({ device: e.id, kind, runtime: e.fields, qemu: liveFields(l), recordedIn: e.recordedIn, detail: `${where(e)} "${e.id}": ${diffs.join(', ')}` });
+  }
+  if (e.recordedIn === 'disk') {
+    const b = live.blocks.get(e.id);
+    if (b === undefined) {
+      out.push({ device: e.id, kind: 'property', runtime: { path: e.path }, qemu: {}, recordedIn: 'disk', detail: `${where(e)} "${e.id}": QEMU has the device but no block backend attached to it` });
+    } else if ((e.uri ?? null) === null && b.file !== undefined && b.file !== e.path) {
+      out.push({
+        device: e.id, kind: 'property', runtime: { path: e.path }, qemu: { file: b.file, nodeName: b.nodeName }, recordedIn: 'disk',
+        detail: `${where(e)} "${e.id}": runtime path ${JSON.stringify(e.path)}, QEMU has ${JSON.stringify(b.file)} open`,
+      });
+    }
+  }
+  if (e.recordedIn === 'nic' && e.mac !== undefined) {
+    const mac = live.macs.get(e.id);
+    if (mac !== undefined && mac.toLowerCase() !== e.mac.toLowerCase()) {
+      out.push({ device: e.id, kind: 'property', runtime: { mac: e.mac }, qemu: { mac }, recordedIn: 'nic', detail: `${where(e)} "${e.id}": mac: runtime ${JSON.stringify(e.mac)}, QEMU ${JSON.stringify(mac)}` });
+    }
+  }
+  return out;
+}
+
+/** Every difference between `expected` (from the runtime) and `live` (from QEMU), in a stable order. */
+export function findDrift(expected: readonly ExpectedDevice[], live: LiveState): Difference[] {
+  const out: Difference[] = [];
+  const byId = new Map(live.devices.map((d) => [d.id, d] as const));
+  const recordedIds = new Set<string>();
+  const anonWanted = new Map<string, ExpectedDevice[]>();
+  for (const e of expected) {
+    if (e.id === undefined) {
+      const driver = String(e.fields.driver);
+      anonWanted.set(driver, [...(anonWanted.get(driver) ?? []), e]);
+      continue;
+    }
+    recordedIds.add(e.id);
+    const l = byId.get(e.id);
+    if (l === undefined) {
+      out.push({ device: e.id, kind: 'missing-in-qemu', runtime: e.fields, recordedIn: e.recordedIn, detail: `${where(e)} "${e.id}" (${String(e.fields.driver)}) is not in QEMU` });
+      continue;
+    }
+    out.push(...compareRecorded(e as ExpectedDevice & { id: string }, l, live));
+  }
+  for (const l of live.devices) {
+    if (recordedIds.has(l.id)) continue;
+    out.push({ device: l.id, kind: 'missing-in-runtime', qemu: liveFields(l), detail: `QEMU has "${l.id}" (${l.driver}) that the runtime does not record` });
+  }
+  // Devices without an id can only be matched by driver, one for one.
+  for (const a of live.anon) {
+    const wanted = anonWanted.get(a.driver);
+    if (wanted !== undefined && wanted.length > 0) {
+      wanted.shift();
+      continue;
+    }
+    out.push({ device: a.path, kind: 'missing-in-runtime', qemu: { driver: a.driver }, detail: `QEMU has "${a.path}" (${a.driver}, no id) that kvm_cmd does not record` });
+  }
+  for (const [driver, left] of anonWanted) {
+    for (const e of left) {
+      out.push({ device: `${driver} (no id)`, kind: 'missing-in-qemu', runtime: e.fields, recordedIn: 'kvm_cmd', detail: `${where(e)} "${driver}" (no id) is not in QEMU` });
+    }
+  }
+  return out;
+}

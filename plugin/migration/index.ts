@@ -1,0 +1,17 @@
+/**
+ * Migration and drift: `instance.verify`, `migration.accept` (target) and
+ * `migration.start` (source) as plain async functions over a small context.
+ * Other areas import only from here.
+ */
+export type { MigrationContext, NodeBuildOptions, QmpPool } from './context';
+export { verifyInstance, runtimeDrift, type VerifyOptions, type VerifyResult } from './verify';
+export { findDrift, type Difference, type DriftKind } from './drift';
+export { expectedLayout, type ExpectedDevice } from './expected-layout';
+export { readLiveState, type LiveState } from './live-state';
+export { repairRuntime, type KnownDevices } from './repair';
+export { acceptMigration, type AcceptParams, type AcceptResult } from './accept';
+export { targetRefusals, machineType, type Refusal } from './target-checks';
+export { qemuOffer, parseDeviceHelp, type QemuOffer } from './node-facts';
+export { migrationSettings, type MigrationSettings } from './migration-settings';
+export { startMigration, START_DEFAULTS, type StartParams, type StartResult, type MigrationProgress } from './start';
+export { judgeTarget, type TargetVerdict } from './target-verdict';

@@ -1,0 +1,231 @@
+/**
+ * `migration.start`, on the source: refuse on drift, apply the runtime's
+ * migration hvparams, run `migrate`, report progress, and judge success on
+ * the target. The instance lock is held throughout as an exclusive hold, so
+ * a hotplug arriving meanwhile fails at once with GKD_INSTANCE_BUSY.
+ */
+import { GkdError, isGkdError } from '../errors';
+import type { QmpClient, QmpEvent } from '../qmp';
+import type { MigrationContext } from './context';
+import { migrationSettings } from './migration-settings';
+import { judgeTarget, type TargetVerdict } from './target-verdict';
+import { runtimeDrift } from './verify';
+
+/** Params of {@link startMigration}. */
+export interface StartParams {
+  name: string;
+  /** Where the target listens: `tcp:HOST:PORT` or `unix:/PATH`. */
+  uri: string;
+  /** Source QMP socket; overrides `ctx.qmpSocket(name)`. */
+  qmp?: string;
+  /** The target's QMP socket, when reachable from here: success is then judged on the target. */
+  targetQmp?: string;
+  /** Give up (and `migrate_cancel`) after this long, ms. @default START_DEFAULTS.timeoutMs */
+  timeoutMs?: number;
+  /** How long the target may take to run after the source's `completed`, ms. @default START_DEFAULTS.settleMs */
+  settleMs?: number;
+}
+
+/** One progress report. */
+export interface MigrationProgress {
+  name: string;
+  /** The source's `query-migrate` status: setup, active, device, completed, failed… */
+  status: string;
+  elapsedMs: number;
+  /** RAM bytes: sent, left, in total; MB/s. */
+  transferred?: number;
+  remaining?: number;
+  total?: number;
+  mbps?: number;
+}
+
+/** What {@link startMigration} returns on success. */
+export interface StartResult {
+  status: 'completed';
+  elapsedMs: number;
+  source: { status: string; totalTimeMs?: number; downtimeMs?: number };
+  /** `confirmed` only when `targetQmp` was given and the target took over. */
+  target: { confirmed: boolean; status?: string; detail: string };
+}
+
+/** Defaults of {@link startMigration}. */
+export const START_DEFAULTS = {
+  timeoutMs: 30 * 60_000,
+  settleMs: 10_000,
+  /** query-migrate interval; MIGRATION events wake the loop earlier. */
+  pollMs: 100,
+  /** query-status interval on the target while it settles. */
+  targetPollMs: 20,
+} as const;
+
+interface QueryMigrate {
+  status?: string;
+  'error-desc'?: string;
+  'total-time'?: number;
+  downtime?: number;
+  ram?: { transferred?: number; remaining?: number; total?: number; mbps?: number };
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const RUNNING_MIGRATION = new Set(['setup', 'active', 'device', 'pre-switchover', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'wait-unplug', 'cancelling']);
+
+async function status(qmp: QmpClient): Promise<string> {
+  return (await qmp.execute<{ status: string }>('query-status')).status;
+}
+
+/**
+ * Migrates instance `name` to `uri`.
+ *
+ * @throws GkdError `GKD_INSTANCE_BUSY` (a hotplug or migration holds it),
+ *   `GKD_DRIFT` naming the drifted devices (`data.differences`),
+ *   `GKD_MIGRATION_REFUSED` (target not waiting, source is itself incoming),
+ *   `GKD_MIGRATION_FAILED` saying what each side showed; the source is
+ *   resumed when it was running
+ */
+export async function startMigration(ctx: MigrationContext, params: StartParams, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
+  const { name } = params;
+  let started = false;
+  try {
+    return await ctx.store.withLock(
+      name,
+      () => {
+        started = true;
+        return migrateLocked(ctx, params, notify);
+      },
+      { wait: 0, exclusive: 'migration' },
+    );
+  } catch (e) {
+    if (!started && isGkdError(e) && e.code === 'GKD_RUNTIME_LOCKED') {
+      throw new GkdError('GKD_INSTANCE_BUSY', `Cannot migrate instance "${name}": another operation (a hotplug) holds it; retry when it ends`, { field: 'name', cause: e });
+    }
+    throw e;
+  }
+}
+
+async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
+  const { name, uri } = params;
+  const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
+  const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
+  const { upgraded } = await ctx.store.read(name);
+  const src = await ctx.connections.get(params.qmp ?? ctx.qmpSocket(name));
+
+  const before = await status(src);
+  if (before === 'inmigrate') throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": its QEMU is itself waiting for an incoming migration`, { field: 'name' });
+  const current = (await src.execute<QueryMigrate>('query-migrate')).status;
+  if (current !== undefined && RUNNING_MIGRATION.has(current)) {
+    throw new GkdError('GKD_INSTANCE_BUSY', `Cannot migrate instance "${name}": QEMU already runs a migration (status "${current}")`, { field: 'name' });
+  }
+  const differences = await runtimeDrift(upgraded, src);
+  if (differences.length > 0) {
+    const list = differences.map((d) => `"${d.device}" (${d.kind})`).join(', ');
+    throw new GkdError('GKD_DRIFT', `Cannot migrate instance "${name}": the runtime file and QEMU disagree on ${list}; run instance.verify`, {
+      device: differences[0].device,
+      data: { differences },
+    });
+  }
+  const settings = migrationSettings(upgraded[2]);
+
+  let target: QmpClient | undefined;
+  if (params.targetQmp !== undefined) {
+    target = await ctx.connections.get(params.targetQmp);
+    const ts = await status(target);
+    if (ts !== 'inmigrate') {
+      throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": the target is "${ts}", not waiting for an incoming migration`, { field: 'targetQmp' });
+    }
+  }
+
+  // MIGRATION events (with the events capability) wake the progress loop at once on each state change.
+  const caps = ['events', ...settings.capabilities].map((capability) => ({ capability, state: true }));
+  await src.execute('migrate-set-capabilities', { capabilities: caps });
+  if (Object.keys(settings.parameters).length > 0) await src.execute('migrate-set-parameters', settings.parameters);
+
+  const wasRunning = before === 'running';
+  const t0 = Date.now();
+  let wake: () => void = () => undefined;
+  const onEvent = (ev: QmpEvent): void => {
+    if (ev.event === 'MIGRATION') wake();
+  };
+  src.on('event', onEvent);
+  let last: QueryMigrate = {};
+  try {
+    try {
+      await src.execute('migrate', { uri });
+    } catch (e) {
+      throw new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": QEMU refused to start: ${(e as Error).message}; the source was not touched`, {
+        cause: e,
+        data: { source: { status: before }, target: { status: 'not contacted' } },
+      });
+    }
+    let lastReport = '';
+    for (;;) {
+      last = await src.execute<QueryMigrate>('query-migrate');
+      const p: MigrationProgress = { name, status: last.status ?? 'none', elapsedMs: Date.now() - t0, ...last.ram };
+      const key = `${p.status}/${p.transferred ?? ''}`;
+      if (notify !== undefined && key !== lastReport) {
+        lastReport = key;
+        notify({ name, status: p.status, elapsedMs: p.elapsedMs, ...pick(last.ram) });
+      }
+      if (last.status === undefined || TERMINAL.has(last.status)) break;
+      if (Date.now() - t0 > timeoutMs) {
+        await src.execute('migrate_cancel').catch(() => undefined);
+        last = { ...last, status: 'cancelled', 'error-desc': `no result within ${timeoutMs} ms, cancelled` };
+        break;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, START_DEFAULTS.pollMs);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    src.off('event', onEvent);
+  }
+
+  let verdict: TargetVerdict | undefined;
+  if (last.status === 'completed' && target !== undefined) verdict = await judgeTarget(target, wasRunning, settleMs, START_DEFAULTS.targetPollMs);
+  const elapsedMs = Date.now() - t0;
+  const source = { status: last.status ?? 'none', ...(last['total-time'] === undefined ? {} : { totalTimeMs: last['total-time'] }), ...(last.downtime === undefined ? {} : { downtimeMs: last.downtime }) };
+  if (last.status === 'completed' && (verdict === undefined || verdict.ok)) {
+    return {
+      status: 'completed',
+      elapsedMs,
+      source,
+      target: verdict === undefined ? { confirmed: false, detail: 'not checked: no target QMP socket was given' } : { confirmed: true, status: verdict.status, detail: verdict.detail },
+    };
+  }
+  throw await failed(name, uri, src, wasRunning, last, verdict, target);
+}
+
+function pick(ram: QueryMigrate['ram']): Partial<MigrationProgress> {
+  if (ram === undefined) return {};
+  const out: Partial<MigrationProgress> = {};
+  for (const k of ['transferred', 'remaining', 'total', 'mbps'] as const) if (typeof ram[k] === 'number') out[k] = ram[k];
+  return out;
+}
+
+/** Builds the failure after putting the source back the way it was. */
+async function failed(name: string, uri: string, src: QmpClient, wasRunning: boolean, last: QueryMigrate, verdict: TargetVerdict | undefined, target: QmpClient | undefined): Promise<GkdError> {
+  let after = await status(src).catch(() => 'unknown');
+  let resumed = false;
+  // A source that said `completed` sits in `postmigrate` with its CPUs stopped; `cont` brings the guest back.
+  if (wasRunning && after !== 'running') {
+    resumed = await src.execute('cont').then(() => true, () => false);
+    after = await status(src).catch(() => after);
+  }
+  let targetSide = verdict;
+  if (targetSide === undefined && target !== undefined) {
+    const t = await target.execute<{ status: string }>('query-status', undefined, { timeoutMs: 2_000 }).catch(() => undefined);
+    targetSide = { ok: false, status: t?.status ?? 'exited', detail: t === undefined ? 'the target QEMU exited (its QMP connection closed)' : `the target is "${t.status}"` };
+  }
+  const srcText = `source said "${last.status ?? 'none'}"${last['error-desc'] === undefined ? '' : ` (${last['error-desc']})`}`;
+  const tgtText = targetSide === undefined ? 'target not checked (no target QMP socket given)' : targetSide.detail;
+  const endText = wasRunning ? (after === 'running' ? 'the source is running again' : `the source could not be resumed (status "${after}")`) : `the source stays "${after}"`;
+  return new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": ${srcText}; ${tgtText}; ${endText}`, {
+    data: {
+      source: { migration: last.status ?? 'none', ...(last['error-desc'] === undefined ? {} : { error: last['error-desc'] }), status: after, resumed },
+      target: targetSide === undefined ? { checked: false } : { checked: true, status: targetSide.status, detail: targetSide.detail, ...(targetSide.migration === undefined ? {} : { migration: targetSide.migration }) },
+    },
+  });
+}
