@@ -4,7 +4,7 @@
  */
 import type { Config } from '../config';
 import type { RpcClient } from '../rpc';
-import { specFromHookEnv } from './hook-env';
+import { HookEnvError, specFromHookEnv } from './hook-env';
 
 /** A hook's verdict and the line Ganeti shows the operator. */
 export interface HookOutcome {
@@ -37,6 +37,56 @@ async function preflight(env: NodeJS.ProcessEnv, client: RpcClient): Promise<Hoo
   };
 }
 
+/** The daemon's error code, when `e` is an answer from it. */
+function codeOf(e: unknown): string | undefined {
+  const d = (e as { data?: { code?: unknown } }).data;
+  return typeof d?.code === 'string' ? d.code : undefined;
+}
+
+/** The instance's runtime file must be expressible in the format this node's Ganeti reads. */
+async function readableHere(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+  const name = instanceName(env);
+  try {
+    const r = await client.call<{ from: string; to: string }>('runtime.convert', { name, to: config.ganetiFormat });
+    return { ok: true, message: `${name}: runtime format ${r.from} is readable as ${r.to}` };
+  } catch (e) {
+    // Only the node running the instance has its runtime file; elsewhere there is nothing to check.
+    if (codeOf(e) === 'GKD_RUNTIME_NOT_FOUND') return { ok: true, message: `${name}: no runtime file on this node, nothing to check` };
+    throw e;
+  }
+}
+
+/** Removes the stopped or removed instance's runtime file (idempotent). */
+async function cleanup(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+  const name = instanceName(env);
+  const r = await client.call<{ removed: boolean }>('instance.cleanup', { name });
+  return { ok: true, message: `${name}: ${r.removed ? 'runtime file removed' : 'no runtime file on this node'}` };
+}
+
+interface ListResult {
+  dir: string;
+  files: { name: string; format?: string; matches?: boolean; error?: { code: string; message: string } }[];
+}
+
+/** After `gnt-cluster upgrade`: runtime files not in this node's format (or unreadable). */
+async function verifyFormats(_env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+  const r = await client.call<ListResult>('runtime.list', { expect: config.ganetiFormat });
+  const bad = r.files.filter((f) => f.matches === false);
+  if (bad.length === 0) return { ok: true, message: `${r.files.length} runtime file(s) in ${r.dir}, all in format ${config.ganetiFormat}` };
+  const lines = bad.map((f) => (f.error ? `${f.name}: ${f.error.code} ${f.error.message}` : `${f.name}: format ${f.format ?? '?'}`));
+  return {
+    ok: false,
+    message: `${bad.length} of ${r.files.length} runtime file(s) in ${r.dir} are not in format ${config.ganetiFormat} ` +
+      `(convert with "kvm-devices runtime upgrade-all --to ${config.ganetiFormat} ${r.dir}"):\n  ${lines.join('\n  ')}`,
+  };
+}
+
+function instanceName(env: NodeJS.ProcessEnv): string {
+  const name = env.GANETI_INSTANCE_NAME;
+  if (name === undefined || name === '') throw new HookEnvError('GANETI_INSTANCE_NAME', 'Cannot read the Ganeti hook environment: GANETI_INSTANCE_NAME is not set');
+  return name;
+}
+
 /** The hooks this release implements, by `<hpath>-<phase>`. */
 export const HOOKS: Record<string, HookDef> = {
   'instance-start-pre': {
@@ -53,5 +103,30 @@ export const HOOKS: Record<string, HookDef> = {
     phase: 'pre', perInstance: true,
     summary: 'the requested NIC set (Ganeti exports the new NICs) still fits',
     run: (env, client) => preflight(env, client),
+  },
+  'instance-migrate-pre': {
+    phase: 'pre', perInstance: true,
+    summary: "the instance's runtime file is readable in this node's Ganeti format",
+    run: readableHere,
+  },
+  'instance-failover-pre': {
+    phase: 'pre', perInstance: true,
+    summary: 'as instance-migrate-pre',
+    run: readableHere,
+  },
+  'instance-stop-post': {
+    phase: 'post', perInstance: true,
+    summary: "cleanup: removes the stopped instance's runtime file",
+    run: (env, client) => cleanup(env, client),
+  },
+  'instance-remove-post': {
+    phase: 'post', perInstance: true,
+    summary: "cleanup: removes the removed instance's runtime file",
+    run: (env, client) => cleanup(env, client),
+  },
+  'cluster-verify-post': {
+    phase: 'post', perInstance: false,
+    summary: "reports runtime files not in this node's Ganeti format (after gnt-cluster upgrade)",
+    run: verifyFormats,
   },
 };
