@@ -57,6 +57,8 @@ export class PendingUnplugs {
           if (w.kind === 'disk') next[3] = next[3].filter((e) => e[0].uuid !== w.uuid);
           else next[1] = next[1].filter((n) => n.uuid !== w.uuid);
           await this.#store.write(w.name, next, { expect: read.stamp });
+          // No longer pending once recorded: a listener that asks must not see it listed.
+          this.#watches.delete(key);
           this.#onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings });
         }).finally(() => this.#watches.delete(key)),
       () => {
