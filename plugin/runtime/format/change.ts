@@ -38,23 +38,31 @@ export interface StepResult<T> {
   problems: RuntimeProblem[];
 }
 
+/** What {@link replaceKey} does: put `as` where `key` was, holding `value`. */
+export interface KeyReplacement {
+  key: string;
+  as: string;
+  /** The new value; undefined removes `key` without a replacement. */
+  value: unknown;
+}
+
 /**
- * A copy of `obj` with `oldKey` replaced by `newKey` at the same position
- * (appended when `oldKey` is absent; removed when `value` is undefined).
+ * A copy of `obj` with `r.key` replaced by `r.as` at the same position
+ * (appended when `r.key` is absent; removed when `r.value` is undefined).
  * Keeping the position makes a round trip byte-identical, not only equal.
  * Built with `Object.fromEntries` so keys such as `__proto__` stay plain data.
  */
-export function replaceKey<T extends object>(obj: T, oldKey: string, newKey: string, value: unknown): T {
+export function replaceKey<T extends object>(obj: T, r: KeyReplacement): T {
   const entries: Array<[string, unknown]> = [];
   let placed = false;
   for (const [k, v] of Object.entries(obj)) {
-    if (k === oldKey) {
-      if (value !== undefined) entries.push([newKey, value]);
+    if (k === r.key) {
+      if (r.value !== undefined) entries.push([r.as, r.value]);
       placed = true;
-    } else if (k !== newKey) {
+    } else if (k !== r.as) {
       entries.push([k, v]);
     }
   }
-  if (!placed && value !== undefined) entries.push([newKey, value]);
+  if (!placed && r.value !== undefined) entries.push([r.as, r.value]);
   return Object.fromEntries(entries) as T;
 }

@@ -25,7 +25,7 @@ function deviceTo2_10<T extends RuntimeNic | RuntimeDisk>(
   problems: RuntimeProblem[],
 ): T {
   const hv = (dict.hvinfo ?? {}) as Partial<HvInfo> & Record<string, unknown>;
-  if (Object.keys(hv).length === 0) return replaceKey(dict, 'hvinfo', 'pci', undefined);
+  if (Object.keys(hv).length === 0) return replaceKey(dict, { key: 'hvinfo', as: 'pci', value: undefined });
   const device = String(hv.id);
   const label = `${kind} "${device}"`;
   const hvField = `${field}.hvinfo`;
@@ -37,7 +37,7 @@ function deviceTo2_10<T extends RuntimeNic | RuntimeDisk>(
       reason,
       change: { kind: 'dropped', field: hvField, device, detail: `dropped hvinfo ${quoteHv(hv)} (the older release places the device itself)` },
     });
-    return replaceKey(dict, 'hvinfo', 'pci', undefined);
+    return replaceKey(dict, { key: 'hvinfo', as: 'pci', value: undefined });
   };
   if (typeof hv['scsi-id'] === 'number') {
     return dropAll(`${label} is on SCSI bus "${hv.bus}" (channel ${hv.channel}, scsi-id ${hv['scsi-id']}, lun ${hv.lun}); 2.10 has only PCI slots`);
@@ -59,7 +59,7 @@ function deviceTo2_10<T extends RuntimeNic | RuntimeDisk>(
       change: { kind: 'dropped', field: `${hvField}.driver`, device, detail: `dropped driver "${hv.driver}" (2.10 rebuilds ${label} as "${era}")` },
     });
   }
-  const eraId = pciEraId(kind, String(dict.uuid), slot);
+  const eraId = pciEraId(kind, { uuid: String(dict.uuid), slot });
   if (hv.id !== eraId) {
     problems.push({
       needs: 'allowIdChange',
@@ -69,7 +69,7 @@ function deviceTo2_10<T extends RuntimeNic | RuntimeDisk>(
       change: { kind: 'renamed', field: `${hvField}.id`, device, detail: `renamed "${hv.id}" to "${eraId}" (QEMU keeps the old id until the instance restarts or migrates)` },
     });
   }
-  return replaceKey(dict, 'hvinfo', 'pci', slot);
+  return replaceKey(dict, { key: 'hvinfo', as: 'pci', value: slot });
 }
 
 /** kvm_cmd items that build a PCI Express layout the PCI-era releases can't manage. */
@@ -113,7 +113,7 @@ export function downgrade2_16To2_10(value: RuntimeV2_16): StepResult<RuntimeV2_1
 function label2_10(kind: DeviceKind, dict: RuntimeNic | RuntimeDisk, field: string, names?: ReadonlyMap<string, string>): string {
   const known = names?.get(String(dict.uuid));
   if (known !== undefined) return known;
-  return typeof dict.pci === 'number' ? pciEraId(kind, String(dict.uuid), dict.pci) : `${field} (uuid ${String(dict.uuid)})`;
+  return typeof dict.pci === 'number' ? pciEraId(kind, { uuid: String(dict.uuid), slot: dict.pci }) : `${field} (uuid ${String(dict.uuid)})`;
 }
 
 /** QEMU ids by device uuid, so a 2.16 → 2.9 refusal names devices as the 2.16 file does. */
@@ -148,7 +148,7 @@ export function downgrade2_10To2_9(value: RuntimeV2_10, names?: ReadonlyMap<stri
       reason: `nic "${device}" has PCI slot ${nic.pci}; 2.9 cannot store a NIC's slot`,
       change: { kind: 'dropped', field, device, detail: `dropped PCI slot ${nic.pci} of nic "${device}"` },
     });
-    return replaceKey(nic, 'pci', 'pci', undefined);
+    return replaceKey(nic, { key: 'pci', as: 'pci', value: undefined });
   });
   value[3].forEach(([dict], i) => {
     const field = `disks[${i}]`;

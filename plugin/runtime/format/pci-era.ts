@@ -25,8 +25,8 @@ const DEFAULT_TYPE = 'paravirtual';
  * e.g. `hotdisk-7c079136-pci-4`. QEMU knows a device started or hot-added
  * by such a release under this id, so it must survive upgrades.
  */
-export function pciEraId(kind: DeviceKind, uuid: string, slot: number): string {
-  return `hot${kind}-${uuid.split('-')[0]}-pci-${slot}`;
+export function pciEraId(kind: DeviceKind, device: { uuid: string; slot: number }): string {
+  return `hot${kind}-${device.uuid.split('-')[0]}-pci-${device.slot}`;
 }
 
 /**

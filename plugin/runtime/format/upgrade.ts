@@ -32,23 +32,23 @@ export function upgrade2_9To2_10(value: RuntimeV2_9, options: UpgradeOptions): S
     if (typeof nic.uuid === 'string') return nic;
     const uuid = options.uuid();
     changes.push({ kind: 'added', field: `nics[${i}].uuid`, device: `nics[${i}]`, detail: `gave nics[${i}] the new uuid "${uuid}"` });
-    return replaceKey(nic, 'uuid', 'uuid', uuid);
+    return replaceKey(nic, { key: 'uuid', as: 'uuid', value: uuid });
   });
   return { value: [value[0], nics, value[2], []], changes, problems: [] };
 }
 
 /** The 2.16 form of one PCI-era device dict: `pci` replaced in place by hvinfo. */
 function deviceTo2_16<T extends RuntimeNic | RuntimeDisk>(dict: T, kind: DeviceKind, hvparams: HvParams): T {
-  if (typeof dict.pci !== 'number') return replaceKey(dict, 'hvinfo', 'hvinfo', {});
+  if (typeof dict.pci !== 'number') return replaceKey(dict, { key: 'hvinfo', as: 'hvinfo', value: {} });
   const slot = dict.pci;
   // Key order as Ganeti's upgrade builds it: driver, id, addr, bus.
   const hvinfo = {
     driver: pciEraDriver(kind, hvparams),
-    id: pciEraId(kind, String(dict.uuid), slot),
+    id: pciEraId(kind, { uuid: String(dict.uuid), slot }),
     addr: slotToAddr(slot),
     bus: PCI_ERA_BUS,
   };
-  return replaceKey(dict, 'pci', 'hvinfo', hvinfo);
+  return replaceKey(dict, { key: 'pci', as: 'hvinfo', value: hvinfo });
 }
 
 /**
