@@ -1,0 +1,61 @@
+import { strict as assert } from 'node:assert';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Ajv2020 from 'ajv/dist/2020';
+import { ParamsValidator } from '../../../plugin/rpc/params';
+import { SHARED_SCHEMAS } from '../../../plugin/rpc';
+
+const SCHEMA_DIR = join(__dirname, '..', '..', '..', '..', 'schemas', 'rpc');
+/** interface.md section 5. */
+const CONTRACT = [
+  'instance.plan', 'instance.start', 'instance.cleanup', 'instance.verify', 'hotplug.supported',
+  'disk.add', 'disk.remove', 'nic.add', 'nic.remove', 'migration.accept', 'migration.start',
+  'runtime.get', 'runtime.convert', 'runtime.validate', 'rpc.discover',
+];
+
+function validator(): ParamsValidator {
+  const v = new ParamsValidator();
+  for (const s of SHARED_SCHEMAS) v.addSharedSchema(s as Record<string, unknown>);
+  for (const f of readdirSync(SCHEMA_DIR)) {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    v.add(f.replace(/\.schema\.json$/, ''), require(join(SCHEMA_DIR, f)));
+  }
+  return v;
+}
+
+function paths(fn: () => void): string[] {
+  try {
+    fn();
+  } catch (e) {
+    return ((e as { data: { errors: { path: string }[] } }).data.errors).map((x) => x.path);
+  }
+  assert.fail('expected invalid params');
+}
+
+describe('rpc params schemas', () => {
+  it('every contract method has a schema that compiles as JSON Schema 2020-12', () => {
+    const files = readdirSync(SCHEMA_DIR);
+    for (const m of CONTRACT) assert.ok(files.includes(`${m}.schema.json`), `${m} has no schema`);
+    const ajv = new Ajv2020({ strict: false });
+    for (const s of SHARED_SCHEMAS) ajv.addSchema(s as Record<string, unknown>);
+    for (const f of files) ajv.compile(require(join(SCHEMA_DIR, f)));
+  });
+
+  it('ParamsValidator.check() points at the missing or wrong field itself', () => {
+    const v = validator();
+    assert.deepEqual(paths(() => v.check('disk.add', { name: 'inst1', disk: { path: '/dev/x' } })), ['/disk/uuid']);
+    assert.deepEqual(paths(() => v.check('disk.remove', { name: 'inst1', uuid: 42 })), ['/uuid']);
+    assert.deepEqual(paths(() => v.check('instance.cleanup', { name: 'inst1', extra: 1 })), ['/extra']);
+    assert.deepEqual(paths(() => v.check('instance.cleanup', { name: '../etc/passwd' })), ['/name']);
+    assert.deepEqual(paths(() => v.check('hotplug.supported', { name: 'i', kind: 'cdrom', action: 'add' })), ['/kind']);
+    assert.ok(paths(() => v.check('instance.plan', { instance: { name: 'x', disks: [{ uuid: 'no' }], nics: [] } })).includes('/instance/disks/0/path'));
+  });
+
+  it('ParamsValidator.check() accepts valid params and answers -32602 otherwise', () => {
+    const v = validator();
+    v.check('rpc.discover', {});
+    v.check('runtime.convert', { name: 'inst1', to: '2.10' });
+    v.check('nic.add', { name: 'i', nic: { uuid: '003fc157-66a8-4e6d-8b7e-ec4f69751396', mac: 'aa:00:00:bf:2f:16' } });
+    assert.throws(() => v.check('runtime.convert', { to: '2.10' }), (e: { code: number }) => e.code === -32602);
+  });
+});

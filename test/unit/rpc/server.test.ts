@@ -1,0 +1,150 @@
+import { strict as assert } from 'node:assert';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { WebSocket } from 'ws';
+import { loadConfig } from '../../../plugin/config';
+import { GkdError } from '../../../plugin/errors';
+import { RpcClient, RpcCallError, startDaemon, type Daemon, type RpcMethod } from '../../../plugin/rpc';
+
+const ANY = { type: 'object' };
+const aborted: string[] = [];
+
+/** Methods only these tests register. */
+const EXTRA: RpcMethod[] = [
+  {
+    name: 'test.sleep', summary: 'waits ms, or until the call is aborted', schema: ANY,
+    handler: (p, ctx) => new Promise((resolve, reject) => {
+      const t = setTimeout(() => resolve({ slept: p.ms }), Number(p.ms));
+      ctx.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        aborted.push(String(p.tag));
+        reject(new GkdError('GKD_SHUTTING_DOWN', 'Call aborted'));
+      });
+    }),
+  },
+  { name: 'test.fail', summary: 'domain error', schema: ANY, handler: () => { throw new GkdError('GKD_CAPACITY', 'Cannot place disk "disk-1": no free slot', { field: 'disks[0]' }); } },
+  { name: 'test.crash', summary: 'bug', schema: ANY, handler: () => { throw new TypeError('secret internal detail at /srv/x.js:12'); } },
+  {
+    name: 'test.notify', summary: 'notifies', schema: ANY,
+    handler: (_p, ctx) => {
+      ctx.notify(ctx.client, 'migration.progress', { percent: 50 });
+      ctx.notify('all', 'device.removed', { id: 'disk-1' });
+      return 'done';
+    },
+  },
+];
+
+function rawSocket(path: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws+unix://${path}:/`);
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function exchange(ws: WebSocket, frame: string): Promise<unknown> {
+  return new Promise((resolve) => {
+    ws.once('message', (d) => resolve(JSON.parse(d.toString())));
+    ws.send(frame);
+  });
+}
+
+describe('RpcServer (in process)', () => {
+  let daemon: Daemon;
+  let socket: string;
+
+  beforeEach(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gkd-srv-'));
+    socket = join(dir, 'rpc.sock');
+    const config = loadConfig({ env: {}, overrides: { socket, runtimeDir: join(dir, 'conf'), runDir: join(dir, 'run') } });
+    daemon = await startDaemon(config, { logger: pino({ level: 'silent' }), extraMethods: EXTRA });
+  });
+  afterEach(async () => {
+    await daemon.close(500);
+  });
+
+  it('answers envelope errors with -32700, -32600 and -32601, and keeps the connection', async () => {
+    const ws = await rawSocket(socket);
+    assert.deepEqual(await exchange(ws, '{"jsonrpc":"2.0",'), { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } });
+    assert.equal(((await exchange(ws, '5')) as { error: { code: number } }).error.code, -32600);
+    assert.equal(((await exchange(ws, '[]')) as { error: { code: number } }).error.code, -32600);
+    const wrongVersion = (await exchange(ws, '{"jsonrpc":"1.0","method":"rpc.discover","id":7}')) as { id: number; error: { code: number } };
+    assert.deepEqual([wrongVersion.id, wrongVersion.error.code], [7, -32600]);
+    const unknown = (await exchange(ws, '{"jsonrpc":"2.0","method":"no.such","id":8}')) as { error: { code: number } };
+    assert.equal(unknown.error.code, -32601);
+    const byPosition = (await exchange(ws, '{"jsonrpc":"2.0","method":"rpc.discover","params":[1],"id":9}')) as { error: { code: number } };
+    assert.equal(byPosition.error.code, -32602);
+    const batch = (await exchange(ws, '[{"jsonrpc":"2.0","method":"rpc.discover","id":1},{"x":1},{"jsonrpc":"2.0","method":"rpc.discover"}]')) as { id: unknown; error?: { code: number } }[];
+    assert.equal(batch.length, 2);
+    assert.equal(batch[1]?.error?.code, -32600);
+    ws.close();
+  });
+
+  it('maps GkdError to its numeric code with the string code in data, and hides internal errors', async () => {
+    const c = await RpcClient.connect(socket);
+    await assert.rejects(c.call('test.fail'), (e: RpcCallError) => {
+      assert.equal(e.code, 1003);
+      assert.deepEqual(e.data, { code: 'GKD_CAPACITY', message: e.message, field: 'disks[0]' });
+      return true;
+    });
+    await assert.rejects(c.call('test.crash'), (e: RpcCallError) => {
+      assert.equal(e.code, 6001);
+      assert.equal((e.data as { code: string }).code, 'GKD_INTERNAL');
+      assert.doesNotMatch(JSON.stringify(e.toJSON()), /secret|\/srv\/|at /);
+      return true;
+    });
+    assert.equal(((await c.call('rpc.discover')) as { methods: unknown[] }).methods.length > 5, true);
+    await c.close();
+  });
+
+  it('delivers notifications to the caller and to every client', async () => {
+    const a = await RpcClient.connect(socket);
+    const b = await RpcClient.connect(socket);
+    const gotA: string[] = [];
+    const gotB: string[] = [];
+    a.on('notification', (m: string) => gotA.push(m));
+    b.on('notification', (m: string) => gotB.push(m));
+    assert.equal(await a.call('test.notify'), 'done');
+    await b.call('rpc.discover'); // b's notification was sent before this answer
+    assert.deepEqual(gotA, ['migration.progress', 'device.removed']);
+    assert.deepEqual(gotB, ['device.removed']);
+    await a.close();
+    await b.close();
+  });
+
+  it('aborts the call of a client that disconnects mid-call and keeps serving others', async () => {
+    const ws = await rawSocket(socket);
+    ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'test.sleep', params: { ms: 5000, tag: 'gone' }, id: 1 }));
+    await new Promise((r) => setTimeout(r, 50));
+    ws.terminate();
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(aborted.includes('gone'));
+    const c = await RpcClient.connect(socket);
+    await c.call('rpc.discover');
+    await c.close();
+  });
+
+  it('close() lets in-flight calls finish, refuses new ones with 6002, then removes the socket', async () => {
+    const c = await RpcClient.connect(socket);
+    const inflight = c.call('test.sleep', { ms: 300, tag: 'drain' });
+    await new Promise((r) => setTimeout(r, 50));
+    const closing = daemon.close(5000);
+    await assert.rejects(c.call('rpc.discover'), (e: RpcCallError) => e.code === 6002);
+    assert.deepEqual(await inflight, { slept: 300 });
+    await closing;
+    assert.equal(existsSync(socket), false);
+  });
+
+  it('close() aborts calls still running when the grace period ends', async () => {
+    const c = await RpcClient.connect(socket);
+    const slow = c.call('test.sleep', { ms: 30_000, tag: 'grace' }).catch((e: Error) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    await daemon.close(200);
+    assert.ok(Date.now() - t0 < 3000);
+    assert.ok(aborted.includes('grace'));
+    assert.ok((await slow) instanceof Error);
+  });
+});
