@@ -1,0 +1,177 @@
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { RpcClient, RpcCallError, isLive } from '../../../plugin/rpc';
+import { MAIN, sampleSpec, spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
+
+function rawSocket(path: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws+unix://${path}:/`);
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+async function code(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof RpcCallError) return e.code;
+    throw e;
+  }
+  return 0;
+}
+
+describe('kvm-devices serve (real daemon, child process)', function () {
+  this.timeout(60_000);
+  let d: DaemonProcess;
+  let c: RpcClient;
+
+  before(async () => {
+    d = await spawnDaemon();
+    c = await RpcClient.connect(d.socket);
+  });
+  after(async () => {
+    await c?.close();
+    await d?.stop();
+  });
+
+  it('serves every wired method through the real client', async () => {
+    const discover = await c.call<{ methods: { name: string }[] }>('rpc.discover');
+    const names = discover.methods.map((m) => m.name);
+    for (const m of ['rpc.discover', 'instance.plan', 'instance.start', 'instance.cleanup', 'runtime.get', 'runtime.validate', 'runtime.convert', 'runtime.list']) {
+      assert.ok(names.includes(m), `${m} not served`);
+    }
+    const spec = sampleSpec();
+    const plan = await c.call<{ argv: string[]; devices: { id: string }[] }>('instance.plan', { instance: spec, accel: 'tcg' });
+    assert.ok(plan.argv.includes('-name'));
+    assert.ok(plan.argv.some((a) => a.includes(`${d.dir}/run/ctrl/inst1.example.com.qmp`)), 'QMP socket from the daemon config');
+    assert.deepEqual(plan.devices.map((x) => x.id).sort(), ['disk-5a1d3c11-0b7e-4a59', 'disk-9e7c85f6-b6e5-4243', 'nic-003fc157-66a8-4e6d']);
+    const started = await c.call<{ launched: boolean }>('instance.start', { instance: spec });
+    assert.equal(started.launched, false);
+    assert.ok(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')));
+    const got = await c.call<{ format: string; runtime: unknown[] }>('runtime.get', { name: 'inst1.example.com' });
+    assert.equal(got.format, '2.16');
+    assert.deepEqual(await c.call('runtime.validate', { name: 'inst1.example.com' }), { valid: true, format: '2.16' });
+    assert.deepEqual(await c.call('runtime.validate', { runtime: got.runtime }), { valid: true, format: '2.16' });
+    const list = await c.call<{ files: { name: string; matches: boolean }[] }>('runtime.list', { expect: '2.10' });
+    assert.deepEqual(list.files, [{ name: 'inst1.example.com', format: '2.16', matches: false }]);
+    // The SCSI disks cannot be expressed in 2.10: refused, naming them.
+    await assert.rejects(c.call('runtime.convert', { name: 'inst1.example.com', to: '2.10' }), (e: RpcCallError) => {
+      assert.equal(e.code, 2003);
+      assert.match(e.message, /disk-9e7c85f6-b6e5-4243/);
+      return true;
+    });
+    assert.deepEqual(await c.call('instance.cleanup', { name: 'inst1.example.com' }), { name: 'inst1.example.com', removed: true });
+    assert.equal(await code(c.call('runtime.get', { name: 'inst1.example.com' })), 2004);
+  });
+
+  it('answers bad payloads with the right error and keeps serving', async () => {
+    assert.equal(await code(c.call('no.such.method')), -32601);
+    assert.equal(await code(c.call('instance.cleanup', { name: 42 })), -32602);
+    await assert.rejects(c.call('instance.plan', { instance: { name: 'x', disks: [{ path: '/d' }], nics: [] } }),
+      (e: RpcCallError) => e.code === -32602 && JSON.stringify(e.data).includes('/instance/disks/0/uuid'));
+    const ws = await rawSocket(d.socket);
+    const reply = await new Promise<{ error: { code: number } }>((resolve) => {
+      ws.once('message', (b) => resolve(JSON.parse(b.toString())));
+      ws.send('{"jsonrpc": "2.0", "method": ');
+    });
+    assert.equal(reply.error.code, -32700);
+    ws.close();
+    // 10 MB in one frame: the connection is closed with 1009 (message too big).
+    const big = await rawSocket(d.socket);
+    const closeCode = await new Promise<number>((resolve) => {
+      big.once('close', (cc) => resolve(cc));
+      big.on('error', () => undefined);
+      big.send(JSON.stringify({ jsonrpc: '2.0', method: 'rpc.discover', params: { pad: 'x'.repeat(10 * 1024 * 1024) }, id: 1 }));
+    });
+    assert.equal(closeCode, 1009);
+    // A client that vanishes right after sending.
+    const rude = await rawSocket(d.socket);
+    rude.send(JSON.stringify({ jsonrpc: '2.0', method: 'instance.plan', params: { instance: sampleSpec() }, id: 1 }));
+    rude.terminate();
+    // Still serving, on the old connection and on a new one.
+    await c.call('rpc.discover');
+    const fresh = await RpcClient.connect(d.socket);
+    await fresh.call('instance.plan', { instance: sampleSpec() });
+    await fresh.close();
+  });
+
+  it('creates the socket with mode 0660 in a 0750 directory', () => {
+    assert.equal(statSync(d.socket).mode & 0o777, 0o660);
+    assert.equal(statSync(join(d.dir, 'sock')).mode & 0o777, 0o750);
+  });
+
+  it('refuses a connection from another user and accepts one from the socket group', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    const script = `const n=require('net');const s=n.connect(${JSON.stringify(d.socket)});s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code);process.exit(3)})`;
+    const as = (gid: number): string => spawnSync('setpriv', ['--reuid=65534', `--regid=${gid}`, '--clear-groups', process.execPath, '-e', script], { encoding: 'utf8' }).stdout.trim();
+    // Directories opened up, so only the socket's own mode (0660) decides.
+    const sockDir = join(d.dir, 'sock');
+    chmodSync(d.dir, 0o755);
+    chmodSync(sockDir, 0o755);
+    try {
+      assert.equal(as(65534), 'EACCES');
+    } finally {
+      chmodSync(sockDir, 0o750);
+    }
+    // As installed (directory 0750): a member of the socket's group gets in, others don't.
+    assert.equal(as(0), 'connected');
+    assert.equal(as(65534), 'EACCES');
+  });
+
+  it('refuses to start on a socket a live daemon holds', () => {
+    const r = spawnSync(process.execPath, [MAIN, 'serve', '--socket', d.socket, '--log-level', 'silent'], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /another daemon is serving it/);
+  });
+});
+
+describe('kvm-devices serve: socket lifecycle', function () {
+  this.timeout(60_000);
+
+  it('removes a stale socket left by a dead process and starts', async () => {
+    const dir = tempDir();
+    const sock = join(dir, 'sock', 'rpc.sock');
+    // A listener killed with SIGKILL leaves its socket file behind.
+    const holder = spawn(process.execPath, ['-e', `require('fs').mkdirSync(${JSON.stringify(join(dir, 'sock'))});require('net').createServer().listen(${JSON.stringify(sock)},()=>console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => holder.stdout?.once('data', r));
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.once('exit', r));
+    assert.ok(existsSync(sock));
+    assert.equal(await isLive(sock), false);
+    const d = await spawnDaemon({ dir });
+    const c = await RpcClient.connect(d.socket);
+    await c.call('rpc.discover');
+    await c.close();
+    assert.equal(await d.stop(), 0);
+  });
+
+  it('refuses a path that is not a socket', () => {
+    const dir = tempDir();
+    const file = join(dir, 'rpc.sock');
+    writeFileSync(file, 'precious');
+    chmodSync(file, 0o600);
+    const r = spawnSync(process.execPath, [MAIN, 'serve', '--socket', file, '--log-level', 'silent'], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /not a socket/);
+  });
+
+  it('on SIGTERM finishes, logs the shutdown, removes the socket and exits 0', async () => {
+    const d = await spawnDaemon();
+    const c = await RpcClient.connect(d.socket);
+    await c.call('instance.plan', { instance: sampleSpec() });
+    assert.equal(await d.stop('SIGTERM'), 0);
+    assert.equal(existsSync(d.socket), false);
+    const lines = d.log().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const call = lines.find((l) => l.method === 'instance.plan');
+    assert.ok(call, 'a log line per call');
+    assert.equal(call.outcome, 'ok');
+    assert.equal(call.instance, 'inst1.example.com');
+    assert.equal(typeof call.ms, 'number');
+    assert.equal(typeof call.rid, 'string');
+    assert.ok(lines.some((l) => l.msg === 'daemon stopped'));
+  });
+});
