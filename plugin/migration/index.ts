@@ -10,7 +10,7 @@ export { expectedLayout, type ExpectedDevice } from './expected-layout';
 export { readLiveState, type LiveState } from './live-state';
 export { repairRuntime, type KnownDevices } from './repair';
 export { acceptMigration, type AcceptParams, type AcceptResult } from './accept';
-export { targetRefusals, machineType, type Refusal } from './target-checks';
+export { targetRefusals, machineType, incomingProblem, type Refusal } from './target-checks';
 export { qemuOffer, parseDeviceHelp, type QemuOffer } from './node-facts';
 export { migrationSettings, type MigrationSettings } from './migration-settings';
 export { startMigration, START_DEFAULTS, type StartParams, type StartResult, type MigrationProgress } from './start';

@@ -1,0 +1,113 @@
+import { strict as assert } from 'node:assert';
+import type { GkdError } from '../../../plugin/errors';
+import {
+  expectedLayout, findDrift, incomingProblem, machineType, migrationSettings, parseDeviceHelp, repairRuntime, targetRefusals, type LiveState,
+} from '../../../plugin/migration';
+import { planInstance } from '../../../plugin/planner';
+import type { RuntimeV2_16 } from '../../../plugin/types';
+import { makeSpec } from '../../helpers/specs';
+
+function plan(hvparams: Record<string, unknown> = {}): RuntimeV2_16 {
+  return planInstance(makeSpec({ disks: 2, nics: 1, hvparams, diskPath: (i) => `/srv/d${i}` })).runtime;
+}
+
+/** The live state QEMU would report for `rt` exactly. */
+function liveOf(rt: RuntimeV2_16): LiveState {
+  const devices = expectedLayout(rt)
+    .filter((e) => e.id !== undefined)
+    .map((e) => ({ id: e.id as string, ...(e.fields as { driver: string }) }))
+    .sort((a, b) => (a.id < b.id ? -1 : 1));
+  const blocks = new Map(rt[3].map(([d, path]) => [(d.hvinfo as { id: string }).id, { nodeName: (d.hvinfo as { id: string }).id, file: path, readOnly: false }]));
+  const macs = new Map(rt[1].map((n) => [(n.hvinfo as { id: string }).id, String(n.mac)]));
+  return { devices, anon: [], blocks, macs };
+}
+
+describe('findDrift()', () => {
+  it('finds nothing when QEMU has exactly the recorded devices', () => {
+    const rt = plan({ disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' });
+    assert.deepEqual(findDrift(expectedLayout(rt), liveOf(rt)), []);
+  });
+
+  it('tells an address change from a driver change, and names the runtime place', () => {
+    const rt = plan();
+    const live = liveOf(rt);
+    const [d0, d1] = rt[3].map(([d]) => (d.hvinfo as { id: string }).id);
+    live.devices.find((d) => d.id === d0)!.addr = '0x1a';
+    live.devices.find((d) => d.id === d1)!.driver = 'virtio-blk-pci-transitional';
+    const diffs = findDrift(expectedLayout(rt), live);
+    assert.deepEqual(diffs.map((d) => [d.device, d.kind]), [[d0, 'address'], [d1, 'driver']]);
+    assert.match(diffs[0].detail, /^disks\[0\] "disk-00001000-b6e5-4243": addr: runtime "0xc", QEMU "0x1a"$/);
+  });
+
+  it('reports another disk file, a missing medium and another MAC as property drift', () => {
+    const rt = plan();
+    const live = liveOf(rt);
+    const [d0, d1] = rt[3].map(([d]) => (d.hvinfo as { id: string }).id);
+    live.blocks.set(d0, { file: '/elsewhere', readOnly: false });
+    live.blocks.delete(d1);
+    const n0 = (rt[1][0].hvinfo as { id: string }).id;
+    live.macs.set(n0, 'aa:00:00:00:00:99');
+    assert.deepEqual(findDrift(expectedLayout(rt), live).map((d) => [d.device, d.kind]), [[n0, 'property'], [d0, 'property'], [d1, 'property']]);
+  });
+
+  it('matches devices without an id by driver, one for one', () => {
+    const rt = plan({ kvm_extra: '-device virtio-rng-pci' });
+    const live = liveOf(rt);
+    assert.deepEqual(findDrift(expectedLayout(rt), live).map((d) => [d.device, d.kind]), [['virtio-rng-pci (no id)', 'missing-in-qemu']]);
+    live.anon.push({ path: '/machine/peripheral-anon/device[0]', driver: 'virtio-rng-pci' }, { path: '/machine/peripheral-anon/device[1]', driver: 'virtio-rng-pci' });
+    assert.deepEqual(findDrift(expectedLayout(rt), live).map((d) => d.device), ['/machine/peripheral-anon/device[1]']);
+  });
+
+  it('checks q35 root ports and the SCSI controller declared in kvm_cmd', () => {
+    const rt = plan({ machine_version: 'pc-q35-7.2', disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci', kvm_pcie_spare_ports: 1 });
+    const live = liveOf(rt);
+    live.devices = live.devices.filter((d) => d.id !== 'rp0');
+    live.devices.find((d) => d.id === 'scsi')!.bus = 'rp1';
+    assert.deepEqual(findDrift(expectedLayout(rt), live).map((d) => [d.device, d.kind, d.recordedIn]), [['rp0', 'missing-in-qemu', 'kvm_cmd'], ['scsi', 'address', 'kvm_cmd']]);
+  });
+});
+
+describe('repairRuntime()', () => {
+  it('rewrites a moved disk from QEMU and refuses a kvm_cmd device', () => {
+    const rt = plan({ disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' });
+    const live = liveOf(rt);
+    const d0 = (rt[3][0][0].hvinfo as { id: string }).id;
+    live.devices.find((d) => d.id === d0)!['scsi-id'] = 5;
+    const fixed = repairRuntime(rt, findDrift(expectedLayout(rt), live), live);
+    assert.equal((fixed[3][0][0].hvinfo as { 'scsi-id': number })['scsi-id'], 5);
+    assert.equal((rt[3][0][0].hvinfo as { 'scsi-id': number })['scsi-id'], 0, 'the input is not changed');
+    live.devices.find((d) => d.id === 'scsi')!.addr = '0x9';
+    assert.throws(() => repairRuntime(rt, findDrift(expectedLayout(rt), live), live), (e: GkdError) => e.code === 'GKD_DRIFT' && e.device === 'scsi');
+  });
+});
+
+describe('migration settings and target checks', () => {
+  it('converts Ganeti units to QEMU parameters and refuses bad values', () => {
+    assert.deepEqual(migrationSettings({ migration_bandwidth: 32, migration_downtime: '30', migration_caps: 'xbzrle:auto-converge' }), {
+      parameters: { 'max-bandwidth': 32 * 1024 * 1024, 'downtime-limit': 30 },
+      capabilities: ['xbzrle', 'auto-converge'],
+    });
+    assert.deepEqual(migrationSettings({}), { parameters: {}, capabilities: [] });
+    assert.throws(() => migrationSettings({ migration_bandwidth: -1 }), { code: 'GKD_UNSUPPORTED_VALUE', field: 'hvparams.migration_bandwidth' });
+  });
+
+  it('reads the machine type and the local offer', () => {
+    assert.equal(machineType(['kvm', '-machine', 'pc-i440fx-7.2,accel=tcg']), 'pc-i440fx-7.2');
+    assert.equal(machineType(['kvm', '-M', 'accel=tcg,type=q35']), 'q35');
+    assert.equal(machineType(['kvm']), undefined);
+    assert.deepEqual([...parseDeviceHelp('Storage devices:\nname "virtio-blk-pci", bus PCI, alias "virtio-blk"\nname "scsi-hd", bus SCSI\n')], ['virtio-blk-pci', 'virtio-blk', 'scsi-hd']);
+    assert.equal(incomingProblem('tcp:[::1]:8102'), undefined);
+    assert.equal(incomingProblem('unix:relative.sock') !== undefined, true);
+  });
+
+  it('lists every refusal, with the field and device', () => {
+    const rt = plan();
+    const offer = { machines: new Set(['pc']), aliases: {}, devices: new Set(['virtio-net-pci']) };
+    const r = targetRefusals(rt, offer, (p) => p === '/srv/d0');
+    assert.deepEqual(r.map((x) => [x.field, x.device]), [
+      ['runtime[3][0][0].hvinfo.driver', 'disk-00001000-b6e5-4243'],
+      ['runtime[3][1][0].hvinfo.driver', 'disk-00001001-b6e5-4243'],
+      ['runtime[3][1][1]', 'disk-00001001-b6e5-4243'],
+    ]);
+  });
+});
