@@ -1,0 +1,197 @@
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RpcClient } from '../../../plugin/rpc';
+import { GANETI_ENV } from './ganeti-env';
+import { ROOT, sampleSpec, spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
+
+/** Ganeti's hook script naming rule (a ".sh" suffix is skipped). */
+const HOOK_NAME_RE = /^[a-zA-Z0-9_-]+$/;
+const GANETI_PATH = '/sbin:/bin:/usr/sbin:/usr/bin';
+
+function install(env: Record<string, string>, args: string[]): string {
+  const r = spawnSync(join(ROOT, 'install.sh'), args, { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `install.sh ${args.join(' ')} failed: ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+/** Every file under `dir`, relative. */
+function walk(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const n of readdirSync(join(dir, rel))) {
+    const p = join(rel, n);
+    if (statSync(join(dir, p)).isDirectory()) out.push(...walk(dir, p));
+    else out.push(p);
+  }
+  return out;
+}
+
+function uuid(i: number): string {
+  return `${String(i).padStart(8, '0')}-1111-4222-8333-444455556666`;
+}
+
+describe('Ganeti hooks and install.sh', function () {
+  this.timeout(180_000);
+  let d: DaemonProcess;
+  let tmp: string;
+  let hooksDir: string;
+  let configFile: string;
+
+  const setConfig = (extra: Record<string, unknown> = {}): void =>
+    writeFileSync(configFile, JSON.stringify({ socket: d.socket, runtimeDir: d.runtimeDir, logLevel: 'silent', ...extra }));
+
+  /** Runs an installed hook as Ganeti does: env reset to PATH + GANETI_*, cwd /, stdin /dev/null. */
+  function runHook(name: string, env: Record<string, string | undefined> = {}): { status: number | null; out: string } {
+    const [hpath, phase] = [name.replace(/-(pre|post)$/, ''), name.endsWith('-pre') ? 'pre' : 'post'];
+    const full: Record<string, string> = { PATH: GANETI_PATH };
+    for (const [k, v] of Object.entries({ ...GANETI_ENV, GANETI_HOOKS_PATH: hpath, GANETI_HOOKS_PHASE: phase, ...env })) {
+      if (v !== undefined) full[k] = v;
+    }
+    for (const k of Object.keys(full)) assert.ok(k === 'PATH' || k.startsWith('GANETI_'));
+    const r = spawnSync(join(hooksDir, `${name}.d`, 'kvm-devices'), [], { env: full, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    return { status: r.status, out: r.stdout + r.stderr };
+  }
+
+  before(async () => {
+    tmp = tempDir('gkd-inst-');
+    d = await spawnDaemon();
+    hooksDir = join(tmp, 'hooks');
+    install({ PREFIX: join(tmp, 'usr'), SYSCONFDIR: join(tmp, 'etc'), DESTDIR: '' }, ['--hooks', hooksDir, '--no-systemd']);
+    mkdirSync(join(tmp, 'etc', 'ganeti-kvm-devices'), { recursive: true });
+    configFile = join(tmp, 'etc', 'ganeti-kvm-devices', 'config.json');
+    setConfig();
+  });
+  after(async () => {
+    await d?.stop();
+  });
+
+  it('installs the hooks as <hpath>-<phase>.d/<name>, executable, with names Ganeti runs', () => {
+    const files = walk(hooksDir);
+    assert.deepEqual(files.map((f) => f.split('/')[0]).sort(), readdirSync(join(ROOT, 'hooks')).map((h) => `${h}.d`).sort());
+    for (const f of files) {
+      const [dir, name] = f.split('/');
+      assert.match(dir ?? '', /^[a-z]+(-[a-z]+)*-(pre|post)\.d$/);
+      assert.match(name ?? '', HOOK_NAME_RE);
+      accessSync(join(hooksDir, f), constants.X_OK);
+      assert.ok(!readFileSync(join(hooksDir, f), 'utf8').includes('@KVM_DEVICES@'), 'command path pinned');
+    }
+  });
+
+  it('the installed kvm-devices prints its version', () => {
+    const r = spawnSync(join(tmp, 'usr', 'bin', 'kvm-devices'), ['--version'], { encoding: 'utf8', env: { PATH: GANETI_PATH } });
+    assert.equal(r.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+
+  it('instance-start-pre and instance-add-pre pass an instance that fits', () => {
+    for (const h of ['instance-start-pre', 'instance-add-pre']) {
+      const r = runHook(h);
+      assert.equal(r.status, 0, r.out);
+      assert.match(r.out, /ok: inst1\.example\.com: 2 disk\(s\) and 1 NIC\(s\) fit/);
+    }
+  });
+
+  it('instance-start-pre refuses 8 SCSI disks on an lsi controller, naming the reason', () => {
+    const env: Record<string, string> = { GANETI_INSTANCE_HV_scsi_controller_type: 'lsi', GANETI_INSTANCE_DISK_COUNT: '8' };
+    for (let i = 0; i < 8; i++) {
+      env[`GANETI_INSTANCE_DISK${i}_UUID`] = uuid(i);
+      env[`GANETI_INSTANCE_DISK${i}_SIZE`] = '1024';
+      env[`GANETI_INSTANCE_DISK${i}_MODE`] = 'rw';
+    }
+    const r = runHook('instance-start-pre', env);
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /refused: .*lsi.*GKD_CAPACITY/);
+  });
+
+  it('instance-modify-pre passes the new NIC set when it fits and refuses 9 NICs', () => {
+    const two = { GANETI_INSTANCE_NIC_COUNT: '2', GANETI_INSTANCE_NIC1_UUID: uuid(1), GANETI_INSTANCE_NIC1_MAC: 'aa:00:00:00:00:01', GANETI_INSTANCE_NIC1_MODE: 'bridged', GANETI_INSTANCE_NIC1_LINK: 'br1' };
+    assert.equal(runHook('instance-modify-pre', two).status, 0);
+    const nine: Record<string, string> = { GANETI_INSTANCE_NIC_COUNT: '9' };
+    for (let i = 0; i < 9; i++) {
+      nine[`GANETI_INSTANCE_NIC${i}_UUID`] = uuid(i);
+      nine[`GANETI_INSTANCE_NIC${i}_MAC`] = `aa:00:00:00:00:0${i}`;
+    }
+    const r = runHook('instance-modify-pre', nine);
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /refused: /);
+  });
+
+  it('instance-migrate-pre / instance-failover-pre check the runtime file against the node format', async () => {
+    assert.match(runHook('instance-migrate-pre').out, /no runtime file on this node/);
+    const c = await RpcClient.connect(d.socket);
+    await c.call('instance.start', { instance: sampleSpec() });
+    await c.close();
+    for (const h of ['instance-migrate-pre', 'instance-failover-pre']) {
+      const r = runHook(h);
+      assert.equal(r.status, 0, r.out);
+      assert.match(r.out, /runtime format 2\.16 is readable as 2\.16/);
+    }
+    // A node still on Ganeti 2.10 cannot express the SCSI disks.
+    setConfig({ ganetiFormat: '2.10' });
+    try {
+      const r = runHook('instance-migrate-pre');
+      assert.equal(r.status, 1, r.out);
+      assert.match(r.out, /refused: .*disk-9e7c85f6-b6e5-4243.*GKD_RUNTIME_LOSSY/);
+      const v = runHook('cluster-verify-post');
+      assert.equal(v.status, 1, v.out);
+      assert.match(v.out, /1 of 1 runtime file\(s\).*not in format 2\.10[\s\S]*inst1\.example\.com: format 2\.16/);
+    } finally {
+      setConfig();
+    }
+    assert.equal(runHook('cluster-verify-post').status, 0);
+  });
+
+  it('instance-stop-post and instance-remove-post clean up, idempotently', () => {
+    const stop = runHook('instance-stop-post');
+    assert.equal(stop.status, 0, stop.out);
+    assert.match(stop.out, /runtime file removed/);
+    const remove = runHook('instance-remove-post');
+    assert.equal(remove.status, 0, remove.out);
+    assert.match(remove.out, /no runtime file on this node/);
+  });
+
+  it('skips instances of other hypervisors', () => {
+    const r = runHook('instance-start-pre', { GANETI_INSTANCE_HYPERVISOR: 'xen-pvm' });
+    assert.equal(r.status, 0);
+    assert.match(r.out, /nothing to check/);
+  });
+
+  it('with the daemon unreachable, pre hooks fail closed and post hooks fail open', () => {
+    setConfig({ socket: join(tmp, 'nobody-here.sock') });
+    try {
+      const pre = runHook('instance-start-pre');
+      assert.equal(pre.status, 1);
+      assert.match(pre.out, /daemon unreachable.*failing closed/);
+      const post = runHook('instance-stop-post');
+      assert.equal(post.status, 0);
+      assert.match(post.out, /daemon unreachable.*failing open/);
+    } finally {
+      setConfig();
+    }
+  });
+
+  it('--uninstall removes everything the PREFIX install put there', () => {
+    install({ PREFIX: join(tmp, 'usr'), SYSCONFDIR: join(tmp, 'etc'), DESTDIR: '' }, ['--uninstall']);
+    // It created usr/ and the hooks dir, so those go too.
+    assert.equal(existsSync(join(tmp, 'usr')), false);
+    assert.equal(existsSync(hooksDir), false);
+    assert.ok(existsSync(configFile), "the operator's config file is not ours");
+  });
+
+  it('installs into a DESTDIR (idempotently), runs from there, and --uninstall leaves nothing', () => {
+    const dest = join(tmp, 'dest');
+    mkdirSync(dest);
+    const env = { DESTDIR: dest, PREFIX: '/usr/local' };
+    install(env, ['--hooks']);
+    const first = readFileSync(join(dest, 'usr/local/lib/ganeti-kvm-devices/MANIFEST'), 'utf8');
+    install(env, ['--hooks']);
+    assert.equal(readFileSync(join(dest, 'usr/local/lib/ganeti-kvm-devices/MANIFEST'), 'utf8'), first);
+    const r = spawnSync(join(dest, 'usr/local/bin/kvm-devices'), ['--version'], { encoding: 'utf8' });
+    assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+    const hook = readFileSync(join(dest, 'etc/ganeti/hooks/instance-start-pre.d/kvm-devices'), 'utf8');
+    assert.match(hook, /KVM_DEVICES='\/usr\/local\/bin\/kvm-devices'/);
+    accessSync(join(dest, 'etc/systemd/system/ganeti-kvm-devices.service'));
+    install(env, ['--uninstall']);
+    assert.deepEqual(readdirSync(dest), []);
+  });
+});
