@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { GkdError, isGkdError } from '../errors';
 import { buildArgv, runtimeName, DEFAULT_RUN_DIR, type BuildOptions } from '../planner';
 import { launchQemu, type QemuProcess } from '../process';
@@ -48,6 +49,21 @@ export interface AcceptResult {
   status?: string;
 }
 
+/** True when something listens on the unix socket `path` (a QEMU already serving this instance). */
+function listening(path: string): Promise<boolean> {
+  if (!existsSync(path)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (v: boolean): void => {
+      s.destroy();
+      resolve(v);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false)); // ECONNREFUSED: a socket file left by a QEMU that is gone
+    s.setTimeout(2_000, () => done(false));
+  });
+}
+
 function refused(name: string, problems: Refusal[], cause?: unknown): GkdError {
   const first = problems[0];
   const text = problems.map((p) => (p.device === undefined ? `${p.field}: ${p.reason}` : `${p.field} "${p.device}": ${p.reason}`)).join('; ');
@@ -76,7 +92,8 @@ function incomingRuntime(name: string, value: unknown): { format: RuntimeFormatI
 /**
  * Checks that this node can honour the source's runtime (format known,
  * `-name` is `name`, machine type and device models in the local QEMU,
- * disk paths present, a usable `incoming`), writes it as instance `name`'s
+ * disk paths present, a usable `incoming`, the instance not already running
+ * here), writes it as instance `name`'s
  * runtime file under the instance lock, and returns the argv with
  * `-incoming`. With `launch`, starts QEMU and returns once QMP answers
  * (status `inmigrate`); if QEMU does not start, the runtime file is removed.
@@ -118,6 +135,9 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
   }
 
   const qmp = params.qmp ?? ctx.qmpSocket(name);
+  if (await listening(qmp)) {
+    throw refused(name, [{ field: 'name', reason: `a QEMU already serves its QMP socket "${qmp}" on this node` }]);
+  }
   const node = ctx.node ?? {};
   let argv: string[];
   try {

@@ -105,6 +105,20 @@ describe('acceptMigration()', function () {
     assert.equal((await live.execute<{ status: string }>('query-status')).status, 'inmigrate');
   });
 
+  it('refuses an instance that already runs on this node', async () => {
+    const r = await acceptMigration(dst.ctx, params(runtime, { build: { nicBackends: userBackends(runtime) } }));
+    const before = await dst.store.read(NAME);
+    await assert.rejects(acceptMigration(dst.ctx, params(runtime)), (e: GkdError) => {
+      assert.equal(e.code, 'GKD_MIGRATION_REFUSED');
+      assert.equal(e.field, 'name');
+      assert.match(e.message, /a QEMU already serves its QMP socket/);
+      return true;
+    });
+    assert.equal(launches, 1);
+    assert.equal((await dst.store.read(NAME)).text, before.text);
+    assert.equal(r.status, 'inmigrate');
+  });
+
   it('returns the argv without starting QEMU when not asked to launch', async () => {
     const r = await acceptMigration(dst.ctx, params(runtime, { launch: false, incoming: 'tcp:127.0.0.1:8102' }));
     assert.equal(launches, 0);
