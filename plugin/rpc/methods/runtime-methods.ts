@@ -5,6 +5,7 @@
  */
 import { convertRuntime, detectFormat, validateRuntime, type RuntimeStore } from '../../runtime';
 import { isGkdError } from '../../errors';
+import { existsSync } from 'node:fs';
 import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
 import type { RuntimeFormatId } from '../../types';
 import type { RpcMethod } from '../method';
@@ -81,7 +82,9 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
       handler: async (p) => {
         const expect = p.expect as RuntimeFormatId | undefined;
         const files = [];
-        for (const name of await store.list()) {
+        // No runtime dir yet (Ganeti creates it at the first start): no files.
+        const names = existsSync(store.dir) ? await store.list() : [];
+        for (const name of names) {
           try {
             const r = await store.read(name);
             files.push({ name, format: r.format, ...(expect === undefined ? {} : { matches: r.format === expect }) });
