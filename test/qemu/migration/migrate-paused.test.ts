@@ -80,4 +80,13 @@ describe('startMigration() of a paused VM', function () {
     await engine.addNic(s.name, { uuid: uuidN(0x4002, '66a8-4e6d-8b7e-ec4f69751396'), mac: macN(0x42), backend: { type: 'user' } });
     await migrateAndCheck(s.name);
   });
+
+  it('moves a q35 instance whose devices sit behind root ports, with a hot-added NIC on a spare port', async () => {
+    const spec = makeSpec({ disks: 2, nics: 1, hvparams: { machine_version: 'q35', disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci', kvm_pcie_spare_ports: 2, ...FAST } });
+    const s = await startSource(src, spec);
+    const engine = new HotplugEngine({ store: src.store, connections: src.pool, qmpSocket: src.qmpSocket, accel: 'tcg' });
+    const nic = await engine.addNic(s.name, { uuid: uuidN(0x4003, '66a8-4e6d-8b7e-ec4f69751396'), mac: macN(0x43), backend: { type: 'user' } });
+    assert.match(nic.hvinfo.bus, /^rp\d+$/);
+    await migrateAndCheck(s.name);
+  });
 });
