@@ -4,7 +4,7 @@
  * left behind by a failed unplug is never collided with.
  */
 import { GkdError } from '../errors';
-import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLERS, fillHvParams, parsePorts, resolveMachine } from '../planner';
+import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLERS, runtimeHvParams, parsePorts, resolveMachine } from '../planner';
 import type { HvInfo, RuntimeV2_16 } from '../types';
 import { isPciHvInfo, isScsiHvInfo } from '../types';
 
@@ -29,13 +29,12 @@ function runtimeHvInfos(runtime: RuntimeV2_16): HvInfo[] {
 
 /** The driver and bus kind a hot-added device gets: the runtime's own hvparams decide, as in Ganeti. */
 export function hotplugModel(runtime: RuntimeV2_16, kind: DeviceKind): { driver: string; bus: 'pci' | 'scsi' | 'ide' | 'isa'; hotpluggable: boolean; type: string } {
-  const { hv } = fillHvParams(runtime[2]);
-  if (kind === 'disk') {
-    const m = DISK_MODELS[hv.disk_type];
-    return { ...m, type: hv.disk_type };
-  }
-  const m = NIC_MODELS[hv.nic_type];
-  return { ...m, type: hv.nic_type };
+  const hv = runtimeHvParams(runtime[2]);
+  const type = kind === 'disk' ? hv.disk_type : hv.nic_type;
+  const m = kind === 'disk' ? DISK_MODELS[hv.disk_type] : NIC_MODELS[hv.nic_type];
+  // A type from an older release this one does not model (Ganeti's legacy "scsi", "sd"...) is not hot-pluggable.
+  if (m === undefined) return { driver: type, bus: 'pci', hotpluggable: false, type };
+  return { ...m, type };
 }
 
 /**
@@ -52,7 +51,7 @@ export function allocate(runtime: RuntimeV2_16, kind: DeviceKind, id: string, li
   const max = kind === 'disk' ? MAX_DISKS : MAX_NICS;
   if (count >= max) throw new GkdError('GKD_CAPACITY', `Cannot hot-add a ${kind}: the instance has ${count}, the most it can have is ${max}`, { field: kind === 'disk' ? 'disks' : 'nics' });
 
-  const { hv } = fillHvParams(runtime[2]);
+  const hv = runtimeHvParams(runtime[2]);
   const machine = resolveMachine(hv.machine_version === '' ? machineFromCmd(runtime) : hv.machine_version);
   const recorded = runtimeHvInfos(runtime);
 

@@ -17,8 +17,8 @@ import { fillHvParams, type PlannerHvParams } from './hvparams';
 import { claimedSlots, shellSplit } from './kvm-extra';
 import { resolveMachine, type MachineLayout } from './machine';
 import { escapeOptionValue } from './option-escape';
-import { layoutPorts, portDeviceArg, type RootPort } from './pcie-ports';
-import { lowestFreeSlot, slotToAddr } from './pci-slots';
+import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
+import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
 
 export interface PlanOptions {
   /** Alias → versioned machine type of the local QEMU (`{pc: 'pc-i440fx-7.2'}`), to freeze `pc`/`q35`. */
@@ -157,13 +157,14 @@ interface Layout {
 }
 
 function placeOnRootBus(m: MachineLayout, hv: PlannerHvParams, extra: string[], scsi: boolean, disks: number, nics: number): Layout {
-  const taken = new Set<number>([...m.builtinSlots, ...claimedSlots(extra, m.rootBus)]);
+  const taken = new Set<number>([...m.builtinSlots, ...claimedSlots(extra, m.rootBus, m.vgaSlot)]);
   const reserved = hv.kvm_pci_reservations;
   const fixedDevices: string[] = [];
   if (scsi) {
     // The controller is placed explicitly (Ganeti lets QEMU pick) so the target rebuilds it at the same
-    // slot whatever else kvm_extra adds; inside the reserved range when there is room, like QEMU would.
-    const slot = lowestFreeSlot(taken, 0, reserved) ?? lowestFreeSlot(taken, reserved);
+    // slot whatever else kvm_extra adds. It takes the HIGHEST free slot of the reserved range: devices
+    // QEMU creates at machine init from kvm_extra (-net nic, -usb...) take the lowest free ones.
+    const slot = highestFreeSlot(taken, 0, reserved) ?? highestFreeSlot(taken, reserved);
     if (slot === undefined) throw capacity(m, 'the SCSI controller', reserved);
     taken.add(slot);
     fixedDevices.push(`${SCSI_CONTROLLERS[hv.scsi_controller_type].driver},id=${SCSI_CONTROLLER_ID},bus=${m.rootBus},addr=${slotToAddr(slot)}`);
@@ -182,24 +183,31 @@ function placeOnRootBus(m: MachineLayout, hv: PlannerHvParams, extra: string[], 
 }
 
 function capacity(m: MachineLayout, what: string, reserved: number): GkdError {
+  const room = reserved >= 32 ? 'it leaves no slot for disks and NICs' : `all ${32 - reserved} slots from ${reserved} to 31 are taken`;
   return new GkdError(
     'GKD_CAPACITY',
-    `Cannot place ${what} on ${m.rootBus}: no free PCI slot from ${reserved} to 31 (hvparams.kvm_pci_reservations is ${reserved}); lower it or use SCSI disks`,
-    { field: 'hvparams.kvm_pci_reservations' },
+    `Cannot place ${what} on ${m.rootBus}: hvparams.kvm_pci_reservations is ${reserved} and ${room}; lower it or use SCSI disks`,
+    { field: 'hvparams.kvm_pci_reservations', data: { reserved, freeFrom: reserved } },
   );
 }
 
-/** Spare ports for "auto": enough to grow to MAX_DISKS PCI disks and MAX_NICS NICs. */
-export function autoSparePorts(pciDisks: number, pciNics: number, scsi: boolean): number {
-  // With SCSI disks, disks grow on the controller; ports are needed for NICs (and virtio disks by hand).
-  const diskRoom = scsi ? 0 : Math.max(0, MAX_DISKS - pciDisks);
-  return diskRoom + Math.max(0, MAX_NICS - pciNics);
+/**
+ * Spare ports for "auto": enough to grow to MAX_DISKS disks and MAX_NICS NICs
+ * by hot-add. Only kinds that are hot-added onto a port count: SCSI disks go
+ * on the controller, and IDE disks and ISA NICs cannot be hot-added at all.
+ */
+export function autoSparePorts(hv: Pick<PlannerHvParams, 'disk_type' | 'nic_type'>, pciDisks: number, pciNics: number): number {
+  const disk = DISK_MODELS[hv.disk_type];
+  const nic = NIC_MODELS[hv.nic_type];
+  const diskRoom = disk.bus === 'pci' && disk.hotpluggable ? Math.max(0, MAX_DISKS - pciDisks) : 0;
+  const nicRoom = nic.bus === 'pci' && nic.hotpluggable ? Math.max(0, MAX_NICS - pciNics) : 0;
+  return diskRoom + nicRoom;
 }
 
 function placeOnPorts(m: MachineLayout, hv: PlannerHvParams, extra: string[], scsi: boolean, disks: number, nics: number): Layout {
   const used = (scsi ? 1 : 0) + disks + nics;
-  const spare = hv.kvm_pcie_spare_ports === 'auto' ? autoSparePorts(disks, nics, scsi) : hv.kvm_pcie_spare_ports;
-  const ports: RootPort[] = layoutPorts(used + spare, new Set<number>([...m.builtinSlots, ...claimedSlots(extra, m.rootBus)]));
+  const spare = hv.kvm_pcie_spare_ports === 'auto' ? autoSparePorts(hv, disks, nics) : hv.kvm_pcie_spare_ports;
+  const ports: RootPort[] = layoutPorts(used + spare, new Set<number>(m.builtinSlots), rootClaims(extra, m.rootBus));
   const fixedDevices = ports.map((p) => portDeviceArg(p, m.rootBus, ports.some((q) => q.slot === p.slot && q.fn > 0)));
   let next = 0;
   if (scsi) fixedDevices.push(`${SCSI_CONTROLLERS[hv.scsi_controller_type].driver},id=${SCSI_CONTROLLER_ID},bus=${ports[next++].id},addr=0x0`);

@@ -8,7 +8,7 @@ import { GkdError } from '../errors';
 import type { HvInfo, NicBackend, RuntimeV2_16 } from '../types';
 import { blockdevArgs, diskDeviceArgs, netdevArgs, nicDeviceArgs, renderFlat, type DiskIoParams } from './device-args';
 import { DISK_MODELS } from './drivers';
-import { fillHvParams } from './hvparams';
+import { runtimeHvParams } from './hvparams';
 import { escapeOptionValue } from './option-escape';
 
 export interface BuildOptions {
@@ -42,7 +42,7 @@ export function runtimeName(runtime: RuntimeV2_16): string {
 
 /** The disk I/O parameters stored in the runtime's hvparams. */
 export function diskIo(runtime: RuntimeV2_16): DiskIoParams {
-  const { hv } = fillHvParams(runtime[2]);
+  const hv = runtimeHvParams(runtime[2]);
   return { cache: hv.disk_cache, aio: hv.disk_aio, discard: hv.disk_discard };
 }
 
@@ -57,7 +57,7 @@ function requireHvInfo(h: unknown, where: string): HvInfo {
 /** Builds the full argv; argv[0] is the QEMU binary. */
 export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): string[] {
   const [kvmCmd, nics, hvparams, disks] = runtime;
-  const { hv } = fillHvParams(hvparams);
+  const hv = runtimeHvParams(hvparams);
   const name = runtimeName(runtime);
   const runDir = options.runDir ?? DEFAULT_RUN_DIR;
   const io = diskIo(runtime);

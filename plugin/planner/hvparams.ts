@@ -160,3 +160,46 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
   }
   return { filled, hv };
 }
+
+/**
+ * The typed view of a runtime file's stored hvparams, read leniently: the
+ * file may come from any Ganeti release (2.16 files carry `disk_discard:
+ * "default"`, which Ganeti 3.1 reads as "ignore"; a CD-ROM lives in
+ * kvm_cmd already). A value this release would refuse for a new instance
+ * falls back to its default here, except the device types, which are kept
+ * as they are so the caller can refuse exactly the operation that needs
+ * them (a NIC hot-add must not fail because disk_type is "scsi").
+ */
+export function runtimeHvParams(stored: HvParams | undefined): PlannerHvParams {
+  const filled: HvParams = { ...HVPARAM_DEFAULTS, ...(stored ?? {}) };
+  const pick = <T>(read: () => T, fallback: T): T => {
+    try {
+      return read();
+    } catch {
+      return fallback;
+    }
+  };
+  const d = HVPARAM_DEFAULTS;
+  const raw = (k: string, dflt: string): string => (typeof filled[k] === 'string' ? (filled[k] as string) : dflt);
+  return {
+    kvm_path: raw('kvm_path', d.kvm_path),
+    disk_type: raw('disk_type', d.disk_type) as DiskType,
+    nic_type: raw('nic_type', d.nic_type) as NicType,
+    scsi_controller_type: raw('scsi_controller_type', d.scsi_controller_type) as ScsiControllerType,
+    kvm_pci_reservations: pick(() => intIn('kvm_pci_reservations', filled.kvm_pci_reservations, 0, 32), d.kvm_pci_reservations),
+    kvm_pcie_spare_ports: filled.kvm_pcie_spare_ports === 'auto' ? 'auto' : pick<number | 'auto'>(() => intIn('kvm_pcie_spare_ports', filled.kvm_pcie_spare_ports, 0, 200), 'auto'),
+    machine_version: raw('machine_version', ''),
+    kvm_extra: raw('kvm_extra', ''),
+    disk_cache: pick(() => oneOf('disk_cache', filled.disk_cache, DISK_CACHE), d.disk_cache),
+    disk_aio: pick(() => oneOf('disk_aio', filled.disk_aio, DISK_AIO), d.disk_aio),
+    disk_discard: pick(() => oneOf('disk_discard', filled.disk_discard, DISK_DISCARD), d.disk_discard),
+    cdrom_image_path: raw('cdrom_image_path', ''),
+    cpu_type: raw('cpu_type', ''),
+    kernel_path: raw('kernel_path', ''),
+    initrd_path: raw('initrd_path', ''),
+    kernel_args: raw('kernel_args', ''),
+    root_path: raw('root_path', ''),
+    vhost_net: typeof filled.vhost_net === 'boolean' ? filled.vhost_net : d.vhost_net,
+    reboot_behavior: pick(() => oneOf('reboot_behavior', filled.reboot_behavior, REBOOT_BEHAVIOR), d.reboot_behavior),
+  };
+}

@@ -8,7 +8,7 @@ export { parseInstanceSpec } from './spec';
 export { blockdevArgs, diskDeviceArgs, netdevArgs, nicDeviceArgs, renderFlat, type QemuDict, type DiskIoParams } from './device-args';
 export { deviceId, isUuid, isQemuId } from './device-id';
 export { DISK_MODELS, NIC_MODELS, SCSI_CONTROLLERS, SCSI_BUS, SCSI_CONTROLLER_ID, MAX_DISKS, MAX_NICS, isScsiDiskType } from './drivers';
-export { fillHvParams, HVPARAM_DEFAULTS, type PlannerHvParams } from './hvparams';
+export { fillHvParams, runtimeHvParams, HVPARAM_DEFAULTS, type PlannerHvParams } from './hvparams';
 export { resolveMachine, type MachineLayout } from './machine';
 export { lowestFreeSlot, slotToAddr, addrToSlot } from './pci-slots';
 export { parsePorts, portId, type RootPort } from './pcie-ports';

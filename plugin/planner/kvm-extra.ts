@@ -49,16 +49,33 @@ export function splitOptions(s: string): string[] {
   return s.replace(/,,/g, '\u0000').split(',').map((p) => p.replace(/\u0000/g, ','));
 }
 
+/** The options of one `-device` value: `driver,k=v,…` or QEMU's JSON form `{"driver":…}`. */
+function deviceOptions(value: string): Map<string, unknown> {
+  if (value.trimStart().startsWith('{')) {
+    try {
+      const o = JSON.parse(value) as Record<string, unknown>;
+      return new Map(Object.entries(o));
+    } catch {
+      return new Map();
+    }
+  }
+  const opts = splitOptions(value).slice(1);
+  return new Map(opts.map((o) => [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] as const));
+}
+
 /**
- * Slots on `rootBus` that `-device` options in `args` claim with `addr=`.
- * A device with no `bus=` lands on the root bus.
+ * Slots on `rootBus` that `args` (kvm_extra) take before any planned device
+ * is created: `-device` options with an explicit `addr` (a device with no
+ * `bus=` lands on the root bus), and the display adapter `-vga` creates at
+ * machine init, which takes the first free slot (`vgaSlot`: 2 on pc, 1 on
+ * q35) ahead of every `-device`.
  */
-export function claimedSlots(args: readonly string[], rootBus: string): number[] {
+export function claimedSlots(args: readonly string[], rootBus: string, vgaSlot?: number): number[] {
   const slots: number[] = [];
   for (let i = 0; i < args.length - 1; i++) {
+    if (args[i] === '-vga' && args[i + 1] !== 'none' && vgaSlot !== undefined) slots.push(vgaSlot);
     if (args[i] !== '-device') continue;
-    const opts = splitOptions(args[i + 1]).slice(1);
-    const kv = new Map(opts.map((o) => [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] as const));
+    const kv = deviceOptions(args[i + 1]);
     const bus = kv.get('bus') ?? rootBus;
     const slot = addrToSlot(kv.get('addr'));
     if (bus === rootBus && slot !== undefined) slots.push(slot);

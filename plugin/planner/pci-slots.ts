@@ -10,17 +10,29 @@ export function lowestFreeSlot(occupied: ReadonlySet<number>, from = 0, to = PCI
   return undefined;
 }
 
+/** The highest slot in [from, to) not in `occupied`, or undefined. */
+export function highestFreeSlot(occupied: ReadonlySet<number>, from = 0, to = PCI_SLOTS): number | undefined {
+  for (let s = Math.min(PCI_SLOTS, to) - 1; s >= Math.max(0, from); s--) if (!occupied.has(s)) return s;
+  return undefined;
+}
+
 /** `0xc` from 12, as Ganeti writes `addr`. */
 export function slotToAddr(slot: number): string {
   return `0x${slot.toString(16)}`;
 }
 
-/** 12 from `0xc`, `12` or `0xc.0`; undefined when it isn't a slot. */
+/**
+ * The slot a QEMU `addr` value names: 12 from `"0xc"`, `"c"` or `"0xc.0x1"`.
+ * QEMU reads a PCI address on the command line as hex with or without `0x`
+ * (`addr=12` is slot 0x12) and an integer in JSON as the devfn-less slot;
+ * undefined when it isn't a slot.
+ */
 export function addrToSlot(addr: unknown): number | undefined {
-  if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 && addr < PCI_SLOTS ? addr : undefined;
+  // QEMU 7.2 reads a JSON integer through the same text parser: 14 is slot 0x14.
+  if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 ? addrToSlot(String(addr)) : undefined;
   if (typeof addr !== 'string') return undefined;
-  const m = /^(0x[0-9a-fA-F]+|\d+)(\.[0-7])?$/.exec(addr.trim());
+  const m = /^(?:0x)?([0-9a-fA-F]+)(?:\.(?:0x)?[0-7])?$/.exec(addr.trim());
   if (m === null) return undefined;
-  const n = m[1].startsWith('0x') ? parseInt(m[1], 16) : parseInt(m[1], 10);
+  const n = parseInt(m[1], 16);
   return n < PCI_SLOTS ? n : undefined;
 }

@@ -14,6 +14,10 @@ import { lowestFreeSlot } from './pci-slots';
 
 export const PORT_DRIVER = 'pcie-root-port';
 export const FUNCTIONS_PER_SLOT = 8;
+/** PCIe chassis numbers are 8 bits; 0 is what a port without `chassis=` gets, so ours start at 1. */
+export const MAX_CHASSIS = 255;
+/** Ids of the ports the planner makes; only these are spare ports for hot-add. */
+export const PORT_ID_RE = /^rp\d+$/;
 
 export interface RootPort {
   id: string;
@@ -27,25 +31,111 @@ export function portId(index: number): string {
   return `rp${index}`;
 }
 
+/** What other `-device` options (kvm_extra) already take: root slots, PCIe chassis numbers, ids. */
+export interface RootClaims {
+  slots: ReadonlySet<number>;
+  chassis: ReadonlySet<number>;
+  ids: ReadonlySet<string>;
+}
+
+export const NO_CLAIMS: RootClaims = { slots: new Set(), chassis: new Set(), ids: new Set() };
+
+/**
+ * QEMU reads a PCI `addr` given as text as hexadecimal "SLOT[.FN]" whether
+ * or not it has a 0x prefix (`addr=10` is slot 0x10); undefined when it is
+ * not an address.
+ */
+export function parseDevfnText(addr: string): { slot: number; fn: number } | undefined {
+  const m = /^\s*(?:0[xX])?([0-9a-fA-F]+)(?:\.(?:0[xX])?([0-9a-fA-F]+))?\s*$/.exec(addr);
+  if (m === null) return undefined;
+  const slot = parseInt(m[1], 16);
+  const fn = m[2] === undefined ? 0 : parseInt(m[2], 16);
+  return slot < 32 && fn < FUNCTIONS_PER_SLOT ? { slot, fn } : undefined;
+}
+
+/** The options of one `-device` value, in either QEMU syntax (`drv,k=v` or JSON). */
+function deviceOptions(value: string): Map<string, string> {
+  const kv = new Map<string, string>();
+  if (value.trimStart().startsWith('{')) {
+    try {
+      const o = JSON.parse(value) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(o)) if (typeof v === 'string' || typeof v === 'number') kv.set(k, String(v));
+    } catch {
+      // Not JSON after all: QEMU will say so when it starts.
+    }
+    return kv;
+  }
+  const parts = splitOptions(value);
+  parts.forEach((p, i) => {
+    const eq = p.indexOf('=');
+    if (eq > 0) kv.set(p.slice(0, eq), p.slice(eq + 1));
+    else if (i === 0) kv.set('driver', p);
+  });
+  return kv;
+}
+
+/**
+ * What the `-device` options in `args` take on a q35 root bus. A device
+ * without `bus=` lands on the root bus. A numeric `addr` from JSON is a
+ * devfn, as QEMU reads it.
+ */
+export function rootClaims(args: readonly string[], rootBus: string): RootClaims {
+  const slots = new Set<number>();
+  const chassis = new Set<number>();
+  const ids = new Set<string>();
+  for (let i = 0; i < args.length - 1; i++) {
+    if (args[i] !== '-device') continue;
+    const kv = deviceOptions(args[i + 1]);
+    const id = kv.get('id');
+    if (id !== undefined) ids.add(id);
+    const c = kv.get('chassis');
+    if (c !== undefined && /^\d+$/.test(c)) chassis.add(Number(c));
+    if ((kv.get('bus') ?? rootBus) !== rootBus) continue;
+    const addr = kv.get('addr');
+    if (addr === undefined) continue;
+    const json = args[i + 1].trimStart().startsWith('{');
+    const at = json && /^\d+$/.test(addr) ? { slot: Number(addr) >> 3, fn: Number(addr) & 7 } : parseDevfnText(addr);
+    if (at !== undefined) slots.add(at.slot);
+  }
+  // Also what the shared parser reads, so q35 never claims less than pc would; on q35 `-vga`
+  // puts its adapter on slot 1 at machine init, before any port is created.
+  for (const s of claimedSlots(args, rootBus, 1)) slots.add(s);
+  return { slots, chassis, ids };
+}
+
+function capacityError(count: number, why: string): GkdError {
+  return new GkdError('GKD_CAPACITY', `Cannot place ${count} PCIe root ports: ${why}; lower hvparams.kvm_pcie_spare_ports`, {
+    field: 'hvparams.kvm_pcie_spare_ports',
+  });
+}
+
 /**
  * Places `count` ports on the root bus, lowest free root slots first,
- * eight functions per slot. `occupied` holds root slots already taken.
+ * eight functions per slot. `occupied` holds root slots the machine takes;
+ * `claims` what kvm_extra takes (slots, chassis numbers and ids are all
+ * skipped: QEMU refuses a second port on a chassis with "Can't add chassis
+ * slot" and a second device id with "Duplicate ID").
  */
-export function layoutPorts(count: number, occupied: ReadonlySet<number>): RootPort[] {
+export function layoutPorts(count: number, occupied: ReadonlySet<number>, claims: RootClaims = NO_CLAIMS): RootPort[] {
   const ports: RootPort[] = [];
-  const taken = new Set(occupied);
+  const taken = new Set([...occupied, ...claims.slots]);
+  let index = 0;
+  let chassis = 1;
+  const nextId = (): string => {
+    while (claims.ids.has(portId(index))) index++;
+    return portId(index++);
+  };
+  const nextChassis = (): number => {
+    while (claims.chassis.has(chassis)) chassis++;
+    if (chassis > MAX_CHASSIS) throw capacityError(count, `PCIe chassis numbers run out at ${MAX_CHASSIS}`);
+    return chassis++;
+  };
   for (let i = 0; i < count; i += FUNCTIONS_PER_SLOT) {
     const slot = lowestFreeSlot(taken, 1);
-    if (slot === undefined) {
-      throw new GkdError(
-        'GKD_CAPACITY',
-        `Cannot place ${count} PCIe root ports: the q35 root bus has no free slot for ports ${i}-${count - 1}; lower hvparams.kvm_pcie_spare_ports`,
-        { field: 'hvparams.kvm_pcie_spare_ports' },
-      );
-    }
+    if (slot === undefined) throw capacityError(count, `the q35 root bus has no free slot for ports ${i}-${count - 1}`);
     taken.add(slot);
     for (let fn = 0; fn < FUNCTIONS_PER_SLOT && i + fn < count; fn++) {
-      ports.push({ id: portId(i + fn), slot, fn, chassis: i + fn + 1 });
+      ports.push({ id: nextId(), slot, fn, chassis: nextChassis() });
     }
   }
   return ports;
@@ -58,16 +148,21 @@ export function portDeviceArg(p: RootPort, rootBus: string, multifunction: boole
   return `${PORT_DRIVER},id=${p.id},bus=${rootBus},chassis=${p.chassis},addr=${addr}${mf}`;
 }
 
-/** The root ports a runtime's kvm_cmd declares, in order. */
+/**
+ * The root ports the planner declared in a runtime's kvm_cmd, in order: the
+ * leading run of `-device pcie-root-port` entries with the planner's ids
+ * (fixedCommand puts them before the SCSI controller and kvm_extra). Ports
+ * kvm_extra adds are the operator's and never listed, whatever their id.
+ */
 export function parsePorts(kvmCmd: readonly (string | number)[]): RootPort[] {
   const ports: RootPort[] = [];
   for (let i = 0; i < kvmCmd.length - 1; i++) {
-    if (kvmCmd[i] !== '-device' || typeof kvmCmd[i + 1] !== 'string') continue;
-    const parts = splitOptions(kvmCmd[i + 1] as string);
-    if (parts[0] !== PORT_DRIVER) continue;
-    const kv = new Map(parts.slice(1).map((o) => [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] as const));
-    const [s, f] = (kv.get('addr') ?? '0').split('.');
-    ports.push({ id: kv.get('id') ?? '', slot: parseInt(s, 16), fn: f === undefined ? 0 : parseInt(f, 16), chassis: Number(kv.get('chassis') ?? 0) });
+    if (kvmCmd[i] !== '-device') continue;
+    const kv = typeof kvmCmd[i + 1] === 'string' ? deviceOptions(kvmCmd[i + 1] as string) : new Map<string, string>();
+    const id = kv.get('id') ?? '';
+    if (kv.get('driver') !== PORT_DRIVER || !PORT_ID_RE.test(id)) break;
+    const at = parseDevfnText(kv.get('addr') ?? '0') ?? { slot: 0, fn: 0 };
+    ports.push({ id, slot: at.slot, fn: at.fn, chassis: Number(kv.get('chassis') ?? 0) });
   }
   return ports;
 }

@@ -44,6 +44,9 @@ describe('planner argv on real QEMU', function () {
   cases.push(['16 paravirtual disks and 4 NICs (every free slot from 12)', {}, 16, 4]);
   cases.push(['q35 paravirtual', { machine_version: 'q35' }, 3, 2]);
   cases.push(['q35 scsi-hd on virtio-scsi-pci', { machine_version: 'q35', disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' }, 3, 2]);
+  cases.push(['SCSI with -vga std from kvm_extra', { disk_type: 'scsi-hd', kvm_extra: '-vga std' }, 2, 1]);
+  cases.push(['q35 with -vga std from kvm_extra', { machine_version: 'q35', kvm_extra: '-vga std' }, 2, 1]);
+  cases.push(['5 virtio disks beside a kvm_extra device at addr=10 (hex)', { kvm_extra: '-device virtio-rng-pci,id=rng,addr=10' }, 5, 2]);
   cases.push(['pc-q35-7.2 with 40 spare ports', { machine_version: 'pc-q35-7.2', kvm_pcie_spare_ports: 40 }, 2, 1]);
 
   for (const [title, hvparams, disks, nics] of cases) {

@@ -31,8 +31,8 @@ describe('planInstance() Ganeti-compatible placement', () => {
     const p = planInstance(spec);
     assert.deepEqual(p.runtime[3][0][0].hvinfo, { driver: 'scsi-hd', id: 'disk-9e7c85f6-b6e5-4243', bus: 'scsi.0', channel: 0, 'scsi-id': 0, lun: 0 });
     assert.deepEqual(p.runtime[1][0].hvinfo, { driver: 'virtio-net-pci', id: 'nic-003fc157-66a8-4e6d', bus: 'pci.0', addr: '0xc' });
-    // The controller is explicit, inside the reserved range.
-    assert.ok(p.runtime[0].includes('virtio-scsi-pci,id=scsi,bus=pci.0,addr=0x2'));
+    // The controller is explicit, at the top of the reserved range (machine-init devices take the bottom).
+    assert.ok(p.runtime[0].includes('virtio-scsi-pci,id=scsi,bus=pci.0,addr=0xb'));
   });
 
   it('keeps hvinfo key order driver, id, bus, addr as Ganeti writes it', () => {
@@ -48,19 +48,28 @@ describe('planInstance() Ganeti-compatible placement', () => {
   it('with kvm_pci_reservations 20 starts at 0x14 and runs out with a clear error', () => {
     const p = planInstance(makeSpec({ disks: 1, nics: 1, hvparams: { kvm_pci_reservations: 20 } }));
     assert.deepEqual(p.devices.map((d) => (d.hvinfo as PciHvInfo).addr), ['0x14', '0x15']);
-    throwsCode(() => planInstance(makeSpec({ disks: 12, nics: 1, hvparams: { kvm_pci_reservations: 20 } })), 'GKD_CAPACITY', 'hvparams.kvm_pci_reservations', /NIC 0 on pci\.0: no free PCI slot from 20 to 31/);
+    throwsCode(() => planInstance(makeSpec({ disks: 12, nics: 1, hvparams: { kvm_pci_reservations: 20 } })), 'GKD_CAPACITY', 'hvparams.kvm_pci_reservations', /NIC 0 on pci\.0: hvparams\.kvm_pci_reservations is 20 and all 12 slots from 20 to 31 are taken/);
   });
 
-  it('never places a device on a slot kvm_extra claims', () => {
-    const p = planInstance(makeSpec({ disks: 2, nics: 0, hvparams: { kvm_extra: '-device virtio-rng-pci,id=rng,addr=0xc -device "e1000,id=x,bus=pci.0,addr=13"' } }));
+  it('never places a device on a slot kvm_extra claims (addr is hex, with or without 0x, or JSON)', () => {
+    const p = planInstance(makeSpec({ disks: 2, nics: 0, hvparams: { kvm_extra: '-device virtio-rng-pci,id=rng,addr=0xc -device "e1000,id=x,bus=pci.0,addr=d.1"' } }));
     assert.deepEqual(p.devices.map((d) => (d.hvinfo as PciHvInfo).addr), ['0xe', '0xf']);
-    assert.deepEqual(p.runtime[0].slice(-4), ['-device', 'virtio-rng-pci,id=rng,addr=0xc', '-device', 'e1000,id=x,bus=pci.0,addr=13']);
+    assert.deepEqual(p.runtime[0].slice(-4), ['-device', 'virtio-rng-pci,id=rng,addr=0xc', '-device', 'e1000,id=x,bus=pci.0,addr=d.1']);
+    const j = planInstance(makeSpec({ disks: 1, nics: 0, hvparams: { kvm_extra: `-device '{"driver":"virtio-rng-pci","id":"r","addr":"0xc"}' -device virtio-rng-pci,addr=12` } }));
+    assert.deepEqual(j.devices.map((d) => (d.hvinfo as PciHvInfo).addr), ['0xd']);
+    assert.ok(!planInstance(makeSpec({ disks: 14, nics: 0, hvparams: { kvm_extra: '-device virtio-rng-pci,addr=12' } })).devices.some((d) => (d.hvinfo as PciHvInfo).addr === '0x12'));
+  });
+
+  it('keeps the SCSI controller off the slot -vga takes at machine init', () => {
+    const p = planInstance(makeSpec({ disks: 1, nics: 0, hvparams: { disk_type: 'scsi-hd', kvm_pci_reservations: 3, kvm_extra: '-vga std' } }));
+    // Slots 0-1 are the machine's, 2 is the VGA's: no room below 3, so the controller takes the top slot.
+    assert.ok(p.runtime[0].includes('lsi53c895a,id=scsi,bus=pci.0,addr=0x1f'), String(p.runtime[0]));
   });
 
   it('gives each SCSI disk its own target, channel 0, lun 0', () => {
     const p = planInstance(makeSpec({ disks: 3, nics: 0, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'megasas' } }));
     assert.deepEqual(p.devices.map((d) => [d.hvinfo.bus, (d.hvinfo as { 'scsi-id': number })['scsi-id']]), [['scsi.0', 0], ['scsi.0', 1], ['scsi.0', 2]]);
-    assert.ok(p.runtime[0].includes('megasas,id=scsi,bus=pci.0,addr=0x2'));
+    assert.ok(p.runtime[0].includes('megasas,id=scsi,bus=pci.0,addr=0xb'));
   });
 
   it('takes 7 disks on lsi and refuses 8, naming the controller, its limit and the fix', () => {
