@@ -112,19 +112,20 @@ function capacityError(count: number, why: string): GkdError {
 /**
  * Places `count` ports on the root bus, lowest free root slots first,
  * eight functions per slot. `occupied` holds root slots the machine takes;
- * `claims` what kvm_extra takes (slots, chassis numbers and ids are all
- * skipped: QEMU refuses a second port on a chassis with "Can't add chassis
- * slot" and a second device id with "Duplicate ID").
+ * `claims` what kvm_extra takes: its slots and chassis numbers are skipped
+ * (QEMU refuses a second port on a chassis: "Can't add chassis slot"), and
+ * an `rp<N>` id there is refused, so a port id always means a plugin port.
  */
 export function layoutPorts(count: number, occupied: ReadonlySet<number>, claims: RootClaims = NO_CLAIMS): RootPort[] {
+  const reserved = [...claims.ids].find((id) => PORT_ID_RE.test(id));
+  if (reserved !== undefined) {
+    throw new GkdError('GKD_SPEC_INVALID', `Cannot use hvparams.kvm_extra: its device id "${reserved}" has the form rp<N>, which q35 instances keep for the plugin's root ports; rename it`, {
+      field: 'hvparams.kvm_extra',
+    });
+  }
   const ports: RootPort[] = [];
   const taken = new Set([...occupied, ...claims.slots]);
-  let index = 0;
   let chassis = 1;
-  const nextId = (): string => {
-    while (claims.ids.has(portId(index))) index++;
-    return portId(index++);
-  };
   const nextChassis = (): number => {
     while (claims.chassis.has(chassis)) chassis++;
     if (chassis > MAX_CHASSIS) throw capacityError(count, `PCIe chassis numbers run out at ${MAX_CHASSIS}`);
@@ -135,7 +136,7 @@ export function layoutPorts(count: number, occupied: ReadonlySet<number>, claims
     if (slot === undefined) throw capacityError(count, `the q35 root bus has no free slot for ports ${i}-${count - 1}`);
     taken.add(slot);
     for (let fn = 0; fn < FUNCTIONS_PER_SLOT && i + fn < count; fn++) {
-      ports.push({ id: nextId(), slot, fn, chassis: nextChassis() });
+      ports.push({ id: portId(i + fn), slot, fn, chassis: nextChassis() });
     }
   }
   return ports;
@@ -149,18 +150,17 @@ export function portDeviceArg(p: RootPort, rootBus: string, multifunction: boole
 }
 
 /**
- * The root ports the planner declared in a runtime's kvm_cmd, in order: the
- * leading run of `-device pcie-root-port` entries with the planner's ids
- * (fixedCommand puts them before the SCSI controller and kvm_extra). Ports
- * kvm_extra adds are the operator's and never listed, whatever their id.
+ * The root ports the planner declared in a runtime's kvm_cmd, in order.
+ * `rp<N>` ids are the planner's (planning refuses them in kvm_extra), so
+ * ports kvm_extra adds are the operator's and never listed.
  */
 export function parsePorts(kvmCmd: readonly (string | number)[]): RootPort[] {
   const ports: RootPort[] = [];
   for (let i = 0; i < kvmCmd.length - 1; i++) {
-    if (kvmCmd[i] !== '-device') continue;
-    const kv = typeof kvmCmd[i + 1] === 'string' ? deviceOptions(kvmCmd[i + 1] as string) : new Map<string, string>();
+    if (kvmCmd[i] !== '-device' || typeof kvmCmd[i + 1] !== 'string') continue;
+    const kv = deviceOptions(kvmCmd[i + 1] as string);
     const id = kv.get('id') ?? '';
-    if (kv.get('driver') !== PORT_DRIVER || !PORT_ID_RE.test(id)) break;
+    if (kv.get('driver') !== PORT_DRIVER || !PORT_ID_RE.test(id)) continue;
     const at = parseDevfnText(kv.get('addr') ?? '0') ?? { slot: 0, fn: 0 };
     ports.push({ id, slot: at.slot, fn: at.fn, chassis: Number(kv.get('chassis') ?? 0) });
   }
