@@ -34,7 +34,7 @@ export interface Config {
   accel?: 'kvm' | 'tcg';
   /** `instance.start` and `migration.accept` start QEMU themselves. */
   launch: boolean;
-  /** How long a hot-add may take, in ms. */
+  /** How long one QMP command (hotplug, verify, migration) may take, in ms. */
   hotplugTimeoutMs: number;
   /** How long to wait for the guest to release an unplugged device, in ms. */
   unplugTimeoutMs: number;

@@ -2,6 +2,8 @@
  * Assembles a daemon from a configuration: the root logger, the wired
  * methods and the listening server.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config';
 import type { RpcMethod } from './method';
@@ -30,11 +32,17 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
   const logger = options.logger ?? pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2));
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const version = options.version ?? (require('../../../package.json') as { version: string }).version;
+  // Ganeti creates these on its nodes; a fresh or per-user setup needs them too
+  // (the store locks next to the runtime files; QEMU binds its sockets in ctrl/).
+  await mkdir(config.runtimeDir, { recursive: true });
+  if (config.launch) for (const d of ['pid', 'ctrl']) await mkdir(join(config.runDir, d), { recursive: true });
   const deps = methodDeps(config);
   const methods = buildMethods(version, deps, options.extraMethods);
   const server = await RpcServer.start({ config, logger, methods, sharedSchemas: SHARED_SCHEMAS });
+  deps.notifyAll = (method, params) => server.notify('all', method, params);
   const close = async (graceMs?: number): Promise<void> => {
     await server.close(graceMs);
+    await deps.connections.closeAll();
     // Launch mode is for demos and tests: its QEMUs are the daemon's children.
     await Promise.allSettled([...deps.launched.values()].map((p) => p.stop()));
   };

@@ -3,31 +3,63 @@
  * module implementing it exists: an unknown method answers -32601, never a
  * stub.
  */
+import type { Config } from '../../config';
+import { qmpSocketFor } from '../../config';
+import { HotplugEngine, QmpConnections } from '../../hotplug';
+import type { MigrationContext } from '../../migration';
+import { RuntimeStore } from '../../runtime';
 import type { RpcMethod } from '../method';
 import instanceSchema from '../../../schemas/instance.schema.json';
 import { discoverMethod } from './discover';
-import { instancePlan } from './instance-plan';
+import { hotplugMethods } from './hotplug-methods';
 import { lifecycleMethods, type Launched } from './instance-lifecycle';
+import { instancePlan } from './instance-plan';
+import { migrationMethods } from './migration-methods';
 import { runtimeMethods } from './runtime-methods';
-import { RuntimeStore } from '../../runtime';
-import type { Config } from '../../config';
 
 export type { Launched } from './instance-lifecycle';
 
-/** What the methods share: the daemon's config, its runtime store, what it launched. */
+/** Schemas the method schemas `$ref` by `$id`. */
+export const SHARED_SCHEMAS: Record<string, unknown>[] = [instanceSchema];
+
+/** What the methods share for one daemon. */
 export interface MethodDeps {
   config: Config;
   store: RuntimeStore;
+  /** One QMP connection per instance, shared by hotplug, migration and launch. */
+  connections: QmpConnections;
+  engine: HotplugEngine;
+  migration: MigrationContext;
+  /** QEMU processes started in launch mode. */
   launched: Launched;
+  /**
+   * Broadcasts a notification to every client; bound to the server once it
+   * listens (events such as a late `device.removed` outlive the call).
+   */
+  notifyAll: (method: string, params: Record<string, unknown>) => void;
 }
 
 /** The shared state for a daemon with `config`. */
 export function methodDeps(config: Config): MethodDeps {
-  return { config, store: new RuntimeStore(config.runtimeDir), launched: new Map() };
+  const store = new RuntimeStore(config.runtimeDir);
+  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs });
+  const qmpSocket = (name: string): string => qmpSocketFor(config, name);
+  const deps: MethodDeps = {
+    config, store, connections, launched: new Map(),
+    notifyAll: () => undefined,
+    engine: undefined as unknown as HotplugEngine,
+    migration: {
+      store, connections, qmpSocket,
+      node: { runDir: config.runDir, ...(config.accel === undefined ? {} : { accel: config.accel }) },
+    },
+  };
+  deps.engine = new HotplugEngine({
+    store, connections, qmpSocket, unplugTimeoutMs: config.unplugTimeoutMs,
+    ...(config.accel === undefined ? {} : { accel: config.accel }),
+    onRemoved: (ev) => deps.notifyAll('device.removed', { ...ev }),
+  });
+  return deps;
 }
-
-/** Schemas the method schemas `$ref` by `$id`. */
-export const SHARED_SCHEMAS: Record<string, unknown>[] = [instanceSchema];
 
 /** Every wired method, `rpc.discover` first. */
 export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod[] = []): RpcMethod[] {
@@ -35,7 +67,9 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
   all.push(
     discoverMethod(() => all, SHARED_SCHEMAS, version),
     instancePlan,
-    ...lifecycleMethods(deps.store, deps.launched),
+    ...lifecycleMethods(deps.store, deps.launched, deps.connections),
+    ...hotplugMethods(deps.engine, deps.store, deps.connections),
+    ...migrationMethods(deps.migration, deps.launched),
     ...runtimeMethods(deps.store),
     ...extra,
   );

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess } from '../../process';
+import type { QmpConnections } from '../../hotplug';
 import type { RuntimeStore } from '../../runtime';
 import type { RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
@@ -16,7 +17,7 @@ import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
 export type Launched = Map<string, QemuProcess>;
 
 /** The two lifecycle methods over `store`. */
-export function lifecycleMethods(store: RuntimeStore, launched: Launched): RpcMethod[] {
+export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections): RpcMethod[] {
   return [
     {
       name: 'instance.start',
@@ -39,6 +40,8 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched): RpcMe
           throw new GkdError('GKD_LAUNCH_FAILED', `Cannot start QEMU for "${name}": ${(e as Error).message}`, { cause: e });
         }
         launched.set(name, proc);
+        // QEMU's -qmp serves one client at a time: hotplug and verify reuse the launcher's.
+        connections.adopt(plan.qmp, proc.qmp);
         void proc.exited.finally(() => {
           if (launched.get(name) === proc) launched.delete(name);
         });

@@ -1,0 +1,56 @@
+/**
+ * `hotplug.supported`, `disk.add`, `disk.remove`, `nic.add`, `nic.remove`:
+ * thin adapters over the hotplug engine. Each change returns the device's
+ * hvinfo; a removal the guest has not finished yet answers
+ * GKD_HOTPLUG_PENDING and completes later with a `device.removed`
+ * notification to every client.
+ */
+import { hotplugSupported, type HotplugEngine, type QmpConnections } from '../../hotplug';
+import { qmpSocketFor } from '../../config';
+import type { RuntimeStore } from '../../runtime';
+import type { DiskSpec, NicSpec } from '../../types';
+import type { RpcMethod } from '../method';
+import supportedSchema from '../../../schemas/rpc/hotplug.supported.schema.json';
+import diskAddSchema from '../../../schemas/rpc/disk.add.schema.json';
+import diskRemoveSchema from '../../../schemas/rpc/disk.remove.schema.json';
+import nicAddSchema from '../../../schemas/rpc/nic.add.schema.json';
+import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
+
+interface Target {
+  name: string;
+  qmp?: string;
+}
+
+/** The five hotplug methods. */
+export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
+  const opts = (p: Target): { qmp?: string } => (p.qmp === undefined ? {} : { qmp: p.qmp });
+  return [
+    {
+      name: 'hotplug.supported',
+      summary: 'Says whether a disk or NIC can be hot-added or hot-removed on this instance now',
+      schema: supportedSchema,
+      handler: async (p, ctx) => {
+        const t = p as unknown as Target & { kind: 'disk' | 'nic'; action: 'add' | 'remove' };
+        const { upgraded } = await store.read(t.name);
+        const qmp = await connections.get(t.qmp ?? qmpSocketFor(ctx.config, t.name));
+        return hotplugSupported(upgraded, qmp, t.kind, t.action);
+      },
+    },
+    {
+      name: 'disk.add', summary: 'Hot-adds a disk', schema: diskAddSchema,
+      handler: (p) => engine.addDisk(p.name as string, p.disk as DiskSpec, opts(p as unknown as Target)),
+    },
+    {
+      name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
+      handler: (p) => engine.removeDisk(p.name as string, p.uuid as string, opts(p as unknown as Target)),
+    },
+    {
+      name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
+      handler: (p) => engine.addNic(p.name as string, p.nic as NicSpec, opts(p as unknown as Target)),
+    },
+    {
+      name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
+      handler: (p) => engine.removeNic(p.name as string, p.uuid as string, opts(p as unknown as Target)),
+    },
+  ];
+}

@@ -1,0 +1,60 @@
+/**
+ * `instance.verify`, `migration.accept` and `migration.start`: adapters over
+ * the migration module. `migration.start` streams `migration.progress`
+ * notifications to its caller; `migration.accept` with the daemon option
+ * `launch` starts the target QEMU and keeps it.
+ */
+import { acceptMigration, startMigration, verifyInstance, type MigrationContext } from '../../migration';
+import type { NicBackend } from '../../types';
+import type { RpcMethod } from '../method';
+import type { Launched } from './instance-lifecycle';
+import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
+import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
+import startSchema from '../../../schemas/rpc/migration.start.schema.json';
+
+/** The three migration methods over `mctx`. */
+export function migrationMethods(mctx: MigrationContext, launched: Launched): RpcMethod[] {
+  return [
+    {
+      name: 'instance.verify',
+      summary: 'Reports drift between the runtime file and the live QEMU',
+      schema: verifySchema,
+      handler: (p) => verifyInstance(mctx, p.name as string, {
+        ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
+        ...(p.repair === true ? { repair: true } : {}),
+      }),
+    },
+    {
+      name: 'migration.accept',
+      summary: 'On the target: checks the incoming runtime and builds (or launches) QEMU with -incoming',
+      schema: acceptSchema,
+      handler: async (p, ctx) => {
+        const name = p.name as string;
+        const r = await acceptMigration(mctx, {
+          name, runtime: p.runtime, incoming: p.incoming as string, launch: ctx.config.launch,
+          ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
+          ...(p.nicBackends === undefined ? {} : { build: { nicBackends: p.nicBackends as Record<string, NicBackend> } }),
+        });
+        const { process: proc, ...rest } = r;
+        if (proc !== undefined) {
+          launched.set(name, proc);
+          void proc.exited.finally(() => {
+            if (launched.get(name) === proc) launched.delete(name);
+          });
+        }
+        return { ...rest, launched: proc !== undefined };
+      },
+    },
+    {
+      name: 'migration.start',
+      summary: 'On the source: migrates the instance to uri with migration.progress notifications',
+      schema: startSchema,
+      handler: (p, ctx) => startMigration(mctx, {
+        name: p.name as string, uri: p.uri as string,
+        ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
+        ...(p.targetQmp === undefined ? {} : { targetQmp: p.targetQmp as string }),
+        ...(p.timeoutMs === undefined ? {} : { timeoutMs: p.timeoutMs as number }),
+      }, (progress) => ctx.notify(ctx.client, 'migration.progress', { ...progress })),
+    },
+  ];
+}
