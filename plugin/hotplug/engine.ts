@@ -8,7 +8,7 @@
 import { GkdError, isGkdError } from '../errors';
 import { hvinfoDifferences, readLiveDevice } from '../inspect';
 import {
-  blockdevArgs, deviceId, diskDeviceArgs, diskIo, DISK_MODELS, fillHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
+  blockdevArgs, deviceId, diskDeviceArgs, diskIo, DISK_MODELS, runtimeHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
 } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
@@ -214,7 +214,7 @@ export class HotplugEngine {
         entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
       } else {
         const n = spec as NicSpec;
-        const { hv } = fillHvParams(runtime[2]);
+        const hv = runtimeHvParams(runtime[2]);
         const backend = n.backend ?? { type: 'tap' as const };
         await step$('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
         await step$('device_add', nicDeviceArgs(hvinfo, n.mac));
@@ -229,6 +229,8 @@ export class HotplugEngine {
       else next[1].push(entry as RuntimeNic);
       await this.#o.store.write(name, next, { expect: read.stamp });
     } catch (e) {
+      // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
+      if (step === 'runtime write' && isGkdError(e) && e.data?.committed === true) return { hvinfo };
       throw await undo.fail(action, step, e);
     }
     return { hvinfo };

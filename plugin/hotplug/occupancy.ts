@@ -16,7 +16,8 @@ export async function readOccupancy(qmp: QmpClient, scsiBus: string): Promise<Li
   const rootSlots = new Set<number>((pci.find((b) => b.bus === 0)?.devices ?? []).map((d) => d.slot));
   const busyBuses = new Set<string>();
   const scsiTargets = new Set<number>();
-  for (const d of await readLiveLayout(qmp)) {
+  // Devices without an id (from kvm_extra) take targets and ports too.
+  for (const d of await readLiveLayout(qmp, { anonymous: true })) {
     if (d.bus === undefined) continue;
     busyBuses.add(d.bus);
     if (d.bus === scsiBus && d['scsi-id'] !== undefined) scsiTargets.add(d['scsi-id']);

@@ -34,12 +34,15 @@ export class UndoLog {
    * step ran) with the failed step and the undo lines in message and data.
    */
   async fail(action: string, step: string, cause: unknown): Promise<GkdError> {
+    // Refused before QEMU was touched (bad input, no room): the original error, with its field, says it best.
+    if (this.#steps.length === 0 && isGkdError(cause) && !cause.code.startsWith('GKD_QMP_')) return cause;
     const undone = await this.unwind();
     const why = cause instanceof Error ? cause.message : String(cause);
     const tail = undone.length === 0 ? 'nothing to undo' : `undone: ${undone.join('; ')}`;
     const code = isGkdError(cause) && cause.code === 'GKD_HOTPLUG_VERIFY' ? 'GKD_HOTPLUG_VERIFY' : 'GKD_HOTPLUG_FAILED';
     return new GkdError(code, `Cannot ${action}: ${step} failed: ${why}; ${tail}`, {
       ...(isGkdError(cause) && cause.device !== undefined ? { device: cause.device } : {}),
+      ...(isGkdError(cause) && cause.field !== undefined ? { field: cause.field } : {}),
       data: { step, undone, ...(isGkdError(cause) ? { qemu: cause.data } : {}) },
       cause,
     });

@@ -10,6 +10,7 @@
  * query-pci does not list devices behind root ports (their secondary bus
  * number is still 0), and SCSI disks are not on PCI at all.
  */
+import { isGkdError } from '../errors';
 import type { QmpClient } from '../qmp';
 
 /** One device as QEMU has it, with hvinfo-shaped address fields. */
@@ -43,12 +44,17 @@ export function devfnToAddr(devfn: number): string {
 
 /** Reads one peripheral; undefined when it vanished meanwhile. */
 export async function readLiveDevice(qmp: QmpClient, id: string): Promise<LiveDevice | undefined> {
-  const path = `/machine/peripheral/${id}`;
+  return readDeviceAt(qmp, `/machine/peripheral/${id}`, id);
+}
+
+async function readDeviceAt(qmp: QmpClient, path: string, id: string): Promise<LiveDevice | undefined> {
   let props: QomProperty[];
   try {
     props = await qmp.execute<QomProperty[]>('qom-list', { path });
-  } catch {
-    return undefined;
+  } catch (e) {
+    // Only "no such object" means absent; a lost connection or a timeout must not read as "not there".
+    if (isGkdError(e) && e.code === 'GKD_QMP_COMMAND') return undefined;
+    throw e;
   }
   const names = new Set(props.map((p) => p.name));
   const dev: LiveDevice = { id, driver: String(await getProp(qmp, path, 'type')) };
@@ -70,14 +76,30 @@ export async function readLiveDevice(qmp: QmpClient, id: string): Promise<LiveDe
   return dev;
 }
 
-/** Every peripheral (device with an id) QEMU has, sorted by id. */
-export async function readLiveLayout(qmp: QmpClient): Promise<LiveDevice[]> {
-  const children = await qmp.execute<QomProperty[]>('qom-list', { path: '/machine/peripheral' });
+/**
+ * Every peripheral (device with an id) QEMU has, sorted by id. With
+ * `anonymous`, also the devices created without an id (kvm_extra's
+ * `-device scsi-hd,…` with no `id=`), which live under
+ * `/machine/peripheral-anon` and still take addresses; their `id` is then
+ * `peripheral-anon/device[N]`.
+ */
+export async function readLiveLayout(qmp: QmpClient, options: { anonymous?: boolean } = {}): Promise<LiveDevice[]> {
   const out: LiveDevice[] = [];
-  for (const c of children) {
-    if (!c.type.startsWith('child<')) continue;
-    const d = await readLiveDevice(qmp, c.name);
-    if (d !== undefined) out.push(d);
+  for (const container of options.anonymous ? ['peripheral', 'peripheral-anon'] : ['peripheral']) {
+    let children: QomProperty[];
+    try {
+      children = await qmp.execute<QomProperty[]>('qom-list', { path: `/machine/${container}` });
+    } catch (e) {
+      // A QEMU that never made an anonymous device may lack the container.
+      if (container === 'peripheral-anon' && isGkdError(e) && e.code === 'GKD_QMP_COMMAND') continue;
+      throw e;
+    }
+    for (const c of children) {
+      if (!c.type.startsWith('child<')) continue;
+      const id = container === 'peripheral' ? c.name : `peripheral-anon/${c.name}`;
+      const d = await readDeviceAt(qmp, `/machine/${container}/${c.name}`, id);
+      if (d !== undefined) out.push(d);
+    }
   }
   return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

@@ -194,7 +194,10 @@ export async function replaceFileAtomically(path: string, data: string, options:
   } catch (e) {
     if (!renamed) await unlink(tmp).catch(() => undefined);
     if (e instanceof GkdError) throw e;
-    throw ioError(path, renamed ? 'sync the directory of' : 'write', e);
+    const err = ioError(path, renamed ? 'sync the directory of' : 'write', e);
+    // After the rename the new content IS the file: callers must not undo what it records.
+    if (renamed) throw new GkdError(err.code, err.message, { ...(err.field === undefined ? {} : { field: err.field }), data: { ...err.data, committed: true }, cause: e });
+    throw err;
   }
 }
 

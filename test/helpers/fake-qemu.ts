@@ -236,6 +236,8 @@ export class FakeQemu {
       }
       case 'qom-list': {
         const path = String(a.path);
+        // Real QEMU 7.2 has the container even when it is empty.
+        if (path === '/machine/peripheral-anon') return { value: [{ name: 'type', type: 'string' }] };
         if (path === '/machine/peripheral') return { value: [...this.devices.keys()].map((name) => ({ name, type: `child<${this.devices.get(name)!.driver}>` })) };
         const d = this.#byPath(path);
         const props = ['type', 'parent_bus', ...(d.slot !== undefined ? ['addr'] : []), ...(d['scsi-id'] !== undefined ? ['channel', 'scsi-id', 'lun'] : [])];

@@ -63,6 +63,15 @@ describe('HotplugEngine on real QEMU (paused)', function () {
     await h.close();
   });
 
+  it('skips a SCSI target taken by a device without an id (kvm_extra style)', async () => {
+    const h = await startHotplugVm(makeSpec({ disks: 1, nics: 0, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' } }), {
+      extraArgv: () => ['-blockdev', 'driver=null-co,node-name=anon0', '-device', 'scsi-hd,drive=anon0,bus=scsi.0,scsi-id=1'],
+    });
+    const d = await h.engine.addDisk(h.name, { uuid: uuidN(0xb7), path: h.image('t.raw') });
+    assert.equal((d.hvinfo as ScsiHvInfo)['scsi-id'], 2);
+    await h.close();
+  });
+
   it('reports a PCI removal the paused guest cannot acknowledge as pending and keeps it recorded', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 2, nics: 0 }), { engine: { unplugTimeoutMs: 300 } });
     const before = readFileSync(h.store.path(h.name));
