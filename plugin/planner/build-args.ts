@@ -54,6 +54,42 @@ function requireHvInfo(h: unknown, where: string): HvInfo {
   return o as HvInfo;
 }
 
+/** Options that take a value and are node-local: Ganeti stores them in kvm_cmd, we add our own. */
+const NODE_LOCAL_WITH_VALUE = new Set(['-pidfile', '-monitor', '-qmp', '-D', '-runas', '-chroot']);
+
+/**
+ * A kvm_cmd ready to be extended with node-local options. Ours holds none;
+ * one written by Ganeti holds its pid file, monitor, serial sockets,
+ * `-daemonize` and `accel=` inside `-machine` (which QEMU refuses beside
+ * `-accel`: "The -accel and "-machine accel=" options are incompatible").
+ * Those are dropped; each serial port with a chardev is counted so the same
+ * number of ports is rebuilt (a migration target must have the source's
+ * serial devices). Ganeti's own read-time rewrites of options newer QEMUs
+ * removed (`-localtime`, `-balloon virtio`) are applied too.
+ */
+export function nodeNeutralCommand(kvmCmd: readonly (string | number)[]): { cmd: string[]; serialPorts: number } {
+  const cmd: string[] = [];
+  let serialPorts = 0;
+  for (let i = 0; i < kvmCmd.length; i++) {
+    const a = String(kvmCmd[i]);
+    const v = kvmCmd[i + 1] === undefined ? undefined : String(kvmCmd[i + 1]);
+    if (NODE_LOCAL_WITH_VALUE.has(a)) i++;
+    else if (a === '-daemonize' || a === '-enable-kvm') continue;
+    else if (a === '-serial' && v !== undefined && v !== 'none') {
+      serialPorts++;
+      i++;
+    } else if (a === '-machine' && v !== undefined) {
+      cmd.push(a, v.split(',').filter((o) => !o.startsWith('accel=')).join(','));
+      i++;
+    } else if (a === '-localtime') cmd.push('-rtc', 'base=localtime');
+    else if (a === '-balloon' && v !== undefined && v.startsWith('virtio')) {
+      cmd.push('-device', `virtio-balloon${v.slice('virtio'.length)}`);
+      i++;
+    } else cmd.push(a);
+  }
+  return { cmd, serialPorts };
+}
+
 /** Builds the full argv; argv[0] is the QEMU binary. */
 export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): string[] {
   const [kvmCmd, nics, hvparams, disks] = runtime;
@@ -61,10 +97,14 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
   const name = runtimeName(runtime);
   const runDir = options.runDir ?? DEFAULT_RUN_DIR;
   const io = diskIo(runtime);
-  const argv = kvmCmd.map(String);
+  const { cmd, serialPorts } = nodeNeutralCommand(kvmCmd);
+  const argv = cmd;
   argv.push('-accel', options.accel ?? 'kvm');
   argv.push('-pidfile', `${runDir}/pid/${name}`);
-  for (const s of options.serials ?? [`unix:${escapeOptionValue(`${runDir}/ctrl/${name}.serial`)},server=on,wait=off`]) argv.push('-serial', s);
+  // `-serial none` (kept in cmd) means the instance was made without a serial port.
+  const ports = serialPorts > 0 ? serialPorts : cmd.some((a, i) => a === '-serial' && cmd[i + 1] === 'none') ? 0 : 1;
+  const defaultSerials = Array.from({ length: ports }, (_, i) => `unix:${escapeOptionValue(`${runDir}/ctrl/${name}.serial${i === 0 ? '' : i}`)},server=on,wait=off`);
+  for (const s of options.serials ?? defaultSerials) argv.push('-serial', s);
   if (options.qmp !== undefined) argv.push('-qmp', `unix:${escapeOptionValue(options.qmp)},server=on,wait=off`);
 
   nics.forEach((nic, i) => {

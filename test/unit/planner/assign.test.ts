@@ -237,3 +237,37 @@ describe('parseInstanceSpec()', () => {
     });
   }
 });
+
+describe('buildArgv() on a runtime written by Ganeti', () => {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const ganeti = require('../../../../test/fixtures/runtime/ganeti/kvm_runtime.json');
+
+  // The sample's disk URIs ("rbd://123451214123/") are placeholders Ganeti's own parser would refuse too.
+  const sample = () => {
+    const rt = structuredClone(ganeti);
+    for (const e of rt[3]) e[2] = null;
+    return rt;
+  };
+
+  it('drops Ganeti\'s node-local options and accel= and rebuilds the same number of serial ports', () => {
+    const rt = sample();
+    const argv = buildArgv(rt, { accel: 'tcg', runDir: '/run/t' });
+    assert.ok(!argv.includes('-daemonize'));
+    assert.equal(argv.filter((a) => a === '-pidfile').length, 1);
+    assert.equal(argv.filter((a) => a === '-monitor').length, 0);
+    assert.ok(argv.filter((a, i) => argv[i - 1] === '-machine').every((m) => !m.includes('accel=')));
+    // One unix serial in Ganeti's kvm_cmd: one rebuilt, at this node's path.
+    assert.deepEqual(argv.filter((a, i) => argv[i - 1] === '-serial'), ['unix:/run/t/ctrl/xen-test-inst2.serial,server=on,wait=off']);
+    // Ganeti's read-time rewrite of the removed -balloon option.
+    assert.ok(argv.includes('virtio-balloon') && !argv.includes('-balloon'));
+  });
+
+  it('keeps "-serial none" and adds no port then', () => {
+    const rt = sample();
+    const cmd = rt[0] as string[];
+    const i = cmd.indexOf('-serial');
+    cmd[i + 1] = 'none';
+    const argv = buildArgv(rt, {});
+    assert.deepEqual(argv.filter((a, j) => argv[j - 1] === '-serial'), ['none']);
+  });
+});
