@@ -22,7 +22,21 @@ export interface HookDef {
 }
 
 interface PlanResult {
-  devices?: { kind: string; id: string; hvinfo: Record<string, unknown> }[];
+  devices?: { kind: string; id: string; hvinfo: Record<string, unknown>; hotpluggable?: boolean }[];
+}
+
+/**
+ * instance-modify: the NIC set Ganeti is about to apply must plan. Ganeti does
+ * not export whether the modify hot-plugs, so NICs whose model cannot be
+ * hot-plugged on a running instance are reported, not refused.
+ */
+async function modifyCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+  const spec = specFromHookEnv(env);
+  const plan = await client.call<PlanResult>('instance.plan', { instance: spec });
+  const cold = (plan.devices ?? []).filter((d) => d.kind === 'nic' && d.hotpluggable === false).map((d) => `${d.id} (${String(d.hvinfo.driver)})`);
+  const note = cold.length > 0 && env.GANETI_INSTANCE_STATUS === 'up'
+    ? `; not hot-pluggable, applies at the next restart: ${cold.join(', ')}` : '';
+  return { ok: true, message: `${spec.name}: ${spec.nics.length} NIC(s) fit${note}` };
 }
 
 /** Preflight: the instance as Ganeti describes it must plan (slots, controller limits, ids). */
@@ -101,8 +115,8 @@ export const HOOKS: Record<string, HookDef> = {
   },
   'instance-modify-pre': {
     phase: 'pre', perInstance: true,
-    summary: 'the requested NIC set (Ganeti exports the new NICs) still fits',
-    run: (env, client) => preflight(env, client),
+    summary: 'the requested NIC set (Ganeti exports the new NICs) still fits; notes NICs that cannot be hot-plugged',
+    run: (env, client) => modifyCheck(env, client),
   },
   'instance-migrate-pre': {
     phase: 'pre', perInstance: true,

@@ -41,7 +41,9 @@ describe('kvm-devices serve (real daemon, child process)', function () {
   it('serves every wired method through the real client', async () => {
     const discover = await c.call<{ methods: { name: string }[] }>('rpc.discover');
     const names = discover.methods.map((m) => m.name);
-    for (const m of ['rpc.discover', 'instance.plan', 'instance.start', 'instance.cleanup', 'runtime.get', 'runtime.validate', 'runtime.convert', 'runtime.list']) {
+    for (const m of ['rpc.discover', 'instance.plan', 'instance.start', 'instance.cleanup', 'instance.verify', 'hotplug.supported',
+      'disk.add', 'disk.remove', 'nic.add', 'nic.remove', 'migration.accept', 'migration.start',
+      'runtime.get', 'runtime.validate', 'runtime.convert', 'runtime.list']) {
       assert.ok(names.includes(m), `${m} not served`);
     }
     const spec = sampleSpec();
@@ -66,6 +68,14 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     });
     assert.deepEqual(await c.call('instance.cleanup', { name: 'inst1.example.com' }), { name: 'inst1.example.com', removed: true });
     assert.equal(await code(c.call('runtime.get', { name: 'inst1.example.com' })), 2004);
+    // Methods that need a live QEMU answer with the QMP or runtime error, not a crash
+    // (the launch-mode test drives them against real QEMU).
+    assert.ok([2004, 3001].includes(await code(c.call('instance.verify', { name: 'inst1.example.com' }))));
+    assert.equal(await code(c.call('disk.remove', { name: 'inst1.example.com', uuid: '9e7c85f6-b6e5-4243-b27d-680b78c6d203' })), 2004);
+    await c.call('instance.start', { instance: sampleSpec() });
+    assert.equal(await code(c.call('hotplug.supported', { name: 'inst1.example.com', kind: 'nic', action: 'add', qmp: `${d.dir}/no.qmp` })), 3001);
+    assert.equal(await code(c.call('migration.start', { name: 'inst1.example.com', uri: 'unix:/nonexistent', qmp: `${d.dir}/no.qmp` })), 3001);
+    await c.call('instance.cleanup', { name: 'inst1.example.com' });
   });
 
   it('answers bad payloads with the right error and keeps serving', async () => {

@@ -105,7 +105,12 @@ describe('Ganeti hooks and install.sh', function () {
 
   it('instance-modify-pre passes the new NIC set when it fits and refuses 9 NICs', () => {
     const two = { GANETI_INSTANCE_NIC_COUNT: '2', GANETI_INSTANCE_NIC1_UUID: uuid(1), GANETI_INSTANCE_NIC1_MAC: 'aa:00:00:00:00:01', GANETI_INSTANCE_NIC1_MODE: 'bridged', GANETI_INSTANCE_NIC1_LINK: 'br1' };
-    assert.equal(runHook('instance-modify-pre', two).status, 0);
+    const ok = runHook('instance-modify-pre', two);
+    assert.equal(ok.status, 0, ok.out);
+    assert.match(ok.out, /2 NIC\(s\) fit\n/);
+    const isa = runHook('instance-modify-pre', { GANETI_INSTANCE_HV_nic_type: 'ne2k_isa' });
+    assert.equal(isa.status, 0, isa.out);
+    assert.match(isa.out, /not hot-pluggable, applies at the next restart: nic-003fc157-66a8-4e6d \(ne2k_isa\)/);
     const nine: Record<string, string> = { GANETI_INSTANCE_NIC_COUNT: '9' };
     for (let i = 0; i < 9; i++) {
       nine[`GANETI_INSTANCE_NIC${i}_UUID`] = uuid(i);
