@@ -140,6 +140,8 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   if (Object.keys(settings.parameters).length > 0) await src.execute('migrate-set-parameters', settings.parameters);
 
   const wasRunning = before === 'running';
+  // Armed before `migrate`: the target's RESUME may come before the source's final query-migrate.
+  const resumed = target !== undefined && wasRunning ? target.expectEvent('RESUME', undefined, timeoutMs + settleMs) : undefined;
   const t0 = Date.now();
   let wake: () => void = () => undefined;
   const onEvent = (ev: QmpEvent): void => {
@@ -179,12 +181,16 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
         };
       });
     }
+  } catch (e) {
+    resumed?.cancel();
+    throw e;
   } finally {
     src.off('event', onEvent);
   }
 
   let verdict: TargetVerdict | undefined;
-  if (last.status === 'completed' && target !== undefined) verdict = await judgeTarget(target, wasRunning, settleMs, START_DEFAULTS.targetPollMs);
+  if (last.status === 'completed' && target !== undefined) verdict = await judgeTarget(target, wasRunning, settleMs, START_DEFAULTS.targetPollMs, resumed);
+  resumed?.cancel();
   const elapsedMs = Date.now() - t0;
   const source = { status: last.status ?? 'none', ...(last['total-time'] === undefined ? {} : { totalTimeMs: last['total-time'] }), ...(last.downtime === undefined ? {} : { downtimeMs: last.downtime }) };
   if (last.status === 'completed' && (verdict === undefined || verdict.ok)) {

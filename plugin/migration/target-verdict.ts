@@ -39,9 +39,13 @@ async function probe(target: QmpClient): Promise<{ status: string; migration?: s
  * Waits up to `settleMs` for the target to settle after the source said
  * `completed`: success is `running` for a running source, or `paused` /
  * `prelaunch` with the incoming migration `completed` for a paused one.
- * A closed QMP connection means the target QEMU exited.
+ * A closed QMP connection means the target QEMU exited. `wake` (e.g. the
+ * target's RESUME event, armed before `migrate`) cuts a poll pause short.
  */
-export async function judgeTarget(target: QmpClient, wasRunning: boolean, settleMs: number, pollMs: number): Promise<TargetVerdict> {
+export async function judgeTarget(target: QmpClient, wasRunning: boolean, settleMs: number, pollMs: number, wake?: PromiseLike<unknown>): Promise<TargetVerdict> {
+  // `pending` until the wake fires; then one probe follows at once, and plain polling after that.
+  const w: { state: 'pending' | 'fired' | 'used' } = { state: 'pending' };
+  const woke = wake === undefined ? undefined : Promise.resolve(wake).then(() => void (w.state = 'fired'), () => undefined);
   const deadline = Date.now() + settleMs;
   let last: { status: string; migration?: string } | undefined;
   for (;;) {
@@ -58,6 +62,11 @@ export async function judgeTarget(target: QmpClient, wasRunning: boolean, settle
     if (Date.now() >= deadline) {
       return { ok: false, status: last.status, ...mig, detail: `the target did not take over within ${settleMs} ms (status "${last.status}"${last.migration === undefined ? '' : `, incoming migration "${last.migration}"`})` };
     }
-    await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())));
+    if (w.state === 'fired') {
+      w.state = 'used';
+      continue;
+    }
+    const pause = sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())));
+    await (woke === undefined || w.state === 'used' ? pause : Promise.race([pause, woke]));
   }
 }
