@@ -3,7 +3,7 @@
  * `<hpath>-<phase>`. Only hooks whose methods the daemon serves are listed.
  */
 import type { Config } from '../config';
-import type { RpcClient } from '../rpc';
+import type { RpcClient } from '../rpc/client';
 import { HookEnvError, specFromHookEnv } from './hook-env';
 
 /** A hook's verdict and the line Ganeti shows the operator. */

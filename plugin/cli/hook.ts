@@ -10,7 +10,9 @@
  * failures, and cleanup is repeated by the next one).
  */
 import { loadConfig, type Config } from '../config';
-import { RpcCallError, RpcClient } from '../rpc';
+// The client module alone: loading the daemon side (planner, ajv, pino) would
+// add ~100 ms to every call and hook run.
+import { RpcCallError, RpcClient } from '../rpc/client';
 import type { Command } from './commands';
 import { HookEnvError, hookContext } from './hook-env';
 import { HOOKS, type HookDef } from './hook-table';
