@@ -2,6 +2,7 @@
  * `instance.start` and `instance.cleanup`: writing and removing an
  * instance's runtime file, and (daemon option `launch`) starting QEMU.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
@@ -24,9 +25,14 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       summary: 'Plans an instance and writes its runtime file; with the daemon option launch, starts QEMU',
       schema: startSchema,
       handler: async (p, ctx) => {
-        const plan = planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
+        const plan = await planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
         const name = (p.instance as { name: string }).name;
         if (launched.has(name)) throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": the daemon already runs it`);
+        // A running instance's runtime file records its hot-plugged devices: never start over it.
+        const pid = runningPid(join(ctx.config.runDir, 'pid', name));
+        if (pid !== undefined) {
+          throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": QEMU (pid ${pid}) is running it; stop it first`, { field: 'instance.name' });
+        }
         await mkdir(store.dir, { recursive: true });
         await store.withLock(name, () => store.write(name, plan.runtime as never));
         if (!ctx.config.launch) return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: false };
@@ -36,6 +42,8 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
         try {
           proc = await launchQemu(plan.argv, { qmpSocket: plan.qmp });
         } catch (e) {
+          // Nothing runs: leave no runtime file claiming otherwise.
+          await store.withLock(name, () => store.remove(name)).catch(() => undefined);
           if (isGkdError(e)) throw e;
           throw new GkdError('GKD_LAUNCH_FAILED', `Cannot start QEMU for "${name}": ${(e as Error).message}`, { cause: e });
         }
@@ -60,4 +68,21 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       },
     },
   ];
+}
+
+/** The pid in a QEMU pid file when that process is alive and is a QEMU; undefined otherwise (no file, stale file). */
+function runningPid(pidFile: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return /qemu|kvm/.test(cmdline.split('\0')[0]) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -3,7 +3,8 @@
  * daemon would start it (its run dir, accelerator and the instance's QMP
  * socket). No side effects.
  */
-import { buildArgv, parseInstanceSpec, planInstance } from '../../planner';
+import { buildArgv, fillHvParams, parseInstanceSpec, planInstance } from '../../planner';
+import { isBlockDevice, localMachineAliases } from '../../process/host-facts';
 import { qmpSocketFor } from '../../config';
 import type { CallContext, RpcMethod } from '../method';
 import schema from '../../../schemas/rpc/instance.plan.schema.json';
@@ -14,16 +15,21 @@ interface PlanParams {
   accel?: 'kvm' | 'tcg';
 }
 
-/** Plans and builds the argv; shared with `instance.start`. */
-export function planForDaemon(params: PlanParams, ctx: CallContext): { argv: string[]; runtime: unknown; devices: unknown; qmp: string } {
+/**
+ * Plans and builds the argv; shared with `instance.start`. The machine alias
+ * (`pc`, `q35`) is frozen to the local QEMU's versioned type, since a
+ * migration target must run the very same machine.
+ */
+export async function planForDaemon(params: PlanParams, ctx: CallContext): Promise<{ argv: string[]; runtime: unknown; devices: unknown; qmp: string }> {
   const spec = parseInstanceSpec(params.instance);
-  const plan = planInstance(spec);
+  const plan = planInstance(spec, { machineAliases: await localMachineAliases(fillHvParams(spec.hvparams).hv.kvm_path) });
   const qmp = params.qmp ?? qmpSocketFor(ctx.config, spec.name);
   const accel = params.accel ?? ctx.config.accel;
   const argv = buildArgv(plan.runtime, {
     qmp,
     runDir: ctx.config.runDir,
     nicBackends: plan.backends,
+    isBlockDevice,
     ...(accel === undefined ? {} : { accel }),
   });
   return { argv, runtime: plan.runtime, devices: plan.devices, qmp };
@@ -33,8 +39,8 @@ export const instancePlan: RpcMethod = {
   name: 'instance.plan',
   summary: 'Plans an instance: argv, runtime and devices; no side effects',
   schema,
-  handler: (params, ctx) => {
-    const { argv, runtime, devices } = planForDaemon(params as unknown as PlanParams, ctx);
+  handler: async (params, ctx) => {
+    const { argv, runtime, devices } = await planForDaemon(params as unknown as PlanParams, ctx);
     return { argv, runtime, devices };
   },
 };

@@ -1,11 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
-import { truncateSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RpcClient, RpcCallError } from '../../../plugin/rpc';
 import { spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
 
-const HAVE_QEMU = spawnSync('qemu-system-x86_64', ['--version']).status === 0;
 const NIC0 = '003fc157-66a8-4e6d-8b7e-ec4f69751396';
 const NIC1 = '103fc157-66a8-4e6d-8b7e-ec4f69751397';
 
@@ -19,7 +18,6 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
   const disk = (i: number): string => join(dir, `d${i}.img`);
 
   before(async function () {
-    if (!HAVE_QEMU) this.skip();
     dir = tempDir('gkd-launch-');
     for (const i of [0, 1, 2]) {
       writeFileSync(disk(i), '');
@@ -75,5 +73,32 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     assert.equal(done.status, 'completed');
     assert.ok(progress.length > 0, 'migration.progress notifications');
     assert.deepEqual(await b.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false });
+  });
+
+  it('leaves no runtime file behind when QEMU fails to start', async () => {
+    const spec = { name: 'broken1', beparams: { maxmem: 64 }, disks: [{ uuid: '5e7c85f6-b6e5-4243-b27d-680b78c6d203', path: join(dir, 'absent.img') }], nics: [] };
+    await assert.rejects(a.call('instance.start', { instance: spec }), (e: RpcCallError) => e.code === 6003 && /absent\.img/.test(e.message));
+    await assert.rejects(a.call('runtime.get', { name: 'broken1' }), (e: RpcCallError) => e.code === 2004);
+  });
+
+  it('refuses to start over an instance whose QEMU is running (pid file), keeping its runtime file', async () => {
+    const plain = await spawnDaemon({ dir: join(dir, 'plain'), args: ['--accel', 'tcg'] });
+    const c = await RpcClient.connect(plain.socket);
+    const qemu = spawn('qemu-system-x86_64', ['-machine', 'pc', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S'], { stdio: 'ignore' });
+    try {
+      const spec = { name: 'inst9', beparams: { maxmem: 64 }, disks: [], nics: [] };
+      await c.call('instance.start', { instance: spec });
+      const before = await c.call('runtime.get', { name: 'inst9' });
+      mkdirSync(join(dir, 'plain', 'run', 'pid'), { recursive: true });
+      writeFileSync(join(dir, 'plain', 'run', 'pid', 'inst9'), `${qemu.pid}\n`);
+      const other = { ...spec, nics: [{ uuid: NIC0, mac: 'aa:00:00:bf:2f:16' }] };
+      await assert.rejects(c.call('instance.start', { instance: other }), (e: RpcCallError) => e.code === 5004 && e.message.includes(`pid ${qemu.pid}`));
+      assert.deepEqual(await c.call('runtime.get', { name: 'inst9' }), before);
+      assert.ok(existsSync(join(dir, 'plain', 'run', 'pid', 'inst9')));
+    } finally {
+      qemu.kill('SIGKILL');
+      await c.close();
+      await plain.stop();
+    }
   });
 });
