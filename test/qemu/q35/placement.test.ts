@@ -59,6 +59,16 @@ describe('q35 plans on real QEMU', function () {
     });
   }
 
+  it('reports a device behind another port, or at another slot, than its hvinfo says', async () => {
+    const p = await startPlanned(makeSpec({ disks: 2, nics: 1, hvparams: { machine_version: 'q35', kvm_pcie_spare_ports: 1 } }));
+    const live = await readLiveLayout(p.vm.qmp);
+    const [d0, d1] = p.plan.devices;
+    const l0 = live.find((x) => x.id === d0.id)!;
+    assert.deepEqual(hvinfoDifferences(d0.hvinfo as unknown as Record<string, unknown>, l0), []);
+    assert.deepEqual(hvinfoDifferences({ ...d0.hvinfo, bus: d1.hvinfo.bus }, l0), [`bus: runtime "${d1.hvinfo.bus}", QEMU "${d0.hvinfo.bus}"`]);
+    assert.deepEqual(hvinfoDifferences({ ...d0.hvinfo, addr: '0x1' }, l0), ['addr: runtime "0x1", QEMU "0x0"']);
+  });
+
   it('starts with the most spare ports the hvparam allows (200)', async () => {
     const p = await startPlanned(makeSpec({ disks: 2, nics: 2, hvparams: { machine_version: 'q35', kvm_pcie_spare_ports: 200 } }));
     await assertLayoutMatches(p);
