@@ -22,6 +22,7 @@ export const COMMANDS: Record<string, Command> = {
   serve: lazy('run the daemon (JSON-RPC 2.0 over WebSocket on a Unix socket)', () => require('./serve').serveCommand),
   call: lazy('make one JSON-RPC call to the daemon', () => require('./call').callCommand),
   hook: lazy('run a Ganeti hook (what the scripts in hooks/ call)', () => require('./hook').hookCommand),
+  demo: lazy('the main job end to end on real QEMU, on an embedded instance', () => require('./demo').demoCommand),
   runtime: lazy('runtime files: detect, validate, convert, upgrade-all, downgrade-all', () => require('./runtime-command').runtimeCommand),
 };
 

@@ -42,9 +42,11 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
   deps.notifyAll = (method, params) => server.notify('all', method, params);
   const close = async (graceMs?: number): Promise<void> => {
     await server.close(graceMs);
-    await deps.connections.closeAll();
-    // Launch mode is for demos and tests: its QEMUs are the daemon's children.
+    // Launch mode is for demos and tests: its QEMUs are the daemon's children. Stop them before
+    // closing the pooled connections: the pool holds the launcher's own QMP client, and `stop`
+    // needs it to send quit (otherwise it waits its full timeout, then kills).
     await Promise.allSettled([...deps.launched.values()].map((p) => p.stop()));
+    await deps.connections.closeAll();
   };
   return { server, logger, deps, close };
 }
