@@ -24,12 +24,12 @@ export function slotToAddr(slot: number): string {
 /**
  * The slot a QEMU `addr` value names: 12 from `"0xc"`, `"c"` or `"0xc.0x1"`.
  * QEMU reads a PCI address on the command line as hex with or without `0x`
- * (`addr=12` is slot 0x12) and an integer in JSON as the devfn-less slot;
+ * (`addr=12` is slot 0x12) and an integer in a JSON `-device` as a devfn;
  * undefined when it isn't a slot.
  */
 export function addrToSlot(addr: unknown): number | undefined {
-  // QEMU 7.2 reads a JSON integer through the same text parser: 14 is slot 0x14.
-  if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 ? addrToSlot(String(addr)) : undefined;
+  // In a JSON -device on the command line an integer addr is a devfn (16 is slot 2), QEMU 7.2.
+  if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 && addr < PCI_SLOTS * 8 ? addr >> 3 : undefined;
   if (typeof addr !== 'string') return undefined;
   const m = /^(?:0x)?([0-9a-fA-F]+)(?:\.(?:0x)?[0-7])?$/.exec(addr.trim());
   if (m === null) return undefined;
