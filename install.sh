@@ -68,7 +68,13 @@ if [ "$action" = uninstall ]; then
 fi
 
 # --- install ---------------------------------------------------------------
-[ -f "$SRC/dist/plugin/cli/main.js" ] || (cd "$SRC" && npx tsc -p .) || { say "build failed"; exit 1; }
+# A fresh checkout has neither node_modules nor dist: install the locked
+# dependencies (TypeScript among them) and build.
+if [ ! -f "$SRC/dist/plugin/cli/main.js" ]; then
+  command -v npm >/dev/null 2>&1 || { say "npm is required to build from a checkout"; exit 1; }
+  [ -x "$SRC/node_modules/.bin/tsc" ] || (cd "$SRC" && npm ci --no-audit --no-fund >/dev/null) || { say "npm ci failed"; exit 1; }
+  (cd "$SRC" && npm run --silent build) || { say "build failed"; exit 1; }
+fi
 NODE=${NODE:-$(command -v node || true)}
 [ -n "$NODE" ] || { say "node (>= 20) is required and was not found on PATH"; exit 1; }
 
@@ -181,7 +187,9 @@ fi
 
 if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
   if [ "$with_qemu" = 1 ] && [ -z "$DESTDIR" ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get install -y --no-install-recommends qemu-system-x86
+    # A fresh machine may have no package lists yet.
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends qemu-system-x86
   else
     say "QEMU (qemu-system-x86_64) not found: on Debian run \"apt-get install qemu-system-x86\" or rerun with --with-qemu"
   fi
