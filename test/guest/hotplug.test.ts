@@ -14,7 +14,6 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GkdError } from '../../plugin/errors';
 import type { RemovedEvent } from '../../plugin/hotplug';
 import type { QmpEvent } from '../../plugin/qmp';
 import type { InstanceSpec, PciHvInfo, RuntimeV2_10, ScsiHvInfo } from '../../plugin/types';
@@ -23,19 +22,9 @@ import { assertRuntimeMatchesQemu, startHotplugVm, type HotplugVm } from '../hel
 import { makeImage } from '../helpers/plan-vm';
 import { useQemuCleanup } from '../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../helpers/specs';
+import { rejectsWithCode } from '../helpers/gkd-assert';
 
 const MiB = 1024 * 1024;
-
-async function rejects(p: Promise<unknown>, code: string): Promise<GkdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof GkdError, String(e));
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
 
 interface Booted {
   h: HotplugVm;
@@ -134,7 +123,7 @@ describe('hotplug with a booted guest', function () {
       await g.con.waitFor((s) => s.net.some((x) => x.mac === macN(0x7a2)), 15_000, 'the second NIC');
       const file = readFileSync(g.h.store.path(g.h.name));
       const done = g.nextRemoved();
-      const e = await rejects(g.h.engine.removeNic(g.h.name, nic2, { unplugTimeoutMs: 1 }), 'GKD_HOTPLUG_PENDING');
+      const e = await rejectsWithCode(g.h.engine.removeNic(g.h.name, nic2, { unplugTimeoutMs: 1 }), 'GKD_HOTPLUG_PENDING');
       const id = (e.data as { hvinfo: PciHvInfo }).hvinfo.id;
       assert.deepEqual(readFileSync(g.h.store.path(g.h.name)), file, 'pending must not touch the runtime file');
       assert.deepEqual(g.h.engine.pending().map((p) => p.uuid), [nic2]);

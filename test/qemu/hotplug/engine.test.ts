@@ -11,17 +11,7 @@ import type { ScsiHvInfo } from '../../../plugin/types';
 import { assertRuntimeMatchesQemu, startHotplugVm } from '../../helpers/hotplug-vm';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
-
-async function rejects(p: Promise<unknown>, code: string): Promise<GkdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof GkdError, String(e));
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
+import { rejectsWithCode } from '../../helpers/gkd-assert';
 
 describe('HotplugEngine on real QEMU (paused)', function () {
   this.timeout(60_000);
@@ -75,7 +65,7 @@ describe('HotplugEngine on real QEMU (paused)', function () {
   it('reports a PCI removal the paused guest cannot acknowledge as pending and keeps it recorded', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 2, nics: 0 }), { engine: { unplugTimeoutMs: 300 } });
     const before = readFileSync(h.store.path(h.name));
-    const e = await rejects(h.engine.removeDisk(h.name, h.plan.devices[1].uuid), 'GKD_HOTPLUG_PENDING');
+    const e = await rejectsWithCode(h.engine.removeDisk(h.name, h.plan.devices[1].uuid), 'GKD_HOTPLUG_PENDING');
     assert.equal(e.device, h.plan.devices[1].id);
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);
     assert.deepEqual(h.engine.pending().map((p) => p.id), [h.plan.devices[1].id]);
@@ -86,9 +76,9 @@ describe('HotplugEngine on real QEMU (paused)', function () {
   it('refuses a duplicate UUID and a type that cannot be hot-plugged, changing nothing', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 1, nics: 1, hvparams: { nic_type: 'ne2k_isa' } }));
     const before = readFileSync(h.store.path(h.name));
-    await rejects(h.engine.addDisk(h.name, { uuid: h.plan.devices[0].uuid, path: h.image('x.raw') }), 'GKD_DEVICE_EXISTS');
-    await rejects(h.engine.addNic(h.name, { uuid: uuidN(0xd1), mac: macN(3), backend: { type: 'user' } }), 'GKD_HOTPLUG_UNSUPPORTED');
-    await rejects(h.engine.removeDisk(h.name, uuidN(0xeeee)), 'GKD_DEVICE_NOT_FOUND');
+    await rejectsWithCode(h.engine.addDisk(h.name, { uuid: h.plan.devices[0].uuid, path: h.image('x.raw') }), 'GKD_DEVICE_EXISTS');
+    await rejectsWithCode(h.engine.addNic(h.name, { uuid: uuidN(0xd1), mac: macN(3), backend: { type: 'user' } }), 'GKD_HOTPLUG_UNSUPPORTED');
+    await rejectsWithCode(h.engine.removeDisk(h.name, uuidN(0xeeee)), 'GKD_DEVICE_NOT_FOUND');
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);
     await assertRuntimeMatchesQemu(h);
     await h.close();
@@ -97,7 +87,7 @@ describe('HotplugEngine on real QEMU (paused)', function () {
   it('rolls back nothing when blockdev-add fails on a missing file, and says so', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 1, nics: 0, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' } }));
     const before = readFileSync(h.store.path(h.name));
-    const e = await rejects(h.engine.addDisk(h.name, { uuid: uuidN(0xe1), path: '/nonexistent/x.raw' }), 'GKD_HOTPLUG_FAILED');
+    const e = await rejectsWithCode(h.engine.addDisk(h.name, { uuid: uuidN(0xe1), path: '/nonexistent/x.raw' }), 'GKD_HOTPLUG_FAILED');
     assert.match(e.message, /blockdev-add failed: .*No such file or directory.*nothing to undo/);
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);
     await assertRuntimeMatchesQemu(h);
@@ -107,7 +97,7 @@ describe('HotplugEngine on real QEMU (paused)', function () {
   it('rolls back blockdev-add when device_add fails (scsi-block on a plain file)', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 0, nics: 0, hvparams: { disk_type: 'scsi-block', scsi_controller_type: 'virtio-scsi-pci' } }));
     const before = readFileSync(h.store.path(h.name));
-    const e = await rejects(h.engine.addDisk(h.name, { uuid: uuidN(0xe2), path: h.image('f.raw') }), 'GKD_HOTPLUG_FAILED');
+    const e = await rejectsWithCode(h.engine.addDisk(h.name, { uuid: uuidN(0xe2), path: h.image('f.raw') }), 'GKD_HOTPLUG_FAILED');
     assert.match(e.message, /device_add failed: .*undone: blockdev-del disk-000000e2-b6e5-4243$/);
     const nodes = await h.vm.qmp.execute<Array<{ 'node-name': string }>>('query-named-block-nodes');
     assert.ok(!nodes.some((n) => n['node-name'] === 'disk-000000e2-b6e5-4243'), 'the block node was left behind');

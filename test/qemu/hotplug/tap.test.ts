@@ -7,25 +7,14 @@
  */
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync } from 'node:fs';
-import { GkdError } from '../../../plugin/errors';
 import type { PciHvInfo } from '../../../plugin/types';
 import { assertRuntimeMatchesQemu, startHotplugVm } from '../../helpers/hotplug-vm';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
+import { rejectsWithCode } from '../../helpers/gkd-assert';
 
 const TAP = 'gkdtest0';
 const sysNet = (ifname: string): string => `/sys/class/net/${ifname}`;
-
-async function rejects(p: Promise<unknown>, code: string): Promise<GkdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof GkdError, String(e));
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
 
 async function netdevIds(h: { vm: { qmp: { execute<T>(c: string, a?: Record<string, unknown>): Promise<T> } } }): Promise<string[]> {
   // `info network` is the only place QEMU 7.2 lists netdevs.
@@ -47,7 +36,7 @@ describe('nic.add with a tap backend (paused QEMU)', function () {
     const uuid = uuidN(0x7a9);
     const add = h.engine.addNic(h.name, { uuid, mac: macN(0x7a9), backend: { type: 'tap', ifname: TAP } });
     if (!root) {
-      const e = await rejects(add, 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(add, 'GKD_HOTPLUG_FAILED');
       assert.match(e.message, /netdev_add failed: .*(\/dev\/net\/tun|Operation not permitted|Permission denied).*nothing to undo$/);
       assert.deepEqual(readFileSync(h.store.path(h.name)), before);
       assert.ok(!existsSync(sysNet(TAP)));
@@ -71,7 +60,7 @@ describe('nic.add with a tap backend (paused QEMU)', function () {
     assert.ok(!('backend' in nic), 'the node-local backend must not reach the runtime file');
 
     // Without a guest the PCI unplug cannot complete: pending, and the tap stays with the device.
-    await rejects(h.engine.removeNic(h.name, uuid), 'GKD_HOTPLUG_PENDING');
+    await rejectsWithCode(h.engine.removeNic(h.name, uuid), 'GKD_HOTPLUG_PENDING');
     assert.ok(existsSync(sysNet(TAP)));
     assert.ok((await h.runtime())[1].some((n) => n.uuid === uuid));
     await h.close();
@@ -83,7 +72,7 @@ describe('nic.add with a tap backend (paused QEMU)', function () {
     const before = readFileSync(h.store.path(h.name));
     // The loopback device exists on every host and is no tap: TUNSETIFF fails (or /dev/net/tun does, without root).
     const bad = 'lo';
-    const e = await rejects(h.engine.addNic(h.name, { uuid: uuidN(0x7aa), mac: macN(0x7aa), backend: { type: 'tap', ifname: bad } }), 'GKD_HOTPLUG_FAILED');
+    const e = await rejectsWithCode(h.engine.addNic(h.name, { uuid: uuidN(0x7aa), mac: macN(0x7aa), backend: { type: 'tap', ifname: bad } }), 'GKD_HOTPLUG_FAILED');
     assert.equal((e.data as { step: string }).step, 'netdev_add');
     assert.match(e.message, /netdev_add failed: .+; nothing to undo$/);
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);
@@ -95,7 +84,7 @@ describe('nic.add with a tap backend (paused QEMU)', function () {
   it('refuses a tap fd before touching QEMU', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 0, nics: 0 }));
     const before = readFileSync(h.store.path(h.name));
-    const e = await rejects(h.engine.addNic(h.name, { uuid: uuidN(0x7ab), mac: macN(0x7ab), backend: { type: 'tap', fd: 3 } }), 'GKD_HOTPLUG_UNSUPPORTED');
+    const e = await rejectsWithCode(h.engine.addNic(h.name, { uuid: uuidN(0x7ab), mac: macN(0x7ab), backend: { type: 'tap', fd: 3 } }), 'GKD_HOTPLUG_UNSUPPORTED');
     assert.equal(e.field, 'nic.backend.fd');
     assert.match(e.message, /SCM_RIGHTS/);
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);

@@ -18,17 +18,7 @@ import { assertRuntimeMatchesQemu, startHotplugVm, type HotplugVm } from '../../
 import { useQemuCleanup } from '../../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
 import { assertPciTree, runFirmware } from './pci-tree';
-
-async function rejects(p: Promise<unknown>, code: string): Promise<GkdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof GkdError, String(e));
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
+import { rejectsWithCode } from '../../helpers/gkd-assert';
 
 const nicUuid = (n: number): string => uuidN(n, '66a8-4e6d-8b7e-ec4f69751396');
 
@@ -105,7 +95,7 @@ describe('q35 hot-add onto spare root ports (real QEMU, no guest)', function () 
     assert.match(nics.error.message, /no spare PCIe root port.*kvm_pcie_spare_ports/);
     const before = readFileSync(h.store.path(h.name));
     const live = await readLiveLayout(h.vm.qmp);
-    await rejects(h.engine.addNic(h.name, { uuid: nicUuid(0x6199), mac: macN(0x99), backend: { type: 'user' } }), 'GKD_CAPACITY');
+    await rejectsWithCode(h.engine.addNic(h.name, { uuid: nicUuid(0x6199), mac: macN(0x99), backend: { type: 'user' } }), 'GKD_CAPACITY');
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);
     assert.deepEqual(await readLiveLayout(h.vm.qmp), live);
     // SCSI disks still fit: targets, not ports, are their limit.
@@ -131,7 +121,7 @@ describe('q35 hot-add onto spare root ports (real QEMU, no guest)', function () 
     assert.equal(a.hvinfo.bus, 'rp4');
     const b = await h.engine.addNic(h.name, { uuid: nicUuid(0x6200), mac: macN(0x20), backend: { type: 'user' } });
     assert.equal(b.hvinfo.bus, 'rp5');
-    const e = await rejects(h.engine.addNic(h.name, { uuid: nicUuid(0x6201), mac: macN(0x21), backend: { type: 'user' } }), 'GKD_CAPACITY');
+    const e = await rejectsWithCode(h.engine.addNic(h.name, { uuid: nicUuid(0x6201), mac: macN(0x21), backend: { type: 'user' } }), 'GKD_CAPACITY');
     assert.equal(e.field, 'hvparams.kvm_pcie_spare_ports');
     await assertRuntimeMatchesQemu(h);
     await h.close();

@@ -25,6 +25,7 @@ import { RuntimeStore } from '../../../plugin/runtime';
 import type { InstanceSpec } from '../../../plugin/types';
 import { FakeQemu } from '../../helpers/fake-qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
+import { rejectsWithCode } from '../../helpers/gkd-assert';
 
 const NAME = 'inst1.example.com';
 const NEW_DISK = uuidN(0xd1);
@@ -79,17 +80,6 @@ async function rig(hvparams: Record<string, unknown>, counts: { disks?: number; 
   };
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<GkdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof GkdError, String(e));
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}`);
-}
-
 /** Resolves once `pred` holds; the fake peer acts on its own timers, so poll the event loop. */
 async function until(pred: () => boolean, what: string, ms = 2_000): Promise<void> {
   const end = Date.now() + ms;
@@ -131,7 +121,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('blockdev-add error: nothing to undo, nothing recorded', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('blockdev-add', { error: "Could not open '/x': No such file or directory" });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/x' }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/x' }), 'GKD_HOTPLUG_FAILED');
       assert.equal(failedStep(e), 'blockdev-add');
       assert.deepEqual(undone(e), []);
       assert.match(e.message, /blockdev-add failed: .*No such file or directory; nothing to undo$/);
@@ -143,7 +133,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       it(`device_add error (${label}): the block node is deleted`, async () => {
         const r = await rig(hv);
         r.vm.fault('device_add', { error: 'Bus does not support hotplugging' });
-        const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
+        const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
         assert.equal(failedStep(e), 'device_add');
         assert.deepEqual(undone(e), [`blockdev-del ${NEW_DISK_ID}`]);
         assert.match(e.message, /device_add failed: .*Bus does not support hotplugging; undone: blockdev-del disk-000000d1-b6e5-4243$/);
@@ -155,7 +145,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('verify mismatch (QEMU shows another addr): device_del, wait for DEVICE_DELETED, then blockdev-del', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('device_add', { misplace: true });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
       assert.equal(failedStep(e), 'verify');
       assert.match(e.message, /addr: runtime "0xe", QEMU "0xf"/);
       assert.deepEqual(undone(e), [`device_del ${NEW_DISK_ID}`, `blockdev-del ${NEW_DISK_ID}`]);
@@ -166,7 +156,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('verify mismatch (SCSI target differs)', async () => {
       const r = await rig(SCSI);
       r.vm.fault('device_add', { misplace: true });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
       assert.match(e.message, /scsi-id: runtime 1, QEMU 2/);
       assert.deepEqual(undone(e), [`device_del ${NEW_DISK_ID}`, `blockdev-del ${NEW_DISK_ID}`]);
       r.unchanged();
@@ -175,7 +165,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('verify mismatch (query-block lacks the node): rolled back the same way', async () => {
       const r = await rig(SCSI);
       r.vm.hiddenNodes.add(NEW_DISK_ID);
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
       assert.match(e.message, /does not show block node "disk-000000d1-b6e5-4243" attached/);
       assert.deepEqual(undone(e), [`device_del ${NEW_DISK_ID}`, `blockdev-del ${NEW_DISK_ID}`]);
       r.unchanged();
@@ -185,7 +175,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       const r = await rig(VIRTIO);
       r.vm.pciUnplug = 'no-guest';
       r.vm.fault('device_add', { misplace: true });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_VERIFY');
       assert.deepEqual(undone(e), [
         `device_del ${NEW_DISK_ID} (requested; the guest has not released it yet)`,
         `blockdev-del ${NEW_DISK_ID} (deferred until the guest releases the device)`,
@@ -201,7 +191,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('socket closed before device_add is applied: rolls back over a new connection', async () => {
       const r = await rig(SCSI);
       r.vm.fault('device_add', { close: 'before' });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
       assert.equal(failedStep(e), 'device_add');
       assert.equal((e.cause as GkdError).code, 'GKD_QMP_CLOSED');
       // The reply never came, so device_add may have happened: ask QEMU to drop the device too.
@@ -213,7 +203,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('socket closed after device_add was applied (reply lost): the device and the node are both removed', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('device_add', { close: 'after' });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
       assert.deepEqual(undone(e), [`device_del ${NEW_DISK_ID}`, `blockdev-del ${NEW_DISK_ID}`]);
       assert.deepEqual(r.mutations(), [`blockdev-add ${NEW_DISK_ID}`, `device_add ${NEW_DISK_ID}`, `device_del ${NEW_DISK_ID}`, `blockdev-del ${NEW_DISK_ID}`]);
       r.unchanged();
@@ -222,7 +212,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('socket closed after blockdev-add was applied: the node is deleted over a new connection', async () => {
       const r = await rig(SCSI);
       r.vm.fault('blockdev-add', { close: 'after' });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
       assert.equal(failedStep(e), 'blockdev-add');
       assert.deepEqual(undone(e), [`blockdev-del ${NEW_DISK_ID}`]);
       r.unchanged();
@@ -231,7 +221,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('socket closed and QEMU gone: every undo is reported as failed, the runtime file is untouched', async () => {
       const r = await rig(SCSI);
       r.vm.fault('device_add', { close: 'before', quit: true });
-      const e = await rejects(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addDisk(NAME, { uuid: NEW_DISK, path: '/dev/null' }), 'GKD_HOTPLUG_FAILED');
       const lines = undone(e) as string[];
       assert.equal(lines.length, 2);
       assert.match(lines[0], /^device_del disk-000000d1-b6e5-4243 FAILED: /);
@@ -245,7 +235,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('netdev_add error: nothing to undo', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('netdev_add', { error: "could not open /dev/net/tun: Operation not permitted" });
-      const e = await rejects(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
       assert.equal(failedStep(e), 'netdev_add');
       assert.deepEqual(undone(e), []);
       assert.match(e.message, /netdev_add failed: .*Operation not permitted; nothing to undo$/);
@@ -256,7 +246,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('device_add error: the netdev is deleted', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('device_add', { error: 'PCI: slot 15 function 0 not available for virtio-net-pci' });
-      const e = await rejects(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
       assert.equal(failedStep(e), 'device_add');
       assert.deepEqual(undone(e), [`netdev_del ${NEW_NIC_ID}`]);
       assert.match(e.message, /undone: netdev_del nic-000000e1-b6e5-4243$/);
@@ -267,7 +257,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('verify mismatch: device_del, then netdev_del', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('device_add', { misplace: true });
-      const e = await rejects(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_VERIFY');
+      const e = await rejectsWithCode(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_VERIFY');
       assert.deepEqual(undone(e), [`device_del ${NEW_NIC_ID}`, `netdev_del ${NEW_NIC_ID}`]);
       assert.deepEqual(r.mutations(), [`netdev_add ${NEW_NIC_ID}`, `device_add ${NEW_NIC_ID}`, `device_del ${NEW_NIC_ID}`, `netdev_del ${NEW_NIC_ID}`]);
       r.unchanged();
@@ -276,7 +266,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('socket closed after netdev_add was applied: the netdev is deleted over a new connection', async () => {
       const r = await rig(VIRTIO);
       r.vm.fault('netdev_add', { close: 'after' });
-      const e = await rejects(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
       assert.deepEqual(undone(e), [`netdev_del ${NEW_NIC_ID}`]);
       r.unchanged();
     });
@@ -288,7 +278,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       r.vm.pciUnplug = 'no-guest';
       const uuid = r.spec.disks[1].uuid;
       const id = 'disk-00001001-b6e5-4243';
-      const e = await rejects(r.engine.removeDisk(NAME, uuid), 'GKD_HOTPLUG_PENDING');
+      const e = await rejectsWithCode(r.engine.removeDisk(NAME, uuid), 'GKD_HOTPLUG_PENDING');
       assert.equal(e.device, id);
       assert.equal((e.data as { status: string }).status, 'pending');
       assert.deepEqual(r.mutations(), [`device_del ${id}`], 'blockdev-del must wait for the device to go');
@@ -297,7 +287,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       assert.deepEqual(r.removed, []);
 
       // Asking again while QEMU is still unplugging stays pending and keeps a single watch.
-      await rejects(r.engine.removeDisk(NAME, uuid), 'GKD_HOTPLUG_PENDING');
+      await rejectsWithCode(r.engine.removeDisk(NAME, uuid), 'GKD_HOTPLUG_PENDING');
       assert.equal(r.engine.pending().length, 1);
 
       r.vm.release(id);
@@ -313,7 +303,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('a NIC whose DEVICE_DELETED never comes stays recorded, its netdev kept', async () => {
       const r = await rig(VIRTIO, { disks: 0, nics: 1 });
       r.vm.pciUnplug = 'no-guest';
-      await rejects(r.engine.removeNic(NAME, r.spec.nics[0].uuid), 'GKD_HOTPLUG_PENDING');
+      await rejectsWithCode(r.engine.removeNic(NAME, r.spec.nics[0].uuid), 'GKD_HOTPLUG_PENDING');
       assert.deepEqual(r.mutations(), ['device_del nic-00002000-66a8-4e6d']);
       assert.deepEqual(readFileSync(r.store.path(NAME)), r.file);
       assert.deepEqual(r.vm.state().netdevs, r.state.netdevs);
@@ -330,7 +320,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('device_del refused: nothing changed, and the error says so', async () => {
       const r = await rig(SCSI);
       r.vm.fault('device_del', { error: 'Bus does not support hotplugging' });
-      const e = await rejects(r.engine.removeDisk(NAME, r.spec.disks[0].uuid), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.removeDisk(NAME, r.spec.disks[0].uuid), 'GKD_HOTPLUG_FAILED');
       assert.match(e.message, /device_del failed: .*; nothing changed$/);
       r.unchanged();
     });
@@ -338,7 +328,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
     it('socket closed during device_del: not claimed as unchanged, runtime keeps the device', async () => {
       const r = await rig(SCSI);
       r.vm.fault('device_del', { close: 'before' });
-      const e = await rejects(r.engine.removeDisk(NAME, r.spec.disks[0].uuid), 'GKD_HOTPLUG_FAILED');
+      const e = await rejectsWithCode(r.engine.removeDisk(NAME, r.spec.disks[0].uuid), 'GKD_HOTPLUG_FAILED');
       assert.match(e.message, /QEMU may have started the unplug; the runtime file keeps the device/);
       assert.deepEqual(readFileSync(r.store.path(NAME)), r.file);
     });
