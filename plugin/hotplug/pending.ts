@@ -48,23 +48,37 @@ export class PendingUnplugs {
     if (this.#watches.has(key)) return;
     this.#watches.set(key, w);
     const ev = w.qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === w.id, w.watchMs);
+    let backendDropped: string[] | undefined;
+    const complete = (): Promise<void> =>
+      this.#exclusive(w.name, async () => {
+        // The backend goes once; a retry after a failed runtime write only records the removal.
+        backendDropped ??= await w.finish();
+        const read = await this.#store.read(w.name);
+        const next = structuredClone(read.upgraded);
+        if (w.kind === 'disk') next[3] = next[3].filter((e) => e[0].uuid !== w.uuid);
+        else next[1] = next[1].filter((n) => n.uuid !== w.uuid);
+        await this.#store.write(w.name, next, { expect: read.stamp });
+        // No longer pending once recorded: a listener that asks must not see it listed.
+        this.#watches.delete(key);
+        this.#onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings: backendDropped });
+      });
+    // QEMU has dropped the device, so the runtime entry must go even if the first attempt can't
+    // (the instance is busy migrating, the lock is held): retry with backoff before giving up.
+    const attempt = (n: number): Promise<void> =>
+      complete().catch((e: unknown) => {
+        if (n >= RETRY_DELAYS_MS.length) throw e;
+        return new Promise<void>((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[n]).unref()).then(() => attempt(n + 1));
+      });
     ev.promise.then(
-      () =>
-        this.#exclusive(w.name, async () => {
-          const warnings = await w.finish();
-          const read = await this.#store.read(w.name);
-          const next = structuredClone(read.upgraded);
-          if (w.kind === 'disk') next[3] = next[3].filter((e) => e[0].uuid !== w.uuid);
-          else next[1] = next[1].filter((n) => n.uuid !== w.uuid);
-          await this.#store.write(w.name, next, { expect: read.stamp });
-          // No longer pending once recorded: a listener that asks must not see it listed.
-          this.#watches.delete(key);
-          this.#onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings });
-        }).finally(() => this.#watches.delete(key)),
+      () => attempt(0).finally(() => this.#watches.delete(key)),
       () => {
-        // Timed out or the connection closed: the device stays recorded, which is what QEMU still has.
+        // Timed out or the connection closed: the device stays recorded; instance.verify shows
+        // whether QEMU still has it.
         this.#watches.delete(key);
       },
     ).catch(() => this.#watches.delete(key));
   }
 }
+
+/** Waits between attempts to record a completed removal. */
+const RETRY_DELAYS_MS = [200, 1_000, 5_000, 30_000];

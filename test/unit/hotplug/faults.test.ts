@@ -300,6 +300,27 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       assert.deepEqual(r.engine.pending(), []);
     });
 
+    it('a removal that completes while a migration holds the instance is recorded once the hold ends', async () => {
+      const r = await rig(VIRTIO, { disks: 2, nics: 0 });
+      r.vm.pciUnplug = 'no-guest';
+      const uuid = r.spec.disks[1].uuid;
+      const id = 'disk-00001001-b6e5-4243';
+      await rejectsWithCode(r.engine.removeDisk(NAME, uuid), 'GKD_HOTPLUG_PENDING');
+      let letGo!: () => void;
+      const held = r.store.withLock(NAME, () => new Promise<void>((resolve) => (letGo = resolve)), { exclusive: 'migration' });
+      await until(() => letGo !== undefined, 'exclusive hold');
+      r.vm.release(id);
+      // The first attempt meets GKD_INSTANCE_BUSY; nothing is recorded while the hold lasts.
+      await new Promise((res) => setTimeout(res, 100));
+      assert.deepEqual(r.removed, []);
+      assert.deepEqual(readFileSync(r.store.path(NAME)), r.file);
+      letGo();
+      await held;
+      await until(() => r.removed.length === 1, 'onRemoved after the hold');
+      assert.deepEqual((await r.store.read(NAME)).upgraded[3].map((x) => x[0].uuid), [r.spec.disks[0].uuid]);
+      assert.deepEqual(r.mutations().filter((m) => m.startsWith('blockdev-del')), [`blockdev-del ${id}`], 'the backend is dropped once');
+    });
+
     it('a NIC whose DEVICE_DELETED never comes stays recorded, its netdev kept', async () => {
       const r = await rig(VIRTIO, { disks: 0, nics: 1 });
       r.vm.pciUnplug = 'no-guest';
