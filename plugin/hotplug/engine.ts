@@ -6,7 +6,7 @@
  * different instances proceed in parallel.
  */
 import { GkdError, isGkdError } from '../errors';
-import { hvinfoDifferences, readLiveDevice } from '../inspect';
+import { readLiveDevice } from '../inspect';
 import {
   blockdevArgs, deviceId, diskDeviceArgs, diskIo, DISK_MODELS, runtimeHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
 } from '../planner';
@@ -17,7 +17,9 @@ import { allocate, type DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
+import { AddSteps } from './add-steps';
 import { UndoLog } from './undo';
+import { verifyAdded } from './verify';
 
 export const HOTPLUG_DEFAULTS = {
   /** How long to wait for the guest to release a device (DEVICE_DELETED) before reporting it pending. */
@@ -122,7 +124,7 @@ export class HotplugEngine {
     if (entryOf(runtime, kind, spec.uuid) !== undefined) {
       throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: id });
     }
-    if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as NicSpec).backend!.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
+    if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${id}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
     }
     const socket = opts.qmp ?? this.#o.qmpSocket(name);
@@ -134,122 +136,49 @@ export class HotplugEngine {
     const hvinfo = allocate(runtime, kind, id, live);
     const undo = new UndoLog();
     const action = `hot-add ${kind} "${id}" to "${name}"`;
-    // A dropped connection does not mean QEMU is gone: roll back over a fresh one.
-    const rb = async (): Promise<QmpClient> => (qmp.closed ? this.#o.connections.get(socket) : qmp);
-    const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
-    // Set when the guest has not yet released the device we asked back: its block node stays in use until it does.
-    let released: Promise<unknown> | undefined;
-    const steps: Record<'blockdev-add' | 'netdev_add' | 'device_add', { what: string; inverse: () => Promise<string | void> }> = {
-      'blockdev-add': {
-        what: `blockdev-del ${id}`,
-        inverse: async () => {
-          const c = await rb();
-          if (released === undefined) return void (await c.execute('blockdev-del', { 'node-name': id }));
-          void released.then(() => c.execute('blockdev-del', { 'node-name': id })).catch(() => undefined);
-          return 'deferred until the guest releases the device';
-        },
-      },
-      'netdev_add': { what: `netdev_del ${id}`, inverse: async () => void (await (await rb()).execute('netdev_del', { id })) },
-      'device_add': {
-        what: `device_del ${id}`,
-        inverse: async () => {
-          const c = await rb();
-          const match = (d: Record<string, unknown>): boolean => d.device === id;
-          const gone = c.expectEvent('DEVICE_DELETED', match, timeoutMs);
-          try {
-            await c.execute('device_del', { id });
-            await gone;
-            return undefined;
-          } catch (e) {
-            gone.cancel();
-            if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') {
-              // Armed in the same tick the short wait gave up, so the event cannot slip between the two.
-              const later = c.expectEvent('DEVICE_DELETED', match, this.#o.pendingWatchMs);
-              released = later.promise;
-              released.catch(() => undefined);
-              return 'requested; the guest has not released it yet';
-            }
-            throw e;
-          }
-        },
-      },
-    };
-    /**
-     * Runs one QEMU step and logs its inverse. When the reply never came
-     * (connection lost, timeout) QEMU may or may not have done it, so the
-     * inverse is logged anyway and a "not found" from it is no failure.
-     */
-    const step$ = async (cmd: keyof typeof steps, args: QemuDict): Promise<void> => {
-      step = cmd;
-      const { what, inverse } = steps[cmd];
-      try {
-        await qmp.execute(cmd, args);
-      } catch (e) {
-        if (isGkdError(e) && (e.code === 'GKD_QMP_CLOSED' || e.code === 'GKD_QMP_TIMEOUT')) {
-          undo.push(what, async () => {
-            try {
-              return await inverse();
-            } catch (e2) {
-              if (isGkdError(e2) && e2.code === 'GKD_QMP_COMMAND' && /not found|failed to find/i.test(e2.message)) return `QEMU did not have it: ${cmd} had not taken effect`;
-              throw e2;
-            }
-          });
-        }
-        throw e;
-      }
-      undo.push(what, inverse);
-    };
+    const steps = new AddSteps({
+      qmp,
+      id,
+      undo,
+      // A dropped connection does not mean QEMU is gone: roll back over a fresh one.
+      reconnect: async () => (qmp.closed ? this.#o.connections.get(socket) : qmp),
+      unplugTimeoutMs: opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs,
+      pendingWatchMs: this.#o.pendingWatchMs,
+    });
     let entry: RuntimeDiskEntry | RuntimeNic;
-    let step = 'prepare';
     try {
       if (kind === 'disk') {
         const d = spec as DiskSpec;
-        if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', 'disk.path must be a non-empty string', { field: 'disk.path' });
+        if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
         const io = diskIo(runtime);
         const readOnly = d.mode === 'ro' || hvinfo.driver === 'scsi-cd';
-        await step$('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
+        await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
         const model = Object.values(DISK_MODELS).find((m) => m.driver === hvinfo.driver);
-        await step$('device_add', diskDeviceArgs(hvinfo, io, { writeCache: model?.writeCache ?? false }));
+        await steps.run('device_add', diskDeviceArgs(hvinfo, io, { writeCache: model?.writeCache ?? false }));
         const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
         entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
       } else {
         const n = spec as NicSpec;
         const hv = runtimeHvParams(runtime[2]);
         const backend = n.backend ?? { type: 'tap' as const };
-        await step$('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
-        await step$('device_add', nicDeviceArgs(hvinfo, n.mac));
+        await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
+        await steps.run('device_add', nicDeviceArgs(hvinfo, n.mac));
         const { backend: _b, ...rest } = n;
         entry = { ...rest, hvinfo };
       }
-      step = 'verify';
-      await this.#verify(qmp, id, hvinfo, kind);
-      step = 'runtime write';
+      steps.step = 'verify';
+      await verifyAdded(qmp, id, hvinfo, kind);
+      steps.step = 'runtime write';
       const next = structuredClone(runtime);
       if (kind === 'disk') next[3].push(entry as RuntimeDiskEntry);
       else next[1].push(entry as RuntimeNic);
       await this.#o.store.write(name, next, { expect: read.stamp });
     } catch (e) {
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
-      if (step === 'runtime write' && isGkdError(e) && e.data?.committed === true) return { hvinfo };
-      throw await undo.fail(action, step, e);
+      if (steps.step === 'runtime write' && isGkdError(e) && e.data?.committed === true) return { hvinfo };
+      throw await undo.fail(action, steps.step, e);
     }
     return { hvinfo };
-  }
-
-  /** QEMU's own answer must show the device exactly where hvinfo says. */
-  async #verify(qmp: QmpClient, id: string, hvinfo: HvInfo, kind: DeviceKind): Promise<void> {
-    const live = await readLiveDevice(qmp, id);
-    if (live === undefined) throw new GkdError('GKD_HOTPLUG_VERIFY', `QEMU does not list "${id}" after device_add`, { device: id });
-    const diffs = hvinfoDifferences(hvinfo as unknown as Record<string, unknown>, live);
-    if (diffs.length > 0) throw new GkdError('GKD_HOTPLUG_VERIFY', `QEMU has "${id}" elsewhere: ${diffs.join(', ')}`, { device: id, data: { diffs } });
-    if (kind === 'disk') {
-      // The node must be attached to this device (query-block's qdev is the id for SCSI, a path for virtio).
-      const blocks = await qmp.execute<Array<{ qdev?: string; inserted?: { 'node-name'?: string } }>>('query-block');
-      const b = blocks.find((x) => x.inserted?.['node-name'] === id);
-      if (b === undefined || !(b.qdev === id || b.qdev?.startsWith(`/machine/peripheral/${id}/`))) {
-        throw new GkdError('GKD_HOTPLUG_VERIFY', `QEMU does not show block node "${id}" attached to device "${id}"`, { device: id });
-      }
-    }
   }
 
   async #remove(name: string, kind: DeviceKind, uuid: string, opts: CallOptions): Promise<RemoveResult> {
@@ -293,7 +222,17 @@ export class HotplugEngine {
     const next = structuredClone(read.upgraded);
     if (kind === 'disk') next[3].splice(found.index, 1);
     else next[1].splice(found.index, 1);
-    await this.#o.store.write(name, next, { expect: read.stamp });
+    try {
+      await this.#o.store.write(name, next, { expect: read.stamp });
+    } catch (e) {
+      if (!(isGkdError(e) && e.data?.committed === true)) {
+        throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot record the removal of ${kind} "${id}" from "${name}": QEMU no longer has it, but the runtime file could not be updated (${(e as Error).message}); run instance.verify with repair`, {
+          device: id,
+          data: { qemuRemoved: true },
+          cause: e,
+        });
+      }
+    }
     return { hvinfo, status: 'removed', warnings };
   }
 
