@@ -30,6 +30,9 @@ export const HOTPLUG_DEFAULTS = {
   lockWaitMs: 60_000,
 } as const;
 
+/** QEMU run states in which a hotplug would break a migration. */
+const MIGRATION_STATES = new Set(['inmigrate', 'postmigrate', 'finish-migrate']);
+
 export interface HotplugEngineOptions {
   store: RuntimeStore;
   connections: QmpConnections;
@@ -91,6 +94,19 @@ export class HotplugEngine {
     return this.#o.connections.get(opts.qmp ?? this.#o.qmpSocket(name));
   }
 
+  /**
+   * Refuses while QEMU is in a migration: a target waiting for the stream
+   * (`inmigrate`) would then hold a device the source never had, and a
+   * source that has handed over (`postmigrate`, `finish-migrate`) no longer
+   * owns the guest. QEMU 7.2 accepts device_add in those states.
+   */
+  async #checkRunState(qmp: QmpClient, name: string, what: string): Promise<void> {
+    const { status } = await qmp.execute<{ status: string }>('query-status');
+    if (MIGRATION_STATES.has(status)) {
+      throw new GkdError('GKD_INSTANCE_BUSY', `Cannot ${what} on "${name}": its QEMU is in migration state "${status}"`, { field: 'name', data: { runState: status } });
+    }
+  }
+
   /** Hot-adds a disk; returns its hvinfo. */
   addDisk(name: string, disk: DiskSpec, opts: CallOptions = {}): Promise<AddResult> {
     return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts));
@@ -129,6 +145,7 @@ export class HotplugEngine {
     }
     const socket = opts.qmp ?? this.#o.qmpSocket(name);
     const qmp = await this.#o.connections.get(socket);
+    await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
     const live = await readOccupancy(qmp, SCSI_BUS);
     if ((await readLiveDevice(qmp, id)) !== undefined) {
       throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
@@ -193,6 +210,7 @@ export class HotplugEngine {
     }
     const hvinfo = found.hvinfo as HvInfo;
     const qmp = await this.#qmp(name, opts);
+    await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
     const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
     // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
     const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, timeoutMs);

@@ -71,6 +71,8 @@ export class FakeQemu {
   connections = 0;
   /** Whether PCI unplugs complete (a guest that answers) or never do (no guest / paused). */
   pciUnplug: PciUnplug = 'guest';
+  /** What query-status reports (QEMU's RunState). */
+  runState = 'paused';
   /** query-block leaves out these nodes (a verify fault). */
   readonly hiddenNodes = new Set<string>();
   readonly #faults = new Map<string, Fault>();
@@ -229,6 +231,8 @@ export class FakeQemu {
     switch (req.execute) {
       case 'qmp_capabilities':
         return { value: {} };
+      case 'query-status':
+        return { value: { status: this.runState, running: this.runState === 'running', singlestep: false } };
       case 'query-pci': {
         const root = [...this.devices.values()].filter((d) => d.bus === 'pci.0' && d.slot !== undefined);
         const devices = [{ slot: 0 }, { slot: 1 }, ...root.map((d) => ({ slot: d.slot as number, function: 0, qdev_id: d.id }))].map((d) => ({ bus: 0, function: 0, qdev_id: '', ...d }));

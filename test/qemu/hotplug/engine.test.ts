@@ -62,6 +62,20 @@ describe('HotplugEngine on real QEMU (paused)', function () {
     await h.close();
   });
 
+  it('refuses to hot-plug on a QEMU waiting for an incoming migration, changing nothing', async () => {
+    const h = await startHotplugVm(makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' } }), {
+      extraArgv: () => ['-incoming', 'defer'],
+    });
+    const before = readFileSync(h.store.path(h.name));
+    const e = await rejectsWithCode(h.engine.addDisk(h.name, { uuid: uuidN(0xb9), path: h.image('m.raw') }), 'GKD_INSTANCE_BUSY');
+    assert.match(e.message, /migration state "inmigrate"/);
+    await rejectsWithCode(h.engine.removeDisk(h.name, h.plan.devices[0].uuid), 'GKD_INSTANCE_BUSY');
+    await rejectsWithCode(h.engine.addNic(h.name, { uuid: uuidN(0xba), mac: macN(0xba), backend: { type: 'user' } }), 'GKD_INSTANCE_BUSY');
+    assert.deepEqual(readFileSync(h.store.path(h.name)), before);
+    await assertRuntimeMatchesQemu(h);
+    await h.close();
+  });
+
   it('reports a PCI removal the paused guest cannot acknowledge as pending and keeps it recorded', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 2, nics: 0 }), { engine: { unplugTimeoutMs: 300 } });
     const before = readFileSync(h.store.path(h.name));
