@@ -78,6 +78,7 @@ export class QmpClient {
   #onGreeting: ((reason?: CloseReason) => void) | undefined;
   #closeReason: CloseReason | undefined;
   #commands: Promise<ReadonlySet<string>> | undefined;
+  #lastActivity = Date.now();
 
   private constructor(socket: Socket, options: Required<Omit<QmpConnectOptions, 'onEvent'>> & QmpConnectOptions) {
     this.#socket = socket;
@@ -143,12 +144,23 @@ export class QmpClient {
     return this.#phase === 'closed';
   }
 
+  /** When a command was last sent or a message last received (ms since the epoch). */
+  get lastActivity(): number {
+    return this.#lastActivity;
+  }
+
+  /** True while a command awaits its reply or an event wait is armed: closing now would cut someone off. */
+  get busy(): boolean {
+    return this.#requests.size > 0 || this.#waiters.size > 0;
+  }
+
   /**
    * Run one command and resolve with its `return` value.
    * @throws GkdError `GKD_QMP_COMMAND` (QEMU's `class` and `desc` in `data`),
    *   `GKD_QMP_TIMEOUT`, `GKD_QMP_CLOSED`, `GKD_QMP_PROTOCOL`
    */
   execute<T = unknown>(command: string, args?: Record<string, unknown>, options: QmpExecuteOptions = {}): Promise<T> {
+    this.#lastActivity = Date.now();
     if (typeof command !== 'string' || command === '') throw new TypeError('command must be a non-empty string');
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, got ${timeoutMs}`);
@@ -254,6 +266,7 @@ export class QmpClient {
   }
 
   #onMessage(m: QmpMessage): void {
+    this.#lastActivity = Date.now();
     if (isEvent(m)) {
       const ev = toEvent(m);
       this.#waiters.dispatch(ev);

@@ -69,6 +69,11 @@ const BACKLOG_LIMIT = 256;
 /** Armed expectations plus the since-last-reply backlog of one connection. */
 export class EventWaiters {
   readonly #waiters = new Set<Waiter>();
+
+  /** Waits not yet settled. */
+  get size(): number {
+    return this.#waiters.size;
+  }
   #backlog: QmpEvent[] = [];
   #closed: ((name: string) => GkdError) | undefined;
 

@@ -26,6 +26,11 @@ interface Entry extends RequestInfo {
 /** Pending requests keyed by id, in the order they were opened. */
 export class RequestTable {
   readonly #entries = new Map<number, Entry>();
+
+  /** Commands sent and not yet answered. */
+  get size(): number {
+    return this.#entries.size;
+  }
   #nextId = 1;
 
   /** Open a request; it rejects with `GKD_QMP_TIMEOUT` unless settled within `timeoutMs`. */

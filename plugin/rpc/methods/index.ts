@@ -42,7 +42,9 @@ export interface MethodDeps {
 /** The shared state for a daemon with `config`. */
 export function methodDeps(config: Config): MethodDeps {
   const store = new RuntimeStore(config.runtimeDir);
-  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs });
+  // Idle connections are closed after a second: the QMP socket may be Ganeti's own, which serves
+  // one client at a time, and Ganeti must be able to reach its QEMU between our calls.
+  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs, idleCloseMs: 1_000 });
   const qmpSocket = (name: string): string => qmpSocketFor(config, name);
   const deps: MethodDeps = {
     config, store, connections, launched: new Map(),
