@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { isGkdError } from '../errors';
+import { GkdError, isGkdError } from '../errors';
 import {
   type BulkFileResult,
   type RuntimeChange,
@@ -116,7 +116,10 @@ async function readStdin(): Promise<string> {
   let size = 0;
   for await (const chunk of process.stdin) {
     size += (chunk as Buffer).length;
-    if (size > STORE_DEFAULTS.maxBytes) throw new UsageError(`standard input is over the ${STORE_DEFAULTS.maxBytes} byte limit`);
+    // Too much input is a refused input (exit 1), not a usage error (exit 2), as for a file over the cap.
+    if (size > STORE_DEFAULTS.maxBytes) {
+      throw new GkdError('GKD_RUNTIME_IO', `Cannot read standard input: it is over the ${STORE_DEFAULTS.maxBytes / (1024 * 1024)} MiB limit`, { field: 'path', data: { path: '-', maxBytes: STORE_DEFAULTS.maxBytes } });
+    }
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');

@@ -63,6 +63,14 @@ describe('kvm-devices runtime', () => {
     }
   });
 
+  it('refuses standard input over the 16 MiB cap with exit 1, not as a usage error', () => {
+    const big = Buffer.alloc(16 * 1024 * 1024 + 1, 0x20);
+    const r = spawnSync(process.execPath, [MAIN, 'runtime', 'detect', '-'], { input: big, encoding: 'utf8', maxBuffer: 1 << 20 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^kvm-devices runtime detect: Cannot read standard input: it is over the 16 MiB limit\n$/);
+    assert.doesNotMatch(r.stderr, /usage:/);
+  });
+
   it('downgrade-all --dry-run changes nothing and exits 1 when a file would be refused; upgrade-all converts', () => {
     const work = makeTempDir();
     try {
