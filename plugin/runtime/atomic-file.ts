@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { lstat, open, readlink, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
 
@@ -169,6 +169,7 @@ export async function replaceFileAtomically(path: string, data: string, options:
   const before = await currentFile(path);
   checkExpected(path, before, options.expect);
   // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
+  // The pid tells removeStaleTempFiles whether the writer may still be at work.
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let renamed = false;
   try {
@@ -214,4 +215,48 @@ export async function removeFile(path: string): Promise<boolean> {
   }
   await syncDir(dirname(path));
   return true;
+}
+
+/** `.<file>.<pid>.<hex>.tmp`, as {@link replaceFileAtomically} names its temp files. */
+const TEMP_RE = /^\.(.+)\.(\d+)\.[0-9a-f]+\.tmp$/;
+
+/** True unless no process `pid` exists (EPERM: it exists under another user). */
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the temp files a killed writer left in `dir` (a SIGKILL between
+ * the temp file's creation and its rename): only regular files named like
+ * {@link replaceFileAtomically}'s whose `suffix`-ending target name matches
+ * and whose writer pid no longer exists. A live writer's file (this
+ * process's included) is never touched; a pid reused by another process
+ * keeps its file until a later run. Resolves to the names removed.
+ */
+export async function removeStaleTempFiles(dir: string, suffix: string): Promise<string[]> {
+  const removed: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    throw ioError(dir, 'list', e);
+  }
+  for (const e of entries) {
+    const m = TEMP_RE.exec(e.name);
+    if (m === null || !e.isFile() || !m[1].endsWith(suffix) || pidAlive(Number(m[2]))) continue;
+    try {
+      await unlink(join(dir, e.name));
+      removed.push(e.name);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(join(dir, e.name), 'remove', err);
+    }
+  }
+  if (removed.length > 0) await syncDir(dir);
+  return removed.sort();
 }

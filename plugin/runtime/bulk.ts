@@ -10,6 +10,8 @@ import type { RuntimeFormatId } from '../types';
 import type { RuntimeChange } from './format/change';
 import { convertRuntime } from './format/convert';
 import { RUNTIME_FORMATS } from './format/detect';
+import { removeStaleTempFiles } from './atomic-file';
+import { RUNTIME_SUFFIX } from './instance-name';
 import { RuntimeStore, type RuntimeStoreOptions } from './store';
 
 /** Per-file outcome. In a dry run, `converted` means "would be converted". */
@@ -53,6 +55,8 @@ export interface BulkReport {
   dryRun: boolean;
   files: BulkFileResult[];
   counts: Record<BulkStatus, number>;
+  /** Temp files of killed writers removed before the run (never in a dry run). */
+  removedTempFiles: string[];
   /** True when no file was refused or failed. */
   ok: boolean;
 }
@@ -91,12 +95,15 @@ async function convertOne(store: RuntimeStore, name: string, options: BulkOption
 
 /**
  * Converts every runtime file in `dir` to `options.to`, one at a time in
- * name order. Never throws for a single file's problem; throws only when
+ * name order, after removing the temp files killed writers left (unless
+ * `dryRun`). Never throws for a single file's problem; throws only when
  * the directory itself can't be listed.
  */
 export async function convertAll(dir: string, options: BulkOptions): Promise<BulkReport> {
   const store = new RuntimeStore(dir, options);
   const names = await store.list();
+  // A writer SIGKILLed between creating its temp file and the rename leaves the temp file behind.
+  const removedTempFiles = options.dryRun === true ? [] : await removeStaleTempFiles(dir, RUNTIME_SUFFIX);
   const files: BulkFileResult[] = [];
   const counts: Record<BulkStatus, number> = { converted: 0, unchanged: 0, refused: 0, error: 0 };
   for (const name of names) {
@@ -112,6 +119,7 @@ export async function convertAll(dir: string, options: BulkOptions): Promise<Bul
     dryRun: options.dryRun === true,
     files,
     counts,
+    removedTempFiles,
     ok: counts.refused === 0 && counts.error === 0,
   };
 }

@@ -4,9 +4,11 @@
  * must be exactly the old version or exactly the new one (complete, valid),
  * with its mode kept. Kills are timed by the child's own progress lines, so
  * most land between or inside file writes rather than before start-up.
+ * A final run that is not killed must remove the temp files the killed
+ * runs left.
  */
 import { strict as assert } from 'node:assert';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -94,6 +96,12 @@ describe('upgrade-all under SIGKILL', function () {
     const leftovers = readdirSync(dir).filter((e) => !e.endsWith('.runtime'));
     assert.ok(leftovers.every((e) => /^\..+\.runtime\.\d+\.[0-9a-f]+\.tmp$/.test(e)), `unexpected files: ${leftovers.join(', ')}`);
     if (process.env.GKD_CRASH_DEBUG) console.error({ runs, mixed, tempLeft: leftovers.length });
+    // A run that is not killed removes the temp files the killed ones left (their pids are gone).
+    const full = spawnSync(process.execPath, [MAIN, 'runtime', 'upgrade-all', '--to', '2.16', '--json', '--lock-wait', '0', dir], { encoding: 'utf8' });
+    assert.equal(full.status, 0, full.stderr);
+    assert.deepStrictEqual((JSON.parse(full.stdout) as { removedTempFiles: string[] }).removedTempFiles, leftovers.sort());
+    assert.deepStrictEqual(readdirSync(dir).filter((e) => !e.endsWith('.runtime')), [], 'a temp file outlived the bulk run after the kills');
+    for (const n of names) assert.equal(readFileSync(join(dir, `${n}.runtime`), 'utf8'), newText.get(n));
     assert.ok(runs >= 8, `only ${runs} runs`);
     assert.ok(mixed >= 1, `no kill landed mid-run in ${runs} runs`);
   });

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BulkFileResult, RuntimeStore, convertAll, convertRuntime, serializeRuntime } from '../../../plugin/runtime';
 import { hashDir } from '../../helpers/dir-hash';
@@ -135,6 +136,23 @@ describe('convertAll()', () => {
     assert.equal(r.busy.code, 'GKD_RUNTIME_LOCKED');
     assert.equal(r.free.status, 'converted');
     assert.equal((await store.read('busy')).format, '2.10');
+  });
+
+  it('removes temp files whose writer is dead before a real run, never a live writer\'s, and none in a dry run', async () => {
+    putRuntime(dir, 'v210', sample210());
+    const dead = spawnSync(process.execPath, ['-e', '']).pid; // gone once spawnSync returns
+    const stale = `.v210.runtime.${dead}.0a1b2c.tmp`;
+    const mine = `.v210.runtime.${process.pid}.0a1b2d.tmp`; // a writer in this very process
+    const other = '.v210.runtime.1.0a1b2e.tmp'; // pid 1 always exists
+    const unrelated = [`.notes.${dead}.0a1b2f.tmp`, `.v210.runtime.${dead}.tmp`];
+    for (const n of [stale, mine, other, ...unrelated]) writeFileSync(join(dir, n), 'half a file');
+    const dry = await convertAll(dir, { to: '2.16', direction: 'upgrade', dryRun: true });
+    assert.deepStrictEqual(dry.removedTempFiles, []);
+    assert.ok(readdirSync(dir).includes(stale));
+    const r = await convertAll(dir, { to: '2.16', direction: 'upgrade' });
+    assert.deepStrictEqual(r.removedTempFiles, [stale]);
+    assert.deepStrictEqual(readdirSync(dir).sort(), [...unrelated, other, mine, 'v210.runtime'].sort());
+    assert.equal(r.files[0].status, 'converted');
   });
 
   it('an all-bad dir is byte-for-byte unchanged after a real run', async () => {
