@@ -1,7 +1,7 @@
 /**
  * fast-check arbitraries over runtime files: valid 2.9 and 2.10 files,
  * 2.16 files a downgrade must accept, and 2.16 files of every kind (SCSI,
- * IDE, ISA, other buses, other drivers, new-style ids, q35 root ports).
+ * IDE, ISA, other buses, other drivers, new-style ids, q35 machines).
  * Every dict carries random unknown fields, including awkward keys such as
  * `__proto__`, which every conversion must keep.
  */
@@ -12,7 +12,7 @@ import type { HvParams, KvmCmdItem, RuntimeV2_10, RuntimeV2_16, RuntimeV2_9 } fr
 const TYPED = new Set([
   'pci', 'hvinfo', 'uuid', 'mac', 'ip', 'name', 'network', 'nicparams', 'netinfo', 'dev_type', 'logical_id',
   'children', 'nodes', 'iv_name', 'size', 'mode', 'params', 'spindles', 'serial_no', 'ctime', 'mtime',
-  'disk_type', 'nic_type', 'kvm_pci_reservations', 'scsi_controller_type',
+  'disk_type', 'nic_type', 'kvm_pci_reservations', 'scsi_controller_type', 'machine_version',
 ]);
 
 const extraKey = fc
@@ -26,22 +26,38 @@ function dict(...parts: Array<Array<[string, unknown]>>): Record<string, unknown
   return Object.fromEntries(parts.flat());
 }
 
+/** True for what makes a q35 machine: a root port, or a q35 machine type (after `-machine` or not, to stay simple). */
+export const isQ35Item = (s: string): boolean => s.includes('pcie-root-port') || /(^|[,=])(q35|pc-q35)/.test(s);
+
 const kvmItem: fc.Arbitrary<KvmCmdItem> = fc.oneof(
-  fc.constantFrom('/usr/bin/kvm', '-m', '-device', 'virtio-balloon', '-machine', 'pc-i440fx-2.8'),
-  fc.string({ maxLength: 12 }).filter((s) => !s.includes('pcie-root-port')),
+  fc.constantFrom('/usr/bin/kvm', '-m', '-device', 'virtio-balloon', '-machine', '-M', 'pc-i440fx-2.8'),
+  fc.string({ maxLength: 12 }).filter((s) => !isQ35Item(s)),
   fc.integer({ min: 0, max: 1 << 20 }),
 );
 export const kvmCmdArb: fc.Arbitrary<KvmCmdItem[]> = fc.array(kvmItem, { maxLength: 8 });
-/** Sometimes with a q35 root port, as our planner writes them. */
-const kvmCmdAnyArb = fc.tuple(kvmCmdArb, fc.boolean()).map(([cmd, q35]) =>
-  q35 ? [...cmd, '-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=1,addr=0x2,multifunction=on'] : cmd,
+/** Sometimes a q35 machine: a root port as our planner writes them, or a q35 machine type. */
+const kvmCmdAnyArb = fc.tuple(kvmCmdArb, fc.constantFrom('none', 'port', 'machine', 'M')).map(([cmd, q35]) =>
+  q35 === 'port'
+    ? [...cmd, '-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=1,addr=0x2,multifunction=on']
+    : q35 === 'machine'
+      ? [...cmd, '-machine', 'pc-q35-7.2,accel=kvm']
+      : q35 === 'M'
+        ? [...cmd, '-M', 'q35']
+        : cmd,
 );
 
 const TYPES = { disk: ['paravirtual', 'ide', 'scsi', 'scsi-hd', 'scsi-block', 'sd'], nic: ['paravirtual', 'e1000', 'rtl8139', 'ne2k_isa'] };
 
-export const hvparamsArb: fc.Arbitrary<HvParams> = fc
-  .tuple(fc.option(fc.constantFrom(...TYPES.disk), { nil: undefined }), fc.option(fc.constantFrom(...TYPES.nic), { nil: undefined }), extras)
-  .map(([d, n, ex]) => dict(ex, d === undefined ? [] : [['disk_type', d]], n === undefined ? [] : [['nic_type', n]]));
+/** hvparams of an i440fx machine (`machine_version` absent, empty or a pc type). */
+export const hvparamsArb: fc.Arbitrary<HvParams> = hvparamsWith(fc.constantFrom(undefined, '', 'pc', 'pc-i440fx-2.8'));
+/** Also with a q35 `machine_version`. */
+const hvparamsAnyArb: fc.Arbitrary<HvParams> = hvparamsWith(fc.constantFrom(undefined, '', 'pc', 'q35', 'pc-q35-7.2'));
+
+function hvparamsWith(machine: fc.Arbitrary<string | undefined>): fc.Arbitrary<HvParams> {
+  return fc
+    .tuple(fc.option(fc.constantFrom(...TYPES.disk), { nil: undefined }), fc.option(fc.constantFrom(...TYPES.nic), { nil: undefined }), machine, extras)
+    .map(([d, n, m, ex]) => dict(ex, d === undefined ? [] : [['disk_type', d]], n === undefined ? [] : [['nic_type', n]], m === undefined ? [] : [['machine_version', m]]));
+}
 
 const nicBase = fc.record(
   { mac: fc.constant('aa:00:00:bf:2f:16'), nicparams: fc.constant({ mode: 'bridged', link: 'br0' }), ip: fc.constantFrom('10.0.0.1', null), name: fc.constant('eth0') },
@@ -63,7 +79,7 @@ export function runtime29Arb(withUuids = true): fc.Arbitrary<RuntimeV2_9> {
   return fc.tuple(kvmCmdArb, fc.array(nic, { maxLength: 3 }), hvparamsArb).map(([c, n, h]) => [c, n, h]);
 }
 
-/** Valid 2.10 files (without a q35 root port in kvm_cmd: no PCI-era instance can have one). */
+/** Valid 2.10 files of i440fx machines (no PCI-era instance can use q35's root ports; a q35 file never goes down). */
 export const runtime210Arb: fc.Arbitrary<RuntimeV2_10> = (() => {
   const pci = fc.option(slotArb, { nil: undefined });
   const nic = fc
@@ -133,10 +149,10 @@ function hvinfoFor(p: Placement, kind: 'disk' | 'nic', uuid: string, hv: HvParam
   }
 }
 
-function runtime216(placement: fc.Arbitrary<Placement>, kvm: fc.Arbitrary<KvmCmdItem[]>): fc.Arbitrary<RuntimeV2_16> {
+function runtime216(placement: fc.Arbitrary<Placement>, kvm: fc.Arbitrary<KvmCmdItem[]>, hvparams: fc.Arbitrary<HvParams>): fc.Arbitrary<RuntimeV2_16> {
   const nic = fc.tuple(nicBase, fc.uuid(), placement, extras);
   const disk = fc.tuple(diskBase, fc.uuid(), placement, extras, link, uri);
-  return fc.tuple(kvm, fc.array(nic, { maxLength: 3 }), hvparamsArb, fc.array(disk, { maxLength: 3 })).map(([c, nics, hv, disks]) => [
+  return fc.tuple(kvm, fc.array(nic, { maxLength: 3 }), hvparams, fc.array(disk, { maxLength: 3 })).map(([c, nics, hv, disks]) => [
     c,
     nics.map(([b, u, p, ex]) => dict(Object.entries(b), [['uuid', u]], [['hvinfo', hvinfoFor(p, 'nic', u, hv)]], ex)),
     hv,
@@ -145,7 +161,7 @@ function runtime216(placement: fc.Arbitrary<Placement>, kvm: fc.Arbitrary<KvmCmd
 }
 
 /** 2.16 files whose every device 2.10 can express (hvinfo `{}` or the PCI-era form). */
-export const downgradable216Arb = runtime216(downgradablePlacement, kvmCmdArb);
+export const downgradable216Arb = runtime216(downgradablePlacement, kvmCmdArb, hvparamsArb);
 
-/** 2.16 files of every kind, most of which a lossless downgrade must refuse. */
-export const any216Arb = runtime216(anyPlacement, kvmCmdAnyArb);
+/** 2.16 files of every kind (q35 machines too), most of which a lossless downgrade must refuse. */
+export const any216Arb = runtime216(anyPlacement, kvmCmdAnyArb, hvparamsAnyArb);

@@ -19,7 +19,7 @@ export interface RuntimeChange {
  * Something the target format cannot express. `needs` says which option
  * accepts the loss: `allowIdChange` for a device id the older release
  * recomputes differently, `force` for dropped placement, `never` for what
- * no option can drop (a q35 layout in kvm_cmd).
+ * no option can drop (a q35 machine).
  */
 export interface RuntimeProblem {
   needs: 'allowIdChange' | 'force' | 'never';

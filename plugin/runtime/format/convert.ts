@@ -28,8 +28,9 @@ export interface ConvertOptions {
   allowIdChange?: boolean;
   /**
    * Downgrade even when information is lost; implies `allowIdChange`. Every
-   * loss is reported as a `dropped` change. Never overrides a q35 layout in
-   * kvm_cmd.
+   * loss is reported as a `dropped` change. Never overrides a q35 machine
+   * (a q35 machine type in kvm_cmd or `hvparams.machine_version`, or a
+   * `pcie-root-port` in kvm_cmd).
    * @default false
    */
   force?: boolean;
@@ -119,7 +120,9 @@ export function convertRuntime<F extends RuntimeFormatId>(value: unknown, to: F,
     problems.push(...r.problems);
     i += up ? 1 : -1;
   }
-  const refused = problems.filter((p) => !accepted(p, options));
+  // 2.16 → 2.9 meets a q35 machine in both steps: name it once.
+  const seen = new Set<string>();
+  const refused = problems.filter((p) => !accepted(p, options)).filter((p) => !seen.has(`${p.field}\0${p.reason}`) && !!seen.add(`${p.field}\0${p.reason}`));
   if (refused.length > 0) throw refuse(to, refused, options);
   for (const p of problems) if (p.change !== undefined) changes.push(p.change);
   // Defensive: a step that produced an invalid file is a bug, never written.

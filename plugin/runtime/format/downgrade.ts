@@ -72,9 +72,44 @@ function deviceTo2_10<T extends RuntimeNic | RuntimeDisk>(
   return replaceKey(dict, { key: 'hvinfo', as: 'pci', value: slot });
 }
 
-/** kvm_cmd items that build a PCI Express layout the PCI-era releases can't manage. */
-function q35LayoutProblems(kvmCmd: ReadonlyArray<string | number>): RuntimeProblem[] {
+/** q35 machine types: the alias and every versioned `pc-q35-X.Y`. */
+const Q35_TYPE = /^(q35|pc-q35(-.*)?)$/;
+
+/** The machine type of a `-machine` value (`q35,accel=kvm`, `type=pc-q35-7.2,…`). */
+function machineTypeOf(value: string): string {
+  const opts = value.split(',');
+  return opts.find((o) => o.startsWith('type='))?.slice(5) ?? opts[0];
+}
+
+/**
+ * What makes the runtime a q35 (PCI Express) machine: a q35 type after
+ * `-machine`/`-M` in kvm_cmd, `hvparams.machine_version` naming one, and
+ * every `pcie-root-port` in kvm_cmd. The PCI-era releases put every
+ * hot-added device on `pci.0`, which q35 doesn't have, so no option
+ * accepts any of these (`needs: 'never'`).
+ */
+function q35LayoutProblems(kvmCmd: ReadonlyArray<string | number>, hvparams: HvParams): RuntimeProblem[] {
   const out: RuntimeProblem[] = [];
+  kvmCmd.forEach((item, i) => {
+    if ((item !== '-machine' && item !== '-M') || typeof kvmCmd[i + 1] !== 'string') return;
+    const type = machineTypeOf(kvmCmd[i + 1] as string);
+    if (!Q35_TYPE.test(type)) return;
+    out.push({
+      needs: 'never',
+      field: `kvm_cmd[${i + 1}]`,
+      device: `kvm_cmd[${i + 1}]`,
+      reason: `kvm_cmd[${i + 1}] makes it a q35 machine ("${type}"); releases before 2.16 put hot-added devices on "${PCI_ERA_BUS}", which q35 lacks`,
+    });
+  });
+  const mv = hvparams.machine_version;
+  if (typeof mv === 'string' && Q35_TYPE.test(mv)) {
+    out.push({
+      needs: 'never',
+      field: 'hvparams.machine_version',
+      device: 'hvparams.machine_version',
+      reason: `hvparams.machine_version is "${mv}", a q35 machine; releases before 2.16 put hot-added devices on "${PCI_ERA_BUS}", which q35 lacks`,
+    });
+  }
   kvmCmd.forEach((item, i) => {
     if (typeof item === 'string' && item.includes('pcie-root-port')) {
       const id = /(?:^|,)id=([^,]+)/.exec(item)?.[1] ?? `kvm_cmd[${i}]`;
@@ -82,7 +117,7 @@ function q35LayoutProblems(kvmCmd: ReadonlyArray<string | number>): RuntimeProbl
         needs: 'never',
         field: `kvm_cmd[${i}]`,
         device: id,
-        reason: `kvm_cmd[${i}] adds "pcie-root-port" "${id}"; 2.10 can only manage devices on "${PCI_ERA_BUS}"`,
+        reason: `kvm_cmd[${i}] adds "pcie-root-port" "${id}"; releases before 2.16 can only manage devices on "${PCI_ERA_BUS}"`,
       });
     }
   });
@@ -98,11 +133,12 @@ function q35LayoutProblems(kvmCmd: ReadonlyArray<string | number>): RuntimeProbl
  * (q35 root ports, `pcie.0`) and odd addrs (`force` drops the hvinfo), another
  * driver (`force` keeps the slot, drops the driver), a new-style id
  * (`allowIdChange` or `force`: 2.10 can only name it by the PCI-era id), and
- * a `pcie-root-port` in kvm_cmd (never).
+ * a q35 machine (machine type in kvm_cmd or hvparams, or a `pcie-root-port`
+ * in kvm_cmd: never).
  */
 export function downgrade2_16To2_10(value: RuntimeV2_16): StepResult<RuntimeV2_10> {
   const hvparams = value[2];
-  const problems: RuntimeProblem[] = q35LayoutProblems(value[0]);
+  const problems: RuntimeProblem[] = q35LayoutProblems(value[0], hvparams);
   const nics = value[1].map((nic, i) => deviceTo2_10(nic, 'nic', `nics[${i}]`, hvparams, problems));
   const disks = value[3].map(
     ([dict, link, uri], i): RuntimeDiskEntry => [deviceTo2_10(dict, 'disk', `disks[${i}]`, hvparams, problems), link, uri],
@@ -133,9 +169,10 @@ export function deviceNames(value: RuntimeV2_16): Map<string, string> {
  * kvm_cmd, so it can't know about hot-plugged ones) and no NIC slots: any
  * disk entry and any NIC `pci` is a problem that only `force` accepts
  * (dropping the entry or the slot). NIC uuids stay (2.8+ NICs have them).
+ * A q35 machine is refused as in the 2.16 → 2.10 step, whatever the options.
  */
 export function downgrade2_10To2_9(value: RuntimeV2_10, names?: ReadonlyMap<string, string>): StepResult<RuntimeV2_9> {
-  const problems: RuntimeProblem[] = [];
+  const problems: RuntimeProblem[] = q35LayoutProblems(value[0], value[2]);
   const changes: RuntimeChange[] = [];
   const nics = value[1].map((nic, i) => {
     if (typeof nic.pci !== 'number') return nic;

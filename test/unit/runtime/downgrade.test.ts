@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { GkdError } from '../../../plugin/errors';
 import { type ConvertOptions, convertRuntime } from '../../../plugin/runtime';
-import type { RuntimeFormatId, RuntimeV2_16 } from '../../../plugin/types';
+import type { RuntimeFormatId, RuntimeV2_10, RuntimeV2_16 } from '../../../plugin/types';
 import { sample210, sample216, scsi216, tiny210, tiny29 } from '../../helpers/runtime-samples';
 
 function refused(value: unknown, to: RuntimeFormatId, expected: string[], options: ConvertOptions = {}): GkdError {
@@ -112,8 +112,26 @@ describe('downgrade 2.16 → 2.10', () => {
   it('refuses a kvm_cmd with a pcie-root-port, even with force', () => {
     const f = era216();
     f[0].push('-device', 'pcie-root-port,id=rp0,bus=pcie.0,chassis=1,addr=0x2');
-    const e = refused(f, '2.10', ['kvm_cmd[6] adds "pcie-root-port" "rp0"; 2.10 can only manage devices on "pci.0"'], { force: true });
+    const e = refused(f, '2.10', ['kvm_cmd[6] adds "pcie-root-port" "rp0"; releases before 2.16 can only manage devices on "pci.0"'], { force: true });
     assert.doesNotMatch(e.message, /--force/);
+  });
+
+  it('refuses a q35 machine type in kvm_cmd or hvparams even without a root port, even with force', () => {
+    for (const [opt, value] of [['-machine', 'q35'], ['-machine', 'pc-q35-7.2,accel=kvm'], ['-M', 'type=pc-q35-2.8']]) {
+      const f = era216();
+      f[0].push(opt, value);
+      const e = refused(f, '2.10', ['kvm_cmd[6] makes it a q35 machine', 'releases before 2.16 put hot-added devices on "pci.0", which q35 lacks'], { force: true });
+      assert.equal(e.field, 'kvm_cmd[6]');
+      assert.doesNotMatch(e.message, /--force|--allow-id-change/);
+    }
+    const mv = era216();
+    mv[2].machine_version = 'pc-q35-7.2';
+    refused(mv, '2.10', ['hvparams.machine_version is "pc-q35-7.2", a q35 machine'], { force: true });
+    // An i440fx machine is no reason to refuse.
+    const pc = era216();
+    pc[0].push('-machine', 'pc-i440fx-7.2,accel=kvm');
+    pc[2].machine_version = 'pc';
+    assert.deepStrictEqual(convertRuntime(pc, '2.10').changes, []);
   });
 
   it('lists every problem of every device at once', () => {
@@ -139,6 +157,20 @@ describe('downgrade 2.10 → 2.9', () => {
     assert.equal('pci' in r.value[1][0], false);
     assert.deepStrictEqual(r.changes.map((c) => c.kind), ['dropped', 'dropped']);
     assert.match(r.changes[1].detail, /^dropped disk "hotdisk-7c079136-pci-4" \(uuid 7c079136-/);
+  });
+
+  it('refuses a q35 machine, with force too, naming it once on the way down from 2.16', () => {
+    const f = tiny210();
+    f[0].push('-machine', 'q35');
+    refused(f, '2.9', ['kvm_cmd[6] makes it a q35 machine ("q35")'], { force: true });
+    const noDevices: RuntimeV2_10 = [['/usr/bin/kvm', '-name', 'inst1', '-machine', 'pc-q35-7.2'], [], {}, []];
+    refused(noDevices, '2.9', ['kvm_cmd[4] makes it a q35 machine ("pc-q35-7.2")'], { force: true });
+    const mv: RuntimeV2_10 = [['/usr/bin/kvm', '-name', 'inst1'], [], { machine_version: 'q35' }, []];
+    refused(mv, '2.9', ['hvparams.machine_version is "q35"'], { force: true });
+    const from216 = era216();
+    from216[0].push('-machine', 'q35');
+    const e = refused(from216, '2.9', ['kvm_cmd[6] makes it a q35 machine'], { force: true });
+    assert.equal(e.message.split('makes it a q35 machine').length, 2, e.message);
   });
 
   it('names devices of a 2.16 source by their 2.16 ids', () => {
