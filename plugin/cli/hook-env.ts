@@ -52,11 +52,43 @@ export function hookContext(env: NodeJS.ProcessEnv): HookContext {
   };
 }
 
+export interface SpecFromHookEnvOptions {
+  /** Where the instance's disk links live. @default INSTANCE_DISKS_DIR */
+  disksDir?: string;
+  /**
+   * Give a disk or NIC whose UUID Ganeti exports empty (or not at all) a
+   * placeholder UUID instead of refusing (see {@link placeholderUuid}).
+   * Only for instance-add: at that point the devices have no UUID yet.
+   */
+  placeholderUuids?: boolean;
+}
+
+/**
+ * A deterministic stand-in UUID for device `index` of `kind`, for
+ * instance-add. Ganeti's add hook environment carries `DISK<n>_UUID` empty:
+ * `BuildDiskEnv` reads `disk.get("uuid", "")` from the dicts `ComputeDisks`
+ * builds, which have no UUID yet (it is assigned when the disk objects are
+ * generated in Exec, after the pre hooks). Placement needs only each device's
+ * index, size and mode; the ids just have to be valid and distinct, so the
+ * index goes in the UUID's first group (device ids keep the first three).
+ * The kind is in the last group only to make the value recognisable.
+ */
+export function placeholderUuid(kind: 'disk' | 'nic', index: number): string {
+  const tag = kind === 'disk' ? 'd15c' : '0e1c';
+  return `${index.toString(16).padStart(8, '0')}-0000-4000-8000-${tag}00000000`;
+}
+
 /**
  * Builds the instance spec the planner reads from a Ganeti hook environment.
  * @throws HookEnvError naming the variable when one is missing or malformed
  */
-export function specFromHookEnv(env: NodeJS.ProcessEnv, disksDir = INSTANCE_DISKS_DIR): InstanceSpec {
+export function specFromHookEnv(env: NodeJS.ProcessEnv, options: SpecFromHookEnvOptions = {}): InstanceSpec {
+  const disksDir = options.disksDir ?? INSTANCE_DISKS_DIR;
+  const uuidOf = (variable: string, kind: 'disk' | 'nic', index: number): string => {
+    const v = env[variable];
+    if (options.placeholderUuids === true && (v === undefined || v === '')) return placeholderUuid(kind, index);
+    return need(env, variable);
+  };
   const name = need(env, 'GANETI_INSTANCE_NAME');
   const hvparams: Record<string, unknown> = {};
   const beparams: Record<string, unknown> = {};
@@ -78,7 +110,7 @@ export function specFromHookEnv(env: NodeJS.ProcessEnv, disksDir = INSTANCE_DISK
   const diskCount = int('GANETI_INSTANCE_DISK_COUNT', env.GANETI_INSTANCE_DISK_COUNT ?? '0');
   for (let i = 0; i < diskCount; i++) {
     const pre = `GANETI_INSTANCE_DISK${i}_`;
-    const disk: DiskSpec = { uuid: need(env, `${pre}UUID`), path: `${disksDir}/${name}:${i}`, uri: null };
+    const disk: DiskSpec = { uuid: uuidOf(`${pre}UUID`, 'disk', i), path: `${disksDir}/${name}:${i}`, uri: null };
     if (env[`${pre}MODE`]) disk.mode = env[`${pre}MODE`] === 'ro' ? 'ro' : 'rw';
     if (env[`${pre}SIZE`]) disk.size = int(`${pre}SIZE`, env[`${pre}SIZE`] as string);
     if (env[`${pre}NAME`]) disk.name = env[`${pre}NAME`];
@@ -93,7 +125,7 @@ export function specFromHookEnv(env: NodeJS.ProcessEnv, disksDir = INSTANCE_DISK
       const v = env[`${pre}${p}`];
       if (v) nicparams[p.toLowerCase()] = v;
     }
-    const nic: NicSpec = { uuid: need(env, `${pre}UUID`), mac: need(env, `${pre}MAC`), nicparams };
+    const nic: NicSpec = { uuid: uuidOf(`${pre}UUID`, 'nic', i), mac: need(env, `${pre}MAC`), nicparams };
     if (env[`${pre}NAME`]) nic.name = env[`${pre}NAME`];
     const ip = env[`${pre}IP`];
     nic.ip = ip && ip !== 'None' ? ip : null;

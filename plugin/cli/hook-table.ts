@@ -3,8 +3,9 @@
  * `<hpath>-<phase>`. Only hooks whose methods the daemon serves are listed.
  */
 import type { Config } from '../config';
-import type { RpcClient } from '../rpc/client';
-import { HookEnvError, specFromHookEnv } from './hook-env';
+import { RpcCallError, type RpcClient } from '../rpc/client';
+import type { InstanceSpec } from '../types';
+import { HookEnvError, specFromHookEnv, type SpecFromHookEnvOptions } from './hook-env';
 
 /** A hook's verdict and the line Ganeti shows the operator. */
 export interface HookOutcome {
@@ -25,23 +26,88 @@ interface PlanResult {
   devices?: { kind: string; id: string; hvinfo: Record<string, unknown>; hotpluggable?: boolean }[];
 }
 
+/** hvparams that decide how NICs are modelled; a problem with one of them is a NIC problem. */
+const NIC_HVPARAMS = new Set(['hvparams.nic_type', 'hvparams.vhost_net']);
 /**
- * instance-modify: the NIC set Ganeti is about to apply must plan. Ganeti does
- * not export whether the modify hot-plugs, so NICs whose model cannot be
- * hot-plugged on a running instance are reported, not refused.
+ * Capacity errors on these fields are about PCI slots or PCIe ports, which the
+ * NICs share with the disks: a NIC set that no longer fits is a NIC problem.
+ */
+const SLOT_FIELDS = new Set(['hvparams.kvm_pci_reservations', 'hvparams.kvm_pcie_spare_ports']);
+
+/** How a refused plan in instance-modify is to be treated. */
+type ModifyProblem = { nic: true } | { nic: false; drop: (spec: InstanceSpec) => boolean };
+
+/**
+ * Whether a refused `instance.plan` concerns the NICs (count, MACs, UUIDs,
+ * NIC type, slots) or something else, and for something else how to set it
+ * aside to check the NICs anyway.
+ */
+function classifyModifyProblem(e: RpcCallError): ModifyProblem {
+  const d = e.data as { code?: string; field?: string; device?: string; errors?: { path?: string }[] } | undefined;
+  const field = d?.field ?? '';
+  const paths = (d?.errors ?? []).map((x) => x.path ?? '');
+  if (/^nics\b/.test(field) || (d?.device ?? '').startsWith('nic-') || NIC_HVPARAMS.has(field)) return { nic: true };
+  if (paths.some((p) => p.startsWith('/instance/nics') || p.startsWith('/nics'))) return { nic: true };
+  if (d?.code === 'GKD_CAPACITY' && SLOT_FIELDS.has(field)) return { nic: true };
+  const hv = /^hvparams\.([A-Za-z0-9_]+)$/.exec(field);
+  if (hv !== null) {
+    // Fall back to the default for this hvparam and look again.
+    const param = hv[1] as string;
+    const drop = (spec: InstanceSpec): boolean => {
+      if (spec.hvparams === undefined || !(param in spec.hvparams)) return false;
+      delete spec.hvparams[param];
+      return true;
+    };
+    return { nic: false, drop };
+  }
+  if (/^disks\b/.test(field) || paths.some((p) => p.startsWith('/instance/disks'))) {
+    // The NICs are then checked without the disks (slot capacity is optimistic).
+    const drop = (spec: InstanceSpec): boolean => {
+      if (spec.disks.length === 0) return false;
+      spec.disks = [];
+      return true;
+    };
+    return { nic: false, drop };
+  }
+  return { nic: false, drop: () => false };
+}
+
+/**
+ * instance-modify: the NIC set Ganeti is about to apply must plan. Only NIC
+ * problems refuse (count, MACs, UUIDs, NIC type, slots): anything else the
+ * planner would refuse (say hvparams.cdrom_image_path) concerns the next
+ * start, not this modify, and is reported as a note. Ganeti does not export
+ * whether the modify hot-plugs, so NICs whose model cannot be hot-plugged on
+ * a running instance are reported, not refused.
  */
 async function modifyCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
   const spec = specFromHookEnv(env);
-  const plan = await client.call<PlanResult>('instance.plan', { instance: spec });
+  const notes: string[] = [];
+  let plan: PlanResult | undefined;
+  // Each round sets one non-NIC problem aside; a handful of rounds covers any real spec.
+  for (let round = 0; plan === undefined; round++) {
+    try {
+      plan = await client.call<PlanResult>('instance.plan', { instance: spec });
+    } catch (e) {
+      if (!(e instanceof RpcCallError)) throw e;
+      const problem = classifyModifyProblem(e);
+      if (problem.nic) throw e;
+      notes.push(e.message);
+      if (round >= 8 || !problem.drop(spec)) {
+        return { ok: true, message: `${spec.name}: NICs not checked; not about the NICs, refused at the next start: ${notes.join('; ')}` };
+      }
+    }
+  }
   const cold = (plan.devices ?? []).filter((d) => d.kind === 'nic' && d.hotpluggable === false).map((d) => `${d.id} (${String(d.hvinfo.driver)})`);
   const note = cold.length > 0 && env.GANETI_INSTANCE_STATUS === 'up'
     ? `; not hot-pluggable, applies at the next restart: ${cold.join(', ')}` : '';
-  return { ok: true, message: `${spec.name}: ${spec.nics.length} NIC(s) fit${note}` };
+  const other = notes.length > 0 ? `; not about the NICs, refused at the next start: ${notes.join('; ')}` : '';
+  return { ok: true, message: `${spec.name}: ${spec.nics.length} NIC(s) fit${note}${other}` };
 }
 
 /** Preflight: the instance as Ganeti describes it must plan (slots, controller limits, ids). */
-async function preflight(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
-  const spec = specFromHookEnv(env);
+async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
+  const spec = specFromHookEnv(env, options);
   const plan = await client.call<PlanResult>('instance.plan', { instance: spec });
   const devices = plan.devices ?? [];
   const where = devices.map((d) => `${d.id}@${String(d.hvinfo.bus)}${d.hvinfo.addr === undefined ? `:${String(d.hvinfo['scsi-id'])}` : `:${String(d.hvinfo.addr)}`}`);
@@ -111,11 +177,12 @@ export const HOOKS: Record<string, HookDef> = {
   'instance-add-pre': {
     phase: 'pre', perInstance: true,
     summary: 'preflight for a new instance, as for instance-start-pre',
-    run: (env, client) => preflight(env, client),
+    // Ganeti exports the new disks' UUIDs empty at add time: placeholders stand in.
+    run: (env, client) => preflight(env, client, { placeholderUuids: true }),
   },
   'instance-modify-pre': {
     phase: 'pre', perInstance: true,
-    summary: 'the requested NIC set (Ganeti exports the new NICs) still fits; notes NICs that cannot be hot-plugged',
+    summary: 'the requested NIC set (Ganeti exports the new NICs) still fits; other problems and NICs that cannot be hot-plugged are noted',
     run: (env, client) => modifyCheck(env, client),
   },
   'instance-migrate-pre': {

@@ -27,3 +27,19 @@ export const GANETI_ENV: Record<string, string> = {
   GANETI_INSTANCE_HV_disk_cache: 'default', GANETI_INSTANCE_HV_kernel_path: '', GANETI_INSTANCE_HV_vnc_bind_address: '',
   GANETI_INSTANCE_HV_serial_speed: '38400',
 };
+
+/**
+ * What Ganeti exports to instance-add hooks (`gnt-instance add`): the disks
+ * come from `ComputeDisks` dicts that have no UUID yet, so `BuildDiskEnv`'s
+ * `disk.get("uuid", "")` exports DISK<n>_UUID empty; no logical-id variables.
+ */
+export const GANETI_ADD_ENV: Record<string, string> = (() => {
+  const env: Record<string, string> = {
+    ...GANETI_ENV,
+    GANETI_HOOKS_PATH: 'instance-add', GANETI_OP_CODE: 'OP_INSTANCE_CREATE', GANETI_INSTANCE_STATUS: 'up',
+    GANETI_ADD_MODE: 'create', GANETI_SRC_NODE: '', GANETI_SRC_PATH: '', GANETI_SRC_IMAGES: '',
+    GANETI_INSTANCE_DISK0_UUID: '', GANETI_INSTANCE_DISK1_UUID: '',
+  };
+  for (const k of ['DISK0_VG', 'DISK0_ID', 'DISK1_VG', 'DISK1_ID']) delete env[`GANETI_INSTANCE_${k}`];
+  return env;
+})();

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RpcClient } from '../../../plugin/rpc';
-import { GANETI_ENV } from './ganeti-env';
+import { GANETI_ADD_ENV, GANETI_ENV } from './ganeti-env';
 import { ROOT, sampleSpec, spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
 
 /** Ganeti's hook script naming rule (a ".sh" suffix is skipped). */
@@ -91,6 +91,16 @@ describe('Ganeti hooks and install.sh', function () {
     }
   });
 
+  it('instance-add-pre passes a gnt-instance add with disks (Ganeti exports DISK<n>_UUID empty at add time)', () => {
+    const r = runHook('instance-add-pre', GANETI_ADD_ENV);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /ok: inst1\.example\.com: 2 disk\(s\) and 1 NIC\(s\) fit/);
+    // instance-start still needs the real UUIDs.
+    const start = runHook('instance-start-pre', { GANETI_INSTANCE_DISK0_UUID: '' });
+    assert.equal(start.status, 1, start.out);
+    assert.match(start.out, /GANETI_INSTANCE_DISK0_UUID is not set/);
+  });
+
   it('instance-start-pre refuses 8 SCSI disks on an lsi controller, naming the reason', () => {
     const env: Record<string, string> = { GANETI_INSTANCE_HV_scsi_controller_type: 'lsi', GANETI_INSTANCE_DISK_COUNT: '8' };
     for (let i = 0; i < 8; i++) {
@@ -119,6 +129,20 @@ describe('Ganeti hooks and install.sh', function () {
     const r = runHook('instance-modify-pre', nine);
     assert.equal(r.status, 1, r.out);
     assert.match(r.out, /refused: /);
+  });
+
+  it('instance-modify-pre refuses only NIC problems: another refused setting is a note, exit 0', () => {
+    const cdrom = { GANETI_INSTANCE_HV_cdrom_image_path: '/srv/iso/install.iso' };
+    const ok = runHook('instance-modify-pre', cdrom);
+    assert.equal(ok.status, 0, ok.out);
+    assert.match(ok.out, /ok: inst1\.example\.com: 1 NIC\(s\) fit; not about the NICs, refused at the next start: .*cdrom_image_path/);
+    // The NICs are still checked behind the unrelated problem.
+    const badMac = runHook('instance-modify-pre', { ...cdrom, GANETI_INSTANCE_NIC0_MAC: 'not-a-mac' });
+    assert.equal(badMac.status, 1, badMac.out);
+    assert.match(badMac.out, /refused: .*nics/);
+    const badDisk = runHook('instance-modify-pre', { GANETI_INSTANCE_DISK1_UUID: 'NOT-A-UUID' });
+    assert.equal(badDisk.status, 0, badDisk.out);
+    assert.match(badDisk.out, /1 NIC\(s\) fit; not about the NICs/);
   });
 
   it('instance-migrate-pre / instance-failover-pre check the runtime file against the node format', async () => {

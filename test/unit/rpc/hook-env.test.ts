@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { HookEnvError, specFromHookEnv } from '../../../plugin/cli/hook-env';
-import { parseInstanceSpec } from '../../../plugin/planner';
-import { GANETI_ENV } from '../../integration/rpc/ganeti-env';
+import { parseInstanceSpec, planInstance } from '../../../plugin/planner';
+import { GANETI_ADD_ENV, GANETI_ENV } from '../../integration/rpc/ganeti-env';
 
 describe('specFromHookEnv()', () => {
   it('reads disks, NICs, beparams and typed hvparams from the Ganeti hook environment', () => {
@@ -29,5 +29,20 @@ describe('specFromHookEnv()', () => {
     delete env.GANETI_INSTANCE_DISK1_UUID;
     assert.throws(() => specFromHookEnv(env), (e: HookEnvError) => e.variable === 'GANETI_INSTANCE_DISK1_UUID');
     assert.throws(() => specFromHookEnv({ ...GANETI_ENV, GANETI_INSTANCE_NIC_COUNT: 'x' }), /GANETI_INSTANCE_NIC_COUNT="x"/);
+  });
+
+  it('gives the disks of an instance-add (DISK<n>_UUID exported empty) distinct placeholder UUIDs that plan', () => {
+    assert.throws(() => specFromHookEnv(GANETI_ADD_ENV), (e: HookEnvError) => e.variable === 'GANETI_INSTANCE_DISK0_UUID');
+    const spec = specFromHookEnv(GANETI_ADD_ENV, { placeholderUuids: true });
+    const [a, b] = spec.disks.map((d) => d.uuid);
+    assert.notEqual(a, b);
+    assert.deepEqual(specFromHookEnv(GANETI_ADD_ENV, { placeholderUuids: true }).disks.map((d) => d.uuid), [a, b], 'deterministic');
+    assert.deepEqual(spec.disks.map((d) => [d.size, d.mode]), [[1024, 'rw'], [2048, 'ro']]);
+    // A UUID Ganeti does export is kept.
+    assert.equal(spec.nics[0]?.uuid, '003fc157-66a8-4e6d-8b7e-ec4f69751396');
+    const plan = planInstance(parseInstanceSpec(spec));
+    assert.equal(new Set(plan.devices.map((d) => d.id)).size, 3);
+    const nicless = specFromHookEnv({ ...GANETI_ADD_ENV, GANETI_INSTANCE_NIC0_UUID: '' }, { placeholderUuids: true });
+    planInstance(parseInstanceSpec(nicless));
   });
 });
