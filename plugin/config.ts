@@ -44,6 +44,8 @@ export interface Config {
   shutdownGraceMs: number;
   /** Runtime format this node's Ganeti reads and writes (`2.9`, `2.10`, `2.16`). */
   ganetiFormat: '2.9' | '2.10' | '2.16';
+  /** How long a hook waits for the daemon's answer, in ms (pre hooks then fail closed, post hooks open). */
+  hookTimeoutMs: number;
 }
 
 /** The system-wide config file read when present. */
@@ -63,6 +65,7 @@ export const ROOT_DEFAULTS: Config = {
   maxPayload: 1024 * 1024,
   shutdownGraceMs: 10_000,
   ganetiFormat: '2.16',
+  hookTimeoutMs: 60_000,
 };
 
 /** The per-user base directory non-root runs use instead of Ganeti's paths. */
@@ -101,10 +104,11 @@ const ENV_KEYS: Record<string, keyof Config> = {
   GKD_MAX_PAYLOAD: 'maxPayload',
   GKD_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
   GKD_GANETI_FORMAT: 'ganetiFormat',
+  GKD_HOOK_TIMEOUT_MS: 'hookTimeoutMs',
 };
 
 const NUMBER_KEYS = new Set<keyof Config>([
-  'hotplugTimeoutMs', 'unplugTimeoutMs', 'maxPayload', 'shutdownGraceMs',
+  'hotplugTimeoutMs', 'unplugTimeoutMs', 'maxPayload', 'shutdownGraceMs', 'hookTimeoutMs',
 ]);
 const LOG_LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 const FORMATS = new Set(['2.9', '2.10', '2.16']);

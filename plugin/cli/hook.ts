@@ -28,8 +28,8 @@ daemon and prints the verdict on stdout. Installed as
 hooks:
 ${rows.join('\n')}
 
-When the daemon is unreachable: pre hooks exit 1 (fail closed), post hooks
-exit 0 (fail open). The socket comes from the config file
+When the daemon is unreachable or does not answer within hookTimeoutMs
+(default 60 s): pre hooks exit 1 (fail closed), post hooks exit 0 (fail open). The socket comes from the config file
 (/etc/ganeti-kvm-devices/config.json, or GKD_CONFIG).
 
 Exit status: 0 pass, 1 refused, 2 usage error.
@@ -72,7 +72,8 @@ export async function runHook(name: string, def: HookDef, env: NodeJS.ProcessEnv
   }
   let client: RpcClient;
   try {
-    client = await RpcClient.connect(config.socket, { connectTimeoutMs: 5000 });
+    // Ganeti gives hooks no timeout of its own (only its 15 min RPC budget): bound every call.
+    client = await RpcClient.connect(config.socket, { connectTimeoutMs: 5000, callTimeoutMs: config.hookTimeoutMs });
   } catch (e) {
     return unreachable(say, failClosed, `daemon unreachable: ${(e as Error).message}`);
   }

@@ -5,8 +5,8 @@
  */
 import { EventEmitter } from 'node:events';
 import {
-  JSONRPCClient, JSONRPCErrorException, isJSONRPCResponse, isJSONRPCResponses,
-  type JSONRPCError, type JSONRPCResponse,
+  JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse, isJSONRPCResponse, isJSONRPCResponses,
+  type JSONRPCError, type JSONRPCErrorResponse, type JSONRPCID, type JSONRPCResponse,
 } from 'json-rpc-2.0';
 import { WebSocket } from 'ws';
 
@@ -34,6 +34,18 @@ export class RpcConnectionError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'RpcConnectionError';
+  }
+}
+
+/** The daemon did not answer a call within the client's call timeout. */
+export class RpcTimeoutError extends RpcConnectionError {
+  readonly method: string;
+  readonly timeoutMs: number;
+  constructor(method: string, timeoutMs: number) {
+    super(`Cannot get an answer from the daemon: no reply to "${method}" within ${timeoutMs} ms`);
+    this.name = 'RpcTimeoutError';
+    this.method = method;
+    this.timeoutMs = timeoutMs;
   }
 }
 
@@ -93,14 +105,21 @@ export class RpcClient extends EventEmitter {
   /**
    * Calls `method` with `params` and resolves to its result.
    * @throws RpcCallError when the daemon answers with an error
+   * @throws RpcTimeoutError when the call timeout passes without an answer
    * @throws RpcConnectionError when the connection drops before the answer
    */
   async call<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
     if (this.#closed) throw new RpcConnectionError('Cannot call: the connection to the daemon is closed');
-    const requester = this.#callTimeoutMs > 0 ? this.#rpc.timeout(this.#callTimeoutMs) : this.#rpc;
+    let timedOut = false;
+    const onTimeout = (id: JSONRPCID): JSONRPCErrorResponse => {
+      timedOut = true;
+      return createJSONRPCErrorResponse(id, 0, 'Request timeout');
+    };
+    const requester = this.#callTimeoutMs > 0 ? this.#rpc.timeout(this.#callTimeoutMs, onTimeout) : this.#rpc;
     try {
       return (await requester.request(method, params, undefined)) as T;
     } catch (e) {
+      if (timedOut) throw new RpcTimeoutError(method, this.#callTimeoutMs);
       if (e instanceof JSONRPCErrorException) throw new RpcCallError(e.toObject());
       if (e instanceof RpcConnectionError) throw e;
       throw new RpcConnectionError((e as Error).message, { cause: e });

@@ -3,7 +3,7 @@
  * and the client the CLI, the hooks and the tests use.
  */
 export { RpcServer, type RpcServerOptions } from './server';
-export { RpcClient, RpcCallError, RpcConnectionError, type RpcClientOptions } from './client';
+export { RpcClient, RpcCallError, RpcConnectionError, RpcTimeoutError, type RpcClientOptions } from './client';
 export { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './methods';
 export { startDaemon, type Daemon, type StartDaemonOptions } from './daemon';
 export type { CallContext, Notify, RpcMethod, RpcPeer } from './method';

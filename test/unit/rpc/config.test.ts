@@ -13,6 +13,8 @@ describe('config', () => {
     assert.equal(user.runtimeDir, '/run/user/1000/ganeti-kvm-devices/conf');
     assert.match(defaultConfig({}, 1234).socket, /ganeti-kvm-devices-1234\/rpc\.sock$/);
     assert.equal(ROOT_DEFAULTS.socketMode, 0o660);
+    assert.equal(ROOT_DEFAULTS.hookTimeoutMs, 60_000);
+    assert.equal(loadConfig({ env: { GKD_HOOK_TIMEOUT_MS: '1500' } }).hookTimeoutMs, 1500);
   });
 
   it('loadConfig() layers file, then GKD_* environment, then command line', () => {
