@@ -45,6 +45,7 @@ export const ERROR_CODES = {
   GKD_INTERNAL: { rpc: 6001, meaning: 'An unexpected internal error' },
   GKD_SHUTTING_DOWN: { rpc: 6002, meaning: 'The daemon is shutting down and takes no new calls' },
   GKD_LAUNCH_FAILED: { rpc: 6003, meaning: 'QEMU could not be started' },
+  GKD_OVERLOADED: { rpc: 6004, meaning: 'The connection has too many calls in flight; wait for an answer before calling again' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

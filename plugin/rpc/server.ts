@@ -22,6 +22,21 @@ import type { CallContext, RpcMethod, RpcPeer } from './method';
 import { ParamsValidator } from './params';
 import { applySocketPermissions, claimSocketPath } from './socket-file';
 
+/**
+ * Most requests in one batch. A batch larger than this is refused whole
+ * (-32600): it could never run at once under {@link MAX_INFLIGHT_PER_CLIENT}.
+ */
+export const MAX_BATCH = 64;
+/** Most calls one connection may have running; more are answered GKD_OVERLOADED. */
+export const MAX_INFLIGHT_PER_CLIENT = 64;
+/**
+ * Replies and notifications queued for a client that does not read them, in
+ * bytes; beyond this the connection is closed with 1008 (policy violation).
+ */
+export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
+/** How long a closed client has to read up to our close frame before its socket is destroyed. */
+const SLOW_CLIENT_KILL_MS = 1000;
+
 /** Per-call state handed through json-rpc-2.0 to the method wrapper. */
 interface CallState {
   ctx: CallContext;
@@ -33,6 +48,9 @@ interface CallState {
 interface Peer extends RpcPeer {
   ws: WebSocket;
   calls: Set<AbortController>;
+  log: Logger;
+  /** Set once the peer is being dropped for not reading. */
+  dropped?: boolean;
 }
 
 export interface RpcServerOptions {
@@ -101,7 +119,23 @@ export class RpcServer {
   notify(target: RpcPeer | 'all', method: string, params?: Record<string, unknown>): void {
     const text = JSON.stringify(createJSONRPCNotification(method, params));
     const peers = target === 'all' ? [...this.#peers] : [...this.#peers].filter((p) => p.id === target.id);
-    for (const p of peers) if (p.ws.readyState === WebSocket.OPEN) p.ws.send(text);
+    for (const p of peers) this.#send(p, text);
+  }
+
+  /**
+   * Sends one frame; a client whose unread output passes MAX_BUFFERED_BYTES
+   * is disconnected (1008) instead of growing the daemon's memory.
+   */
+  #send(peer: Peer, text: string): void {
+    const { ws } = peer;
+    if (ws.readyState !== WebSocket.OPEN || peer.dropped === true) return;
+    ws.send(text);
+    if (ws.bufferedAmount <= MAX_BUFFERED_BYTES) return;
+    peer.dropped = true;
+    peer.log.warn({ bufferedBytes: ws.bufferedAmount, limit: MAX_BUFFERED_BYTES }, 'client does not read its replies, disconnecting');
+    ws.close(1008, 'client does not read its replies');
+    // The close frame sits behind the unread data: don't wait for the client to get to it.
+    setTimeout(() => ws.terminate(), SLOW_CLIENT_KILL_MS).unref();
   }
 
   /**
@@ -125,6 +159,9 @@ export class RpcServer {
     const finished = await Promise.race([drained, grace]);
     clearTimeout(timer);
     if (!finished) this.#log.warn({ inflight: this.#inflight.size }, 'shutdown grace over, aborting calls');
+    // Connections that never completed the WebSocket upgrade (say half a request line)
+    // are still the HTTP server's, and http.close() would wait for them.
+    this.#http.closeAllConnections();
     for (const p of this.#peers) {
       for (const c of p.calls) c.abort(new Error('daemon shutting down'));
       p.ws.close(1001, 'daemon shutting down');
@@ -158,9 +195,10 @@ export class RpcServer {
   }
 
   #accept(ws: WebSocket): void {
-    const peer: Peer = { id: this.#nextPeer++, ws, calls: new Set() };
+    const id = this.#nextPeer++;
+    const log = this.#log.child({ client: id });
+    const peer: Peer = { id, ws, calls: new Set(), log };
     this.#peers.add(peer);
-    const log = this.#log.child({ client: peer.id });
     log.debug('client connected');
     // ws reports an oversize or malformed frame here, then closes with 1009/1002.
     ws.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'client error'));
@@ -172,7 +210,7 @@ export class RpcServer {
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const work = this.#onMessage(peer, data, isBinary).then(
         (reply) => {
-          if (reply !== null && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(reply));
+          if (reply !== null) this.#send(peer, JSON.stringify(reply));
         },
         (err: unknown) => log.error({ err }, 'cannot answer message'),
       );
@@ -192,6 +230,11 @@ export class RpcServer {
     }
     if (!Array.isArray(msg)) return this.#onRequest(peer, msg);
     if (msg.length === 0) return invalidRequest(null);
+    if (msg.length > MAX_BATCH) {
+      this.#log.warn({ client: peer.id, batch: msg.length, limit: MAX_BATCH }, 'batch refused');
+      return createJSONRPCErrorResponse(null, JSONRPCErrorCode.InvalidRequest,
+        `Invalid Request: split the batch, it holds ${msg.length} requests and the limit is ${MAX_BATCH}`);
+    }
     const replies = (await Promise.all(msg.map((m) => this.#onRequest(peer, m)))).filter(
       (r): r is JSONRPCResponse => r !== null,
     );
@@ -218,6 +261,11 @@ export class RpcServer {
     if (req.params !== undefined && (req.params === null || typeof req.params !== 'object' || Array.isArray(req.params))) {
       const errors = [{ path: '', message: 'must be an object (params are passed by name)' }];
       return reply(JSONRPCErrorCode.InvalidParams, 'Invalid params: params must be an object', { errors });
+    }
+    if (peer.calls.size >= MAX_INFLIGHT_PER_CLIENT) {
+      log.warn({ outcome: 'GKD_OVERLOADED', inflight: peer.calls.size }, 'call refused');
+      const message = `Wait for an answer before calling again: this connection has ${peer.calls.size} calls in flight, the limit is ${MAX_INFLIGHT_PER_CLIENT}`;
+      return reply(ERROR_CODES.GKD_OVERLOADED.rpc, message, { code: 'GKD_OVERLOADED', message });
     }
     const controller = new AbortController();
     peer.calls.add(controller);

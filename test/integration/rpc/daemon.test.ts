@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { RpcClient, RpcCallError, isLive } from '../../../plugin/rpc';
@@ -183,5 +184,22 @@ describe('kvm-devices serve: socket lifecycle', function () {
     assert.equal(typeof call.ms, 'number');
     assert.equal(typeof call.rid, 'string');
     assert.ok(lines.some((l) => l.msg === 'daemon stopped'));
+  });
+
+  it('on SIGTERM does not wait for a connection that never completed its HTTP upgrade', async () => {
+    const d = await spawnDaemon();
+    const s = connect(d.socket);
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    s.write('GET / HTT');
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    const stopped = d.stop('SIGTERM');
+    const timeout = new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref());
+    const code = await Promise.race([stopped, timeout]);
+    if (code === 'hung') d.child.kill('SIGKILL');
+    assert.equal(code, 0, `exited in ${Date.now() - t0} ms`);
+    assert.equal(existsSync(d.socket), false);
+    s.destroy();
   });
 });

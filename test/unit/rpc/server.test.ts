@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdtempSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -7,6 +8,7 @@ import { WebSocket } from 'ws';
 import { loadConfig } from '../../../plugin/config';
 import { GkdError } from '../../../plugin/errors';
 import { RpcClient, RpcCallError, startDaemon, type Daemon, type RpcMethod } from '../../../plugin/rpc';
+import { MAX_BATCH, MAX_BUFFERED_BYTES, MAX_INFLIGHT_PER_CLIENT } from '../../../plugin/rpc/server';
 
 const ANY = { type: 'object' };
 const aborted: string[] = [];
@@ -24,6 +26,7 @@ const EXTRA: RpcMethod[] = [
       });
     }),
   },
+  { name: 'test.big', summary: 'a 1 MiB answer', schema: ANY, handler: () => 'x'.repeat(1024 * 1024) },
   { name: 'test.fail', summary: 'domain error', schema: ANY, handler: () => { throw new GkdError('GKD_CAPACITY', 'Cannot place disk "disk-1": no free slot', { field: 'disks[0]' }); } },
   { name: 'test.crash', summary: 'bug', schema: ANY, handler: () => { throw new TypeError('secret internal detail at /srv/x.js:12'); } },
   {
@@ -51,15 +54,52 @@ function exchange(ws: WebSocket, frame: string): Promise<unknown> {
   });
 }
 
+/**
+ * A WebSocket client on a raw socket that, after the handshake, only writes:
+ * it never reads what the daemon sends.
+ */
+async function nonReadingClient(path: string): Promise<Socket> {
+  const s = connect(path);
+  await new Promise((r) => s.once('connect', r));
+  s.write('GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+  await new Promise<void>((resolve) => {
+    let head = '';
+    const onData = (b: Buffer): void => {
+      head += b.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      s.pause();
+      resolve();
+    };
+    s.on('data', onData);
+  });
+  return s;
+}
+
+/** One masked client→server text frame. */
+function frame(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x81, 0x80 | len])
+    : Buffer.from([0x81, 0x80 | 126, len >> 8, len & 0xff]);
+  const body = Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)));
+  return Buffer.concat([head, mask, body]);
+}
+
 describe('RpcServer (in process)', () => {
   let daemon: Daemon;
   let socket: string;
+  let logLines: Record<string, unknown>[];
 
   beforeEach(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gkd-srv-'));
     socket = join(dir, 'rpc.sock');
     const config = loadConfig({ env: {}, overrides: { socket, runtimeDir: join(dir, 'conf'), runDir: join(dir, 'run') } });
-    daemon = await startDaemon(config, { logger: pino({ level: 'silent' }), extraMethods: EXTRA });
+    logLines = [];
+    const sink = { write: (l: string): void => void logLines.push(JSON.parse(l) as Record<string, unknown>) };
+    daemon = await startDaemon(config, { logger: pino({ level: 'warn' }, sink), extraMethods: EXTRA });
   });
   afterEach(async () => {
     await daemon.close(500);
@@ -146,5 +186,64 @@ describe('RpcServer (in process)', () => {
     assert.ok(Date.now() - t0 < 3000);
     assert.ok(aborted.includes('grace'));
     assert.ok((await slow) instanceof Error);
+  });
+
+  it('refuses a batch over the limit whole with -32600 and keeps serving that client and others', async () => {
+    const ws = await rawSocket(socket);
+    const call = (i: number): unknown => ({ jsonrpc: '2.0', method: 'rpc.discover', id: i });
+    const tooBig = (await exchange(ws, JSON.stringify(Array.from({ length: MAX_BATCH + 1 }, (_, i) => call(i))))) as { id: unknown; error: { code: number; message: string } };
+    assert.equal(tooBig.error.code, -32600);
+    assert.match(tooBig.error.message, new RegExp(`holds ${MAX_BATCH + 1} requests and the limit is ${MAX_BATCH}`));
+    const atLimit = (await exchange(ws, JSON.stringify(Array.from({ length: MAX_BATCH }, (_, i) => call(i))))) as unknown[];
+    assert.equal(atLimit.length, MAX_BATCH);
+    const c = await RpcClient.connect(socket);
+    await c.call('rpc.discover');
+    await c.close();
+    ws.close();
+  });
+
+  it('answers calls over the per-connection in-flight limit with GKD_OVERLOADED, not a hang', async () => {
+    const c = await RpcClient.connect(socket);
+    const slow = Array.from({ length: MAX_INFLIGHT_PER_CLIENT }, (_, i) => c.call('test.sleep', { ms: 300, tag: `load${i}` }));
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(c.call('rpc.discover'), (e: RpcCallError) => {
+      assert.equal(e.code, 6004);
+      assert.equal((e.data as { code: string }).code, 'GKD_OVERLOADED');
+      assert.match(e.message, /^Wait for an answer before calling again: .*64/);
+      return true;
+    });
+    // Another connection is not affected, and the first one recovers once answers come.
+    const other = await RpcClient.connect(socket);
+    await other.call('rpc.discover');
+    await other.close();
+    await Promise.all(slow);
+    await c.call('rpc.discover');
+    await c.close();
+  });
+
+  it('disconnects a client that does not read its replies (1008) and keeps serving others', async () => {
+    const s = await nonReadingClient(socket);
+    let closed = false;
+    s.on('close', () => (closed = true));
+    s.on('error', () => undefined);
+    // Each answer is 1 MiB; well past the 8 MiB limit once the socket buffers are full.
+    for (let i = 0; i < 24 && !closed; i++) {
+      s.write(frame(JSON.stringify({ jsonrpc: '2.0', method: 'test.big', id: i })));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const deadline = Date.now() + 10_000;
+    while (!logLines.some((l) => l.msg === 'client does not read its replies, disconnecting') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const line = logLines.find((l) => l.msg === 'client does not read its replies, disconnecting');
+    assert.ok(line, 'the daemon dropped the client');
+    assert.ok((line.bufferedBytes as number) > MAX_BUFFERED_BYTES);
+    // The daemon destroys the socket even though the client never reads up to the close frame.
+    s.resume();
+    while (!closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(closed, 'the connection was closed');
+    const c = await RpcClient.connect(socket);
+    await c.call('rpc.discover');
+    await c.close();
   });
 });
