@@ -3,22 +3,63 @@
  * instance's runtime file, and (daemon option `launch`) starting QEMU.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { lstat, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess } from '../../process';
 import type { QmpConnections } from '../../hotplug';
 import type { RuntimeStore } from '../../runtime';
-import type { RpcMethod } from '../method';
+import type { CallContext, RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import startSchema from '../../../schemas/rpc/instance.start.schema.json';
 import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
+
+type Plan = Awaited<ReturnType<typeof planForDaemon>>;
 
 /** QEMU processes the daemon started (launch mode), by instance name. */
 export type Launched = Map<string, QemuProcess>;
 
 /** The two lifecycle methods over `store`. */
 export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections): RpcMethod[] {
+  // Instances an instance.start of this daemon is working on, from the running check through the
+  // runtime file write to the launch: a second start of the same name is refused meanwhile, so it
+  // can neither overwrite the first one's file nor remove it when its own launch fails.
+  const starting = new Set<string>();
+
+  /** The part of instance.start that runs while `name` is reserved in `starting`. */
+  const startReserved = async (name: string, plan: Plan, ctx: CallContext): Promise<Record<string, unknown>> => {
+    // A running instance's runtime file records its hot-plugged devices: never start over it.
+    const pid = runningPid(join(ctx.config.runDir, 'pid', name));
+    if (pid !== undefined) {
+      throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": QEMU (pid ${pid}) is running it; stop it first`, { field: 'instance.name' });
+    }
+    await mkdir(store.dir, { recursive: true });
+    const written = await store.withLock(name, () => store.write(name, plan.runtime as never));
+    if (!ctx.config.launch) return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: false };
+    // Ganeti's run dir layout: pid/ and ctrl/ (QMP, serial) must exist before QEMU binds them.
+    for (const d of [join(ctx.config.runDir, 'pid'), join(ctx.config.runDir, 'ctrl'), dirname(plan.qmp)]) await mkdir(d, { recursive: true });
+    let proc: QemuProcess;
+    try {
+      proc = await launchQemu(plan.argv, { qmpSocket: plan.qmp });
+    } catch (e) {
+      // Nothing runs: leave no runtime file claiming otherwise, but remove only the file this
+      // call wrote (not one written since by someone else).
+      await store.withLock(name, async () => {
+        if (await sameFile(store.path(name), written)) await store.remove(name);
+      }).catch(() => undefined);
+      if (isGkdError(e)) throw e;
+      throw new GkdError('GKD_LAUNCH_FAILED', `Cannot start QEMU for "${name}": ${(e as Error).message}`, { cause: e });
+    }
+    launched.set(name, proc);
+    // QEMU's -qmp serves one client at a time: hotplug and verify reuse the launcher's.
+    connections.adopt(plan.qmp, proc.qmp);
+    void proc.exited.finally(() => {
+      if (launched.get(name) === proc) launched.delete(name);
+    });
+    ctx.log.info({ pid: proc.pid }, 'QEMU started');
+    return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: true, pid: proc.pid, qmp: plan.qmp };
+  };
+
   return [
     {
       name: 'instance.start',
@@ -27,34 +68,16 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       handler: async (p, ctx) => {
         const plan = await planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
         const name = (p.instance as { name: string }).name;
+        if (starting.has(name)) {
+          throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": another instance.start of it is in progress`, { field: 'instance.name' });
+        }
         if (launched.has(name)) throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": the daemon already runs it`);
-        // A running instance's runtime file records its hot-plugged devices: never start over it.
-        const pid = runningPid(join(ctx.config.runDir, 'pid', name));
-        if (pid !== undefined) {
-          throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": QEMU (pid ${pid}) is running it; stop it first`, { field: 'instance.name' });
-        }
-        await mkdir(store.dir, { recursive: true });
-        await store.withLock(name, () => store.write(name, plan.runtime as never));
-        if (!ctx.config.launch) return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: false };
-        // Ganeti's run dir layout: pid/ and ctrl/ (QMP, serial) must exist before QEMU binds them.
-        for (const d of [join(ctx.config.runDir, 'pid'), join(ctx.config.runDir, 'ctrl'), dirname(plan.qmp)]) await mkdir(d, { recursive: true });
-        let proc: QemuProcess;
+        starting.add(name);
         try {
-          proc = await launchQemu(plan.argv, { qmpSocket: plan.qmp });
-        } catch (e) {
-          // Nothing runs: leave no runtime file claiming otherwise.
-          await store.withLock(name, () => store.remove(name)).catch(() => undefined);
-          if (isGkdError(e)) throw e;
-          throw new GkdError('GKD_LAUNCH_FAILED', `Cannot start QEMU for "${name}": ${(e as Error).message}`, { cause: e });
+          return await startReserved(name, plan, ctx);
+        } finally {
+          starting.delete(name);
         }
-        launched.set(name, proc);
-        // QEMU's -qmp serves one client at a time: hotplug and verify reuse the launcher's.
-        connections.adopt(plan.qmp, proc.qmp);
-        void proc.exited.finally(() => {
-          if (launched.get(name) === proc) launched.delete(name);
-        });
-        ctx.log.info({ pid: proc.pid }, 'QEMU started');
-        return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: true, pid: proc.pid, qmp: plan.qmp };
       },
     },
     {
@@ -68,6 +91,12 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       },
     },
   ];
+}
+
+/** True when `path` is still the very file `stamp` describes. */
+async function sameFile(path: string, stamp: { dev: number; ino: number; size: number; mtimeMs: number }): Promise<boolean> {
+  const st = await lstat(path).catch(() => undefined);
+  return st !== undefined && st.dev === stamp.dev && st.ino === stamp.ino && st.size === stamp.size && st.mtimeMs === stamp.mtimeMs;
 }
 
 /** The pid in a QEMU pid file when that process is alive and is a QEMU; undefined otherwise (no file, stale file). */

@@ -75,6 +75,19 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     assert.deepEqual(await b.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false });
   });
 
+  it('refuses a second concurrent instance.start of one instance and keeps the first one\'s runtime file', async () => {
+    const spec = { name: 'twice1', beparams: { maxmem: 64 }, disks: [], nics: [] };
+    const outcomes = await Promise.allSettled([a.call('instance.start', { instance: spec }), a.call('instance.start', { instance: spec })]);
+    const won = outcomes.filter((o) => o.status === 'fulfilled');
+    const lost = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    assert.equal(won.length, 1, JSON.stringify(outcomes));
+    assert.equal(lost.length, 1);
+    assert.equal((lost[0]?.reason as RpcCallError).code, 5004);
+    assert.match((lost[0]?.reason as RpcCallError).message, /twice1/);
+    assert.ok(existsSync(join(src.runtimeDir, 'twice1.runtime')), "the winner's runtime file is kept");
+    await a.call('runtime.get', { name: 'twice1' });
+  });
+
   it('leaves no runtime file behind when QEMU fails to start', async () => {
     const spec = { name: 'broken1', beparams: { maxmem: 64 }, disks: [{ uuid: '5e7c85f6-b6e5-4243-b27d-680b78c6d203', path: join(dir, 'absent.img') }], nics: [] };
     await assert.rejects(a.call('instance.start', { instance: spec }), (e: RpcCallError) => e.code === 6003 && /absent\.img/.test(e.message));
