@@ -96,7 +96,7 @@ export class RpcServer {
   /** Claims the socket path, listens, and applies the socket's mode and owner. */
   static async start(options: RpcServerOptions): Promise<RpcServer> {
     const server = new RpcServer(options);
-    await claimSocketPath(server.socketPath);
+    const { createdDirs } = await claimSocketPath(server.socketPath);
     await new Promise<void>((resolve, reject) => {
       server.#http.once('error', reject);
       server.#http.listen(server.socketPath, () => {
@@ -105,7 +105,7 @@ export class RpcServer {
       });
     });
     const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
-    await applySocketPermissions(server.socketPath, { mode, owner, group });
+    await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
     server.#log.info({ socket: server.socketPath, methods: [...server.#methods.keys()] }, 'daemon listening');
     return server;
   }

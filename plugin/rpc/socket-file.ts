@@ -6,6 +6,12 @@ import { connect } from 'node:net';
 import { chmod, chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
+/** What {@link claimSocketPath} did. */
+export interface ClaimedSocketPath {
+  /** Directories it created for the socket, the socket's own first (empty when they all existed). */
+  createdDirs: string[];
+}
+
 /** Mode of a socket directory the daemon creates: group may traverse, others nothing. */
 export const SOCKET_DIR_MODE = 0o750;
 
@@ -16,17 +22,25 @@ export const SOCKET_DIR_MODE = 0o750;
  * path is not a socket (never deletes a regular file).
  * @throws Error naming the path and the reason
  */
-export async function claimSocketPath(socketPath: string): Promise<void> {
+export async function claimSocketPath(socketPath: string): Promise<ClaimedSocketPath> {
   const dir = dirname(socketPath);
-  // mkdir's mode is filtered by the umask; chmod only a directory we created,
+  // mkdir's mode is filtered by the umask; chmod only directories we created,
   // never an existing one like /tmp.
   const created = await mkdir(dir, { recursive: true, mode: SOCKET_DIR_MODE });
-  if (created !== undefined) await chmod(dir, SOCKET_DIR_MODE);
+  const createdDirs: string[] = [];
+  if (created !== undefined) {
+    // `created` is the topmost directory mkdir made; every one from the socket's up to it is ours.
+    for (let d = dir; ; d = dirname(d)) {
+      createdDirs.push(d);
+      if (d === created || d === dirname(d)) break;
+    }
+    for (const d of createdDirs) await chmod(d, SOCKET_DIR_MODE);
+  }
   let st;
   try {
     st = await lstat(socketPath);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { createdDirs };
     throw e;
   }
   if (!st.isSocket()) throw new Error(`Cannot listen on "${socketPath}": the path exists and is not a socket`);
@@ -34,6 +48,7 @@ export async function claimSocketPath(socketPath: string): Promise<void> {
   await unlink(socketPath).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ENOENT') throw e;
   });
+  return { createdDirs };
 }
 
 /** True when something accepts connections on `socketPath`. */
@@ -56,14 +71,21 @@ export interface SocketPermissions {
   mode: number;
   owner?: string | number;
   group?: string | number;
+  /**
+   * Directories the daemon created for the socket ({@link ClaimedSocketPath}):
+   * they get the socket's group too, or its members could not reach the
+   * socket through them (mode 0750). Existing directories are never changed.
+   */
+  createdDirs?: string[];
 }
 
-/** Applies mode, owner and group to the listening socket. */
+/** Applies mode, owner and group to the listening socket, and the group to the directories created for it. */
 export async function applySocketPermissions(socketPath: string, perms: SocketPermissions): Promise<void> {
   if (perms.owner !== undefined || perms.group !== undefined) {
     const uid = perms.owner === undefined ? -1 : await resolveId(perms.owner, '/etc/passwd');
     const gid = perms.group === undefined ? -1 : await resolveId(perms.group, '/etc/group');
     await chown(socketPath, uid, gid);
+    if (gid !== -1) for (const d of perms.createdDirs ?? []) await chown(d, -1, gid);
   }
   await chmod(socketPath, perms.mode);
 }

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -131,6 +131,29 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     // As installed (directory 0750): a member of the socket's group gets in, others don't.
     assert.equal(as(0), 'connected');
     assert.equal(as(65534), 'EACCES');
+  });
+
+  it('lets the socket group reach the socket through the directory the daemon created', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('nogroup:'));
+    if (line === undefined) this.skip();
+    const gid = Number(line.split(':')[2]);
+    const dir = tempDir();
+    chmodSync(dir, 0o755); // the test's temp dir, not the daemon's: open it so only the daemon's dir decides
+    const g = await spawnDaemon({ dir, env: { GKD_SOCKET_GROUP: 'nogroup' } });
+    try {
+      const sockDir = statSync(join(dir, 'sock'));
+      assert.equal(sockDir.mode & 0o777, 0o750);
+      assert.equal(sockDir.gid, gid);
+      assert.equal(statSync(g.socket).gid, gid);
+      const script = `const n=require('net');const s=n.connect(${JSON.stringify(g.socket)});s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code);process.exit(3)})`;
+      const as = (uid: number, group: number): string => spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${group}`, '--clear-groups', process.execPath, '-e', script], { encoding: 'utf8' }).stdout.trim();
+      assert.equal(as(65534, gid), 'connected');
+      // A directory that already existed keeps its owner and group.
+      assert.equal(statSync(dir).gid, 0);
+    } finally {
+      await g.stop();
+    }
   });
 
   it('refuses to start on a socket a live daemon holds', () => {
