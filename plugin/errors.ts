@@ -39,7 +39,7 @@ export const ERROR_CODES = {
   // migration and verification
   GKD_DRIFT: { rpc: 5001, meaning: 'The runtime file and the live QEMU disagree' },
   GKD_MIGRATION_REFUSED: { rpc: 5002, meaning: 'This node cannot honour the migration (machine type, disk path, format)' },
-  GKD_MIGRATION_FAILED: { rpc: 5003, meaning: 'The migration failed; the source keeps running' },
+  GKD_MIGRATION_FAILED: { rpc: 5003, meaning: 'The migration failed; the source keeps running, unless data.ambiguous says neither side was resumed' },
   GKD_INSTANCE_BUSY: { rpc: 5004, meaning: 'Another operation (hotplug, migration) holds the instance' },
   // daemon
   GKD_INTERNAL: { rpc: 6001, meaning: 'An unexpected internal error' },

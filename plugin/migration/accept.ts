@@ -16,6 +16,7 @@ import type { MigrationContext } from './context';
 import { migrationSettings } from './migration-settings';
 import { qemuOffer } from './node-facts';
 import { incomingProblem, machineType, targetRefusals, type Refusal } from './target-checks';
+import { describeUnplaced, UNPLACED_REASON, unplacedDevices } from './unplaced';
 
 /** Params of {@link acceptMigration}. */
 export interface AcceptParams {
@@ -91,12 +92,15 @@ function incomingRuntime(name: string, value: unknown): { format: RuntimeFormatI
 
 /**
  * Checks that this node can honour the source's runtime (format known,
- * `-name` is `name`, machine type and device models in the local QEMU,
- * disk paths present, a usable `incoming`, the instance not already running
- * here), writes it as instance `name`'s
- * runtime file under the instance lock, and returns the argv with
- * `-incoming`. With `launch`, starts QEMU and returns once QMP answers
- * (status `inmigrate`); if QEMU does not start, the runtime file is removed.
+ * `-name` is `name`, every device with an id, machine type and device
+ * models in the local QEMU, disk paths present, migration hvparams valid, a
+ * usable `incoming`, the instance not already running here, no runtime file
+ * for it here), creates instance `name`'s runtime file under the instance
+ * lock, and returns the argv with `-incoming`. With `launch`, starts QEMU
+ * and returns once QMP answers (status `inmigrate`); if QEMU does not
+ * start, the runtime file is removed. Without `launch`, the caller starts
+ * QEMU, and if the migration then fails, removes the file
+ * (`instance.cleanup`), as Ganeti does after a failed migration.
  *
  * @throws GkdError `GKD_MIGRATION_REFUSED` naming the field (and device)
  *   before anything is written or started; `GKD_LAUNCH_FAILED` with QEMU's
@@ -114,6 +118,20 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
     throw refused(name, [{ field: 'runtime[0]', reason: (e as Error).message }], e);
   }
   if (recordedName !== name) throw refused(name, [{ field: 'runtime[0]', reason: `kvm_cmd names instance "${recordedName}"` }]);
+  // Devices without an id (a 2.9 file; 2.10 devices without a slot): nothing here could place them as the source did.
+  const unplaced = unplacedDevices(runtime, format);
+  if (unplaced.length > 0) {
+    throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot accept the migration of "${name}": ${describeUnplaced(unplaced)}`, {
+      field: `runtime${unplaced[0].path}`,
+      data: { refusals: unplaced.map((u) => ({ field: `runtime${u.path}`, reason: `${u.label} has no device id: ${UNPLACED_REASON}` })) },
+    });
+  }
+  let settings: ReturnType<typeof migrationSettings>;
+  try {
+    settings = migrationSettings(runtime[2]);
+  } catch (e) {
+    throw refused(name, [{ field: `runtime[2].${(e as GkdError).field?.replace(/^hvparams\./, '') ?? ''}`, reason: (e as Error).message }], e);
+  }
 
   const qemu = String(runtime[0][0]);
   const offer = await qemuOffer(qemu).catch((e: Error) => {
@@ -121,12 +139,6 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
   });
   const problems = targetRefusals(runtime, offer, existsSync);
   if (problems.length > 0) throw refused(name, problems);
-  let settings: ReturnType<typeof migrationSettings>;
-  try {
-    settings = migrationSettings(runtime[2]);
-  } catch (e) {
-    throw refused(name, [{ field: `runtime[2].${(e as GkdError).field?.replace(/^hvparams\./, '') ?? ''}`, reason: (e as Error).message }], e);
-  }
   const warnings: string[] = [];
   const machine = machineType(runtime[0]);
   if (machine !== undefined && offer.aliases[machine] !== undefined) {
@@ -148,7 +160,17 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
   }
 
   return ctx.store.withLock(name, async () => {
-    await ctx.store.write(name, runtime);
+    // Never over another runtime file: it belongs to a QEMU of this instance on this node, or to a failed migration nobody cleaned up.
+    const path = ctx.store.path(name);
+    const exists = (): GkdError =>
+      refused(name, [{ field: 'name', reason: `a runtime file for it already exists on this node ("${path}"); if no QEMU runs the instance here, remove it (instance.cleanup) and retry` }]);
+    if (existsSync(path)) throw exists();
+    try {
+      await ctx.store.write(name, runtime, { expect: null });
+    } catch (e) {
+      if (existsSync(path)) throw exists();
+      throw e;
+    }
     if (params.launch !== true) return { argv, qmp, format, warnings };
     let proc: QemuProcess;
     try {

@@ -12,9 +12,35 @@
 import { hvinfoDifferences, type LiveDevice } from '../inspect';
 import type { ExpectedDevice } from './expected-layout';
 import type { LiveState } from './live-state';
+import { UNPLACED_REASON, type UnplacedDevice } from './unplaced';
 
-/** How a device differs. `property`: same place, other disk file, no medium, or other MAC. */
-export type DriftKind = 'missing-in-qemu' | 'missing-in-runtime' | 'address' | 'driver' | 'property';
+/**
+ * How a device differs. `property`: same place, other disk file, no medium,
+ * or other MAC. `unplaced`: the runtime records the device without a QEMU
+ * id (a release before 2.10 started it), so nothing can place it.
+ */
+export type DriftKind = 'missing-in-qemu' | 'missing-in-runtime' | 'address' | 'driver' | 'property' | 'unplaced';
+
+/**
+ * QEMU 7.2's device aliases on x86 (`-device help`: `name "virtio-balloon-pci",
+ * … alias "virtio-balloon"`), alias → the type QOM reports. Used when the
+ * caller has no list read from the binary.
+ */
+export const QEMU_DEVICE_ALIASES: Readonly<Record<string, string>> = {
+  ahci: 'ich9-ahci', lsi: 'lsi53c895a', 'virtio-9p': 'virtio-9p-pci', 'virtio-blk': 'virtio-blk-pci', 'virtio-scsi': 'virtio-scsi-pci',
+  'e1000-82540em': 'e1000', 'virtio-net': 'virtio-net-pci', 'virtio-input-host': 'virtio-input-host-pci', 'virtio-keyboard': 'virtio-keyboard-pci',
+  'virtio-mouse': 'virtio-mouse-pci', 'virtio-serial': 'virtio-serial-pci', 'virtio-tablet': 'virtio-tablet-pci', 'virtio-gpu-gl': 'virtio-gpu-gl-pci',
+  'virtio-gpu': 'virtio-gpu-pci', ac97: 'AC97', es1370: 'ES1370', 'virtio-balloon': 'virtio-balloon-pci', 'virtio-iommu': 'virtio-iommu-pci',
+  'virtio-rng': 'virtio-rng-pci',
+};
+
+/** Options of {@link findDrift}. */
+export interface DriftOptions {
+  /** Device alias → QOM type (from the binary's `-device help`). @default QEMU_DEVICE_ALIASES */
+  aliases?: Readonly<Record<string, string>>;
+  /** Devices the runtime records without an id (see `unplacedDevices`). @default none */
+  unplaced?: readonly UnplacedDevice[];
+}
 
 /** One difference between the runtime file and QEMU. */
 export interface Difference {
@@ -40,11 +66,12 @@ function where(e: ExpectedDevice): string {
   return e.recordedIn === 'kvm_cmd' ? `kvm_cmd[${e.index}]` : `${e.recordedIn}s[${e.index}]`;
 }
 
-function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live: LiveState): Difference[] {
+function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live: LiveState, typeOf: (driver: unknown) => unknown): Difference[] {
   const out: Difference[] = [];
-  const diffs = hvinfoDifferences(e.fields, l);
+  // QEMU reports the type an alias stands for: `virtio-balloon` is a `virtio-balloon-pci`.
+  const diffs = hvinfoDifferences({ ...e.fields, ...(e.fields.driver === undefined ? {} : { driver: typeOf(e.fields.driver) }) }, l);
   if (diffs.length > 0) {
-    const kind = e.fields.driver !== l.driver ? 'driver' : 'address';
+    const kind = typeOf(e.fields.driver) !== l.driver ? 'driver' : 'address';
     out.push({ device: e.id, kind, runtime: e.fields, qemu: liveFields(l), recordedIn: e.recordedIn, detail: `${where(e)} "${e.id}": ${diffs.join(', ')}` });
   }
   if (e.recordedIn === 'disk') {
@@ -67,15 +94,23 @@ function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live
   return out;
 }
 
-/** Every difference between `expected` (from the runtime) and `live` (from QEMU), in a stable order. */
-export function findDrift(expected: readonly ExpectedDevice[], live: LiveState): Difference[] {
+/**
+ * Every difference between `expected` (from the runtime) and `live` (from
+ * QEMU), in a stable order. Drivers are compared as QEMU types (an alias in
+ * the runtime equals the type it stands for). Each unplaced device is one
+ * `unplaced` difference, and takes with it one device without an id of its
+ * likely type, which is then not reported again.
+ */
+export function findDrift(expected: readonly ExpectedDevice[], live: LiveState, options: DriftOptions = {}): Difference[] {
+  const aliases = options.aliases ?? QEMU_DEVICE_ALIASES;
+  const typeOf = (driver: unknown): unknown => (typeof driver === 'string' && Object.hasOwn(aliases, driver) ? aliases[driver] : driver);
   const out: Difference[] = [];
   const byId = new Map(live.devices.map((d) => [d.id, d] as const));
   const recordedIds = new Set<string>();
   const anonWanted = new Map<string, ExpectedDevice[]>();
   for (const e of expected) {
     if (e.id === undefined) {
-      const driver = String(e.fields.driver);
+      const driver = String(typeOf(e.fields.driver));
       anonWanted.set(driver, [...(anonWanted.get(driver) ?? []), e]);
       continue;
     }
@@ -85,14 +120,28 @@ export function findDrift(expected: readonly ExpectedDevice[], live: LiveState):
       out.push({ device: e.id, kind: 'missing-in-qemu', runtime: e.fields, recordedIn: e.recordedIn, detail: `${where(e)} "${e.id}" (${String(e.fields.driver)}) is not in QEMU` });
       continue;
     }
-    out.push(...compareRecorded(e as ExpectedDevice & { id: string }, l, live));
+    out.push(...compareRecorded(e as ExpectedDevice & { id: string }, l, live, typeOf));
+  }
+  const anon = [...live.anon];
+  for (const u of options.unplaced ?? []) {
+    const driver = u.driver === undefined ? undefined : String(typeOf(u.driver));
+    const i = driver === undefined ? -1 : anon.findIndex((a) => a.driver === driver);
+    const a = i < 0 ? undefined : anon.splice(i, 1)[0];
+    out.push({
+      device: a?.path ?? `${u.driver ?? 'device'} (no id)`,
+      kind: 'unplaced',
+      runtime: u.driver === undefined ? {} : { driver: u.driver },
+      ...(a === undefined ? {} : { qemu: { driver: a.driver } }),
+      recordedIn: u.recordedIn,
+      detail: `${u.label}${a === undefined ? '' : `, in QEMU "${a.path}"`}, has no device id: ${UNPLACED_REASON}`,
+    });
   }
   for (const l of live.devices) {
     if (recordedIds.has(l.id)) continue;
     out.push({ device: l.id, kind: 'missing-in-runtime', qemu: liveFields(l), detail: `QEMU has "${l.id}" (${l.driver}) that the runtime does not record` });
   }
   // Devices without an id can only be matched by driver, one for one.
-  for (const a of live.anon) {
+  for (const a of anon) {
     const wanted = anonWanted.get(a.driver);
     if (wanted !== undefined && wanted.length > 0) {
       wanted.shift();

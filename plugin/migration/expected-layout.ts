@@ -2,9 +2,11 @@
  * The device layout a runtime file promises: every disk and NIC with its
  * hvinfo, plus every `-device` of kvm_cmd (the SCSI controller, q35 root
  * ports, kvm_extra devices). A migration target rebuilds exactly this, so
- * the source QEMU must have exactly this too. Pure.
+ * the source QEMU must have exactly this too. kvm_cmd is read as the
+ * command is built (`nodeNeutralCommand`): Ganeti's `-balloon virtio[,…]`
+ * is the `-device virtio-balloon[,…]` QEMU gets. Pure.
  */
-import { splitOptions } from '../planner';
+import { nodeNeutralCommand, splitOptions } from '../planner';
 import type { RuntimeV2_16 } from '../types';
 
 /** Where a device is recorded in the runtime. */
@@ -15,7 +17,7 @@ export interface ExpectedDevice {
   /** QEMU id; for a kvm_cmd device without one, undefined (QEMU files it under peripheral-anon). */
   id?: string;
   recordedIn: RecordedIn;
-  /** Index in the runtime's disks / NICs / kvm_cmd. */
+  /** Index in the runtime's disks / NICs / kvm_cmd (for kvm_cmd: of the option's value as stored). */
   index: number;
   /** hvinfo-shaped fields to compare with QEMU (driver, bus, addr, SCSI address, unit). */
   fields: Record<string, unknown>;
@@ -57,10 +59,11 @@ function hvinfoFields(h: Record<string, unknown>): Record<string, unknown> {
 export function expectedLayout(runtime: RuntimeV2_16): ExpectedDevice[] {
   const [kvmCmd, nics, , disks] = runtime;
   const out: ExpectedDevice[] = [];
-  for (let i = 0; i < kvmCmd.length - 1; i++) {
-    if (kvmCmd[i] !== '-device' || typeof kvmCmd[i + 1] !== 'string') continue;
-    const { id, fields } = deviceOptionFields(kvmCmd[i + 1] as string);
-    out.push({ ...(id === undefined ? {} : { id }), recordedIn: 'kvm_cmd', index: i + 1, fields });
+  const { cmd, origin } = nodeNeutralCommand(kvmCmd);
+  for (let i = 0; i < cmd.length - 1; i++) {
+    if (cmd[i] !== '-device') continue;
+    const { id, fields } = deviceOptionFields(cmd[i + 1]);
+    out.push({ ...(id === undefined ? {} : { id }), recordedIn: 'kvm_cmd', index: origin[i + 1], fields });
   }
   nics.forEach((n, i) => {
     const h = (n.hvinfo ?? {}) as Record<string, unknown>;

@@ -5,13 +5,14 @@
  */
 export type { MigrationContext, NodeBuildOptions, QmpPool } from './context';
 export { verifyInstance, runtimeDrift, type VerifyOptions, type VerifyResult } from './verify';
-export { findDrift, type Difference, type DriftKind } from './drift';
+export { findDrift, QEMU_DEVICE_ALIASES, type Difference, type DriftKind, type DriftOptions } from './drift';
+export { unplacedDevices, describeUnplaced, UNPLACED_REASON, type UnplacedDevice } from './unplaced';
 export { expectedLayout, type ExpectedDevice } from './expected-layout';
 export { readLiveState, type LiveState } from './live-state';
 export { repairRuntime, type KnownDevices } from './repair';
 export { acceptMigration, type AcceptParams, type AcceptResult } from './accept';
 export { targetRefusals, machineType, incomingProblem, type Refusal } from './target-checks';
-export { qemuOffer, parseDeviceHelp, type QemuOffer } from './node-facts';
-export { migrationSettings, type MigrationSettings } from './migration-settings';
+export { qemuOffer, parseDeviceHelp, parseDeviceAliases, deviceAliasesOf, type QemuOffer } from './node-facts';
+export { migrationSettings, QEMU_MIGRATION_CAPABILITIES, type MigrationSettings } from './migration-settings';
 export { startMigration, START_DEFAULTS, type StartParams, type StartResult, type MigrationProgress } from './start';
 export { judgeTarget, type TargetVerdict } from './target-verdict';

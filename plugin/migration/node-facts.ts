@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { parseMachineHelp } from '../process/host-facts';
+import { QEMU_DEVICE_ALIASES } from './drift';
 
 export interface QemuOffer {
   /** Machine names, aliases included (`pc`, `pc-i440fx-7.2`, `q35`…). */
@@ -13,6 +14,8 @@ export interface QemuOffer {
   aliases: Record<string, string>;
   /** Device model names and their aliases. */
   devices: Set<string>;
+  /** Device alias → the type it stands for (`virtio-balloon` → `virtio-balloon-pci`). */
+  deviceAliases: Record<string, string>;
 }
 
 const cache = new Map<string, Promise<QemuOffer>>();
@@ -26,6 +29,16 @@ export function parseDeviceHelp(text: string): Set<string> {
     out.add(name[1]);
     const alias = /alias "([^"]+)"/.exec(line);
     if (alias !== null) out.add(alias[1]);
+  }
+  return out;
+}
+
+/** Alias → type from `-device help` (`name "virtio-balloon-pci", bus PCI, alias "virtio-balloon"`). */
+export function parseDeviceAliases(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^name "([^"]+)".*\balias "([^"]+)"/.exec(line);
+    if (m !== null) out[m[2]] = m[1];
   }
   return out;
 }
@@ -45,10 +58,18 @@ export function qemuOffer(qemu: string): Promise<QemuOffer> {
   if (p === undefined) {
     p = Promise.all([run(qemu, ['-machine', 'help']), run(qemu, ['-device', 'help'])]).then(([m, d]) => {
       const { machines, aliases } = parseMachineHelp(m);
-      return { machines, aliases, devices: parseDeviceHelp(d) };
+      return { machines, aliases, devices: parseDeviceHelp(d), deviceAliases: parseDeviceAliases(d) };
     });
     cache.set(qemu, p);
     p.catch(() => cache.delete(qemu)); // a binary installed later is asked again
   }
   return p;
+}
+
+/**
+ * The device aliases of QEMU binary `qemu`, for drift checks; QEMU 7.2's x86
+ * list when the binary cannot be run here.
+ */
+export async function deviceAliasesOf(qemu: string): Promise<Readonly<Record<string, string>>> {
+  return qemuOffer(qemu).then((o) => ({ ...QEMU_DEVICE_ALIASES, ...o.deviceAliases }), () => QEMU_DEVICE_ALIASES);
 }

@@ -58,6 +58,10 @@ export function repairRuntime(runtime: RuntimeV2_16, differences: readonly Diffe
   const diskIndex = (id: string): number => next[3].findIndex(([d]) => (d.hvinfo as { id?: string } | undefined)?.id === id);
 
   for (const d of differences) {
+    if (d.kind === 'unplaced') {
+      refuse.push({ device: d.device, reason: 'it was started by a release without device ids, so nothing can place it; restart the instance under this release' });
+      continue;
+    }
     const dev = byId.get(d.device);
     if (d.recordedIn === 'kvm_cmd' || (d.recordedIn === undefined && dev === undefined)) {
       const reason = d.recordedIn === 'kvm_cmd' ? 'it belongs to the fixed command line (kvm_cmd), which a running QEMU cannot change' : 'it has no id, so the runtime cannot record it';

@@ -7,8 +7,10 @@
 import { GkdError, isGkdError } from '../errors';
 import type { QmpClient, QmpEvent } from '../qmp';
 import type { MigrationContext } from './context';
+import { settleTarget } from './failure';
 import { migrationSettings } from './migration-settings';
 import { judgeTarget, type TargetVerdict } from './target-verdict';
+import { describeUnplaced, unplacedDevices } from './unplaced';
 import { runtimeDrift } from './verify';
 
 /** Params of {@link startMigration}. */
@@ -56,6 +58,8 @@ export const START_DEFAULTS = {
   pollMs: 100,
   /** query-status interval on the target while it settles. */
   targetPollMs: 20,
+  /** After `migrate_cancel`, how long the source may take to reach a final status. */
+  cancelSettleMs: 5_000,
 } as const;
 
 interface QueryMigrate {
@@ -67,20 +71,46 @@ interface QueryMigrate {
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+/** Source statuses after which the guest cannot be on the target. */
+const NOT_HANDED_OVER = new Set(['failed', 'cancelled']);
 const RUNNING_MIGRATION = new Set(['setup', 'active', 'device', 'pre-switchover', 'postcopy-active', 'postcopy-paused', 'postcopy-recover', 'wait-unplug', 'cancelling']);
 
 async function status(qmp: QmpClient): Promise<string> {
   return (await qmp.execute<{ status: string }>('query-status')).status;
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `migrate_cancel` (best effort), then the source's `query-migrate` once it
+ * is final (or after `cancelSettleMs`); undefined when the source does not
+ * answer. A cancel that comes too late leaves `completed`.
+ */
+async function cancelAndRead(src: QmpClient): Promise<QueryMigrate | undefined> {
+  await src.execute('migrate_cancel', undefined, { timeoutMs: 2_000 }).catch(() => undefined);
+  const deadline = Date.now() + START_DEFAULTS.cancelSettleMs;
+  for (;;) {
+    const q = await src.execute<QueryMigrate>('query-migrate', undefined, { timeoutMs: 2_000 }).catch(() => undefined);
+    if (q === undefined || q.status === undefined || TERMINAL.has(q.status) || Date.now() >= deadline) return q;
+    await sleep(50);
+  }
+}
+
 /**
  * Migrates instance `name` to `uri`.
  *
+ * The source runs with the `return-path` capability: the target then
+ * acknowledges the whole state, and QEMU 7.2's source reports `failed`
+ * rather than `completed` when the target could not load it. With
+ * `targetQmp`, success is still judged on the target.
+ *
  * @throws GkdError `GKD_INSTANCE_BUSY` (a hotplug or migration holds it),
+ *   `GKD_UNSUPPORTED_VALUE` (a bad migration hvparam, `field`),
  *   `GKD_DRIFT` naming the drifted devices (`data.differences`),
- *   `GKD_MIGRATION_REFUSED` (target not waiting, source is itself incoming),
- *   `GKD_MIGRATION_FAILED` saying what each side showed; the source is
- *   resumed when it was running
+ *   `GKD_MIGRATION_REFUSED` (devices without an id, target not waiting,
+ *   source is itself incoming), `GKD_MIGRATION_FAILED` saying what each
+ *   side showed; a source that was running is resumed when nothing else can
+ *   run the guest, else `data.ambiguous` is true and neither side was resumed
  */
 export async function startMigration(ctx: MigrationContext, params: StartParams, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
   const { name } = params;
@@ -106,7 +136,13 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   const { name, uri } = params;
   const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
   const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
-  const { upgraded } = await ctx.store.read(name);
+  const { upgraded, format } = await ctx.store.read(name);
+  // What the runtime alone rules out is refused before any QEMU is contacted.
+  const settings = migrationSettings(upgraded[2]);
+  const unplaced = unplacedDevices(upgraded, format);
+  if (unplaced.length > 0) {
+    throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": ${describeUnplaced(unplaced)}`, { field: 'name', data: { unplaced } });
+  }
   const src = await ctx.connections.get(params.qmp ?? ctx.qmpSocket(name));
 
   const before = await status(src);
@@ -115,7 +151,7 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   if (current !== undefined && RUNNING_MIGRATION.has(current)) {
     throw new GkdError('GKD_INSTANCE_BUSY', `Cannot migrate instance "${name}": QEMU already runs a migration (status "${current}")`, { field: 'name' });
   }
-  const differences = await runtimeDrift(upgraded, src);
+  const differences = await runtimeDrift(upgraded, src, format);
   if (differences.length > 0) {
     const list = differences.map((d) => `"${d.device}" (${d.kind})`).join(', ');
     throw new GkdError('GKD_DRIFT', `Cannot migrate instance "${name}": the runtime file and QEMU disagree on ${list}; run instance.verify`, {
@@ -123,7 +159,6 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
       data: { differences },
     });
   }
-  const settings = migrationSettings(upgraded[2]);
 
   let target: QmpClient | undefined;
   if (params.targetQmp !== undefined) {
@@ -135,7 +170,9 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   }
 
   // MIGRATION events (with the events capability) wake the progress loop at once on each state change.
-  const caps = ['events', ...settings.capabilities].map((capability) => ({ capability, state: true }));
+  // return-path: the target acknowledges the loaded state, so a target that failed to load makes the source
+  // say `failed` instead of `completed` (qemu-lab.md section 6).
+  const caps = [...new Set(['events', 'return-path', ...settings.capabilities])].map((capability) => ({ capability, state: true }));
   await src.execute('migrate-set-capabilities', { capabilities: caps });
   if (Object.keys(settings.parameters).length > 0) await src.execute('migrate-set-parameters', settings.parameters);
 
@@ -149,10 +186,12 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   };
   src.on('event', onEvent);
   let last: QueryMigrate = {};
+  let lostTrack: unknown;
   try {
     try {
       await src.execute('migrate', { uri });
     } catch (e) {
+      resumed?.cancel();
       throw new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": QEMU refused to start: ${(e as Error).message}; the source was not touched`, {
         cause: e,
         data: { source: { status: before }, target: { status: 'not contacted' } },
@@ -169,8 +208,9 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
       }
       if (last.status === undefined || TERMINAL.has(last.status)) break;
       if (Date.now() - t0 > timeoutMs) {
-        await src.execute('migrate_cancel').catch(() => undefined);
-        last = { ...last, status: 'cancelled', 'error-desc': `no result within ${timeoutMs} ms, cancelled` };
+        const q = await cancelAndRead(src);
+        // A cancel that came too late leaves `completed`: then it is judged like any other.
+        last = q?.status === 'completed' ? q : { ...(q ?? last), status: q?.status ?? 'unknown', 'error-desc': `no result within ${timeoutMs} ms, cancelled` };
         break;
       }
       await new Promise<void>((resolve) => {
@@ -182,8 +222,12 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
       });
     }
   } catch (e) {
-    resumed?.cancel();
-    throw e;
+    if (isGkdError(e) && e.code === 'GKD_MIGRATION_FAILED') throw e;
+    // A QMP error or timeout while the stream runs: stop it, then judge what is left like any failure.
+    lostTrack = e;
+    const q = await cancelAndRead(src);
+    const why = `lost track of the migration (${(e as Error).message}); migrate_cancel sent`;
+    last = q?.status === 'completed' ? q : { ...(q ?? {}), status: q?.status ?? 'unknown', 'error-desc': why };
   } finally {
     src.off('event', onEvent);
   }
@@ -198,10 +242,13 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
       status: 'completed',
       elapsedMs,
       source,
-      target: verdict === undefined ? { confirmed: false, detail: 'not checked: no target QMP socket was given' } : { confirmed: true, status: verdict.status, detail: verdict.detail },
+      target:
+        verdict === undefined
+          ? { confirmed: false, detail: 'not checked here (no target QMP socket was given); the target acknowledged the whole state over the return path' }
+          : { confirmed: true, status: verdict.status, detail: verdict.detail },
     };
   }
-  throw await failed(name, uri, src, wasRunning, last, verdict, target);
+  throw await failed({ name, uri, src, wasRunning, last, verdict, target, targetQmp: params.targetQmp, cause: lostTrack });
 }
 
 function pick(ram: QueryMigrate['ram']): Partial<MigrationProgress> {
@@ -211,27 +258,65 @@ function pick(ram: QueryMigrate['ram']): Partial<MigrationProgress> {
   return out;
 }
 
-/** Builds the failure after putting the source back the way it was. */
-async function failed(name: string, uri: string, src: QmpClient, wasRunning: boolean, last: QueryMigrate, verdict: TargetVerdict | undefined, target: QmpClient | undefined): Promise<GkdError> {
-  let after = await status(src).catch(() => 'unknown');
+/**
+ * The source's run state once QEMU has finished with the migration: right
+ * after `failed` it may still be `finish-migrate` for a moment, before QEMU
+ * restarts a source that was running or parks it in `postmigrate`.
+ */
+async function settledStatus(src: QmpClient): Promise<string> {
+  const deadline = Date.now() + START_DEFAULTS.cancelSettleMs;
+  for (;;) {
+    const st = await status(src).catch(() => 'unknown');
+    if (st !== 'finish-migrate' || Date.now() >= deadline) return st;
+    await sleep(20);
+  }
+}
+
+interface Failure {
+  name: string;
+  uri: string;
+  src: QmpClient;
+  wasRunning: boolean;
+  /** The source's last query-migrate (status `unknown` when it stopped answering). */
+  last: QueryMigrate;
+  verdict: TargetVerdict | undefined;
+  target: QmpClient | undefined;
+  targetQmp: string | undefined;
+  /** The error that made the loop lose track, if one did. */
+  cause: unknown;
+}
+
+/**
+ * Builds the failure after making the target side safe and, when it is,
+ * putting the source back the way it was (see failure.ts for the rule).
+ */
+async function failed(f: Failure): Promise<GkdError> {
+  const { name, uri, src, wasRunning, last, verdict, target } = f;
+  const handedOver = !NOT_HANDED_OVER.has(last.status ?? '');
+  const t = await settleTarget(target, verdict, handedOver, f.targetQmp);
+  let after = await settledStatus(src);
   let resumed = false;
   // A source that said `completed` sits in `postmigrate` with its CPUs stopped; `cont` brings the guest back.
-  if (wasRunning && after !== 'running') {
+  if (t.safe && wasRunning && after !== 'running') {
     resumed = await src.execute('cont').then(() => true, () => false);
     after = await status(src).catch(() => after);
   }
-  let targetSide = verdict;
-  if (targetSide === undefined && target !== undefined) {
-    const t = await target.execute<{ status: string }>('query-status', undefined, { timeoutMs: 2_000 }).catch(() => undefined);
-    targetSide = { ok: false, status: t?.status ?? 'exited', detail: t === undefined ? 'the target QEMU exited (its QMP connection closed)' : `the target is "${t.status}"` };
-  }
   const srcText = `source said "${last.status ?? 'none'}"${last['error-desc'] === undefined ? '' : ` (${last['error-desc']})`}`;
-  const tgtText = targetSide === undefined ? 'target not checked (no target QMP socket given)' : targetSide.detail;
-  const endText = wasRunning ? (after === 'running' ? 'the source is running again' : `the source could not be resumed (status "${after}")`) : `the source stays "${after}"`;
-  return new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": ${srcText}; ${tgtText}; ${endText}`, {
+  const endText = !t.safe
+    ? `neither side was resumed (the source is "${after}"): find out which QEMU runs the guest before resuming or stopping either`
+    : wasRunning
+      ? after === 'running'
+        ? 'the source is running again'
+        : `the source could not be resumed (status "${after}")`
+      : `the source stays "${after}"`;
+  return new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": ${srcText}; ${t.detail}; ${endText}`, {
+    ...(f.cause === undefined ? {} : { cause: f.cause }),
     data: {
       source: { migration: last.status ?? 'none', ...(last['error-desc'] === undefined ? {} : { error: last['error-desc'] }), status: after, resumed },
-      target: targetSide === undefined ? { checked: false } : { checked: true, status: targetSide.status, detail: targetSide.detail, ...(targetSide.migration === undefined ? {} : { migration: targetSide.migration }) },
+      target: t.checked
+        ? { checked: true, status: t.status, detail: t.detail, stopped: t.stopped, ...(t.migration === undefined ? {} : { migration: t.migration }) }
+        : { checked: false },
+      ambiguous: !t.safe,
     },
   });
 }

@@ -6,6 +6,7 @@
  * instance …", because the source writes the last device sections before
  * the target parses them.
  */
+import { isGkdError } from '../errors';
 import type { QmpClient } from '../qmp';
 
 /** What the target side showed. */
@@ -30,8 +31,9 @@ async function probe(target: QmpClient): Promise<{ status: string; migration?: s
     const st = await target.execute<{ status: string }>('query-status', undefined, { timeoutMs: 2_000 });
     const mig = await target.execute<{ status?: string }>('query-migrate', undefined, { timeoutMs: 2_000 });
     return { status: st.status, ...(mig.status === undefined ? {} : { migration: mig.status }) };
-  } catch {
-    return target.closed ? undefined : { status: 'unknown' };
+  } catch (e) {
+    // A connection that closes while the command waits means the target exited, even before `closed` says so.
+    return target.closed || (isGkdError(e) && e.code === 'GKD_QMP_CLOSED') ? undefined : { status: 'unknown' };
   }
 }
 

@@ -3,12 +3,14 @@
  * the file rewritten from QEMU.
  */
 import type { QmpClient } from '../qmp';
-import type { RuntimeV2_16 } from '../types';
+import type { RuntimeFormatId, RuntimeV2_16 } from '../types';
 import type { MigrationContext } from './context';
 import { findDrift, type Difference } from './drift';
 import { expectedLayout } from './expected-layout';
 import { readLiveState } from './live-state';
+import { deviceAliasesOf } from './node-facts';
 import { repairRuntime, type KnownDevices } from './repair';
+import { unplacedDevices } from './unplaced';
 
 /** Options of {@link verifyInstance}. */
 export interface VerifyOptions {
@@ -32,15 +34,21 @@ export interface VerifyResult {
   repaired: boolean;
 }
 
-/** Differences between `runtime` and the QEMU behind `qmp`. */
-export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient): Promise<Difference[]> {
-  return findDrift(expectedLayout(runtime), await readLiveState(qmp));
+/**
+ * Differences between `runtime` (the 2.16 form of a file read in `format`)
+ * and the QEMU behind `qmp`. Drivers are compared through the aliases of
+ * the QEMU binary kvm_cmd names.
+ */
+export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient, format: RuntimeFormatId = '2.16'): Promise<Difference[]> {
+  const aliases = await deviceAliasesOf(String(runtime[0][0]));
+  return findDrift(expectedLayout(runtime), await readLiveState(qmp), { aliases, unplaced: unplacedDevices(runtime, format) });
 }
 
 /**
  * Compares instance `name`'s runtime file with its live QEMU: every disk and
  * NIC hvinfo, every kvm_cmd `-device` (SCSI controller, root ports,
  * kvm_extra), devices QEMU has that the file does not, disk files and MACs.
+ * Devices a release before 2.10 started without an id are `unplaced`.
  *
  * @throws GkdError `GKD_RUNTIME_*` (no or bad runtime file), `GKD_QMP_*`;
  *   with `repair`, `GKD_DRIFT` naming each device that cannot be described
@@ -49,8 +57,8 @@ export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient): Promi
 export async function verifyInstance(ctx: MigrationContext, name: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const qmp = await ctx.connections.get(options.qmp ?? ctx.qmpSocket(name));
   if (options.repair === undefined || options.repair === false) {
-    const { upgraded } = await ctx.store.read(name);
-    const differences = await runtimeDrift(upgraded, qmp);
+    const { upgraded, format } = await ctx.store.read(name);
+    const differences = await runtimeDrift(upgraded, qmp, format);
     return { clean: differences.length === 0, differences, repaired: false };
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
@@ -58,7 +66,8 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
   return ctx.store.withLock(name, async () => {
     const read = await ctx.store.read(name);
     const live = await readLiveState(qmp);
-    const differences = findDrift(expectedLayout(read.upgraded), live);
+    const aliases = await deviceAliasesOf(String(read.upgraded[0][0]));
+    const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format) });
     if (differences.length === 0) return { clean: true, differences, repaired: false };
     const next = repairRuntime(read.upgraded, differences, live, known);
     await ctx.store.write(name, next, { expect: read.stamp });

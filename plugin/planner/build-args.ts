@@ -67,8 +67,14 @@ const NODE_LOCAL_WITH_VALUE = new Set(['-pidfile', '-monitor', '-qmp', '-D', '-r
  * serial devices). Ganeti's own read-time rewrites of options newer QEMUs
  * removed (`-localtime`, `-balloon virtio`) are applied too.
  */
-export function nodeNeutralCommand(kvmCmd: readonly (string | number)[]): { cmd: string[]; serialPorts: number } {
+export function nodeNeutralCommand(kvmCmd: readonly (string | number)[]): { cmd: string[]; serialPorts: number; origin: number[] } {
   const cmd: string[] = [];
+  /** For each item of `cmd`, the index in kvm_cmd it comes from (for messages naming the runtime's place). */
+  const origin: number[] = [];
+  const push = (from: number, ...items: string[]): void => {
+    cmd.push(...items);
+    for (let k = 0; k < items.length; k++) origin.push(from + Math.min(k, 1));
+  };
   let serialPorts = 0;
   for (let i = 0; i < kvmCmd.length; i++) {
     const a = String(kvmCmd[i]);
@@ -79,15 +85,15 @@ export function nodeNeutralCommand(kvmCmd: readonly (string | number)[]): { cmd:
       serialPorts++;
       i++;
     } else if (a === '-machine' && v !== undefined) {
-      cmd.push(a, v.split(',').filter((o) => !o.startsWith('accel=')).join(','));
+      push(i, a, v.split(',').filter((o) => !o.startsWith('accel=')).join(','));
       i++;
-    } else if (a === '-localtime') cmd.push('-rtc', 'base=localtime');
+    } else if (a === '-localtime') push(i, '-rtc', 'base=localtime');
     else if (a === '-balloon' && v !== undefined && v.startsWith('virtio')) {
-      cmd.push('-device', `virtio-balloon${v.slice('virtio'.length)}`);
+      push(i, '-device', `virtio-balloon${v.slice('virtio'.length)}`);
       i++;
-    } else cmd.push(a);
+    } else push(i, a);
   }
-  return { cmd, serialPorts };
+  return { cmd, serialPorts, origin };
 }
 
 /** Builds the full argv; argv[0] is the QEMU binary. */

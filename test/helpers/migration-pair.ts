@@ -88,10 +88,19 @@ export function userBackends(runtime: RuntimeV2_16): Record<string, NicBackend> 
   return Object.fromEntries(runtime[1].map((n) => [String(n.uuid), { type: 'user' as const }]));
 }
 
-/** Plans `spec` with its disks as images under the node dir, writes the runtime and starts QEMU. */
-export async function startSource(node: TestNode, spec: InstanceSpec, opts: Pick<BuildOptions, 'paused' | 'serials'> = {}): Promise<SourceVm> {
+/**
+ * Plans `spec` with its disks as images under the node dir, writes the
+ * runtime and starts QEMU. `edit` changes the runtime before it is written
+ * and built (e.g. Ganeti-era kvm_cmd options).
+ */
+export async function startSource(
+  node: TestNode,
+  spec: InstanceSpec,
+  opts: Pick<BuildOptions, 'paused' | 'serials'> & { edit?: (runtime: RuntimeV2_16) => void } = {},
+): Promise<SourceVm> {
   const local = localize(spec, node.dir, (i) => `${spec.name}-disk${i}.raw`);
   const plan = planInstance(local);
+  opts.edit?.(plan.runtime);
   await node.store.write(spec.name, plan.runtime);
   const argv = buildArgv(plan.runtime, {
     accel: 'tcg',

@@ -119,6 +119,40 @@ describe('acceptMigration()', function () {
     assert.equal(r.status, 'inmigrate');
   });
 
+  it('refuses an unknown migration capability before starting QEMU, naming the hvparam', async () => {
+    const rt = structuredClone(runtime);
+    rt[2].migration_caps = 'xbzrle:no-such-cap';
+    await assertRefused(params(rt), /^runtime\[2\]\.migration_caps$/, /"no-such-cap" is not a migration capability of QEMU 7\.2/);
+  });
+
+  it('refuses runtimes whose devices have no id (2.9, 2.10 without slots), naming them, before starting QEMU', async () => {
+    const spec = makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual' } });
+    const rt216 = planInstance(localize(spec, lab.root)).runtime;
+    const rt210 = convertRuntime(structuredClone(rt216), '2.10', { allowIdChange: true }).value;
+    delete rt210[1][0].pci;
+    const why = 'has no device id: started by a release without device ids; restart the instance under this release before migrating';
+    await assertRefused(params(rt210), /^runtime\[1\]\[0\]\.hvinfo$/, new RegExp(`: nic with uuid "${spec.nics[0].uuid}" \\(nics\\[0\\]\\) ${why}$`));
+    // 2.9: the NIC has no slot and the disk is a -drive inside kvm_cmd.
+    const rt29 = convertRuntime(structuredClone(rt210), '2.9', { force: true }).value;
+    rt29[0].push('-drive', `file=${rt216[3][0][1]},format=raw,if=virtio`);
+    await assertRefused(params(rt29), /^runtime\[1\]\[0\]\.hvinfo$/, /: nic with uuid ".*" \(nics\[0\]\) and disk "-drive file=.*,if=virtio" \(kvm_cmd\[\d+\]\) have no device id: started by a release without device ids/);
+  });
+
+  it('refuses to replace a runtime file the instance already has on this node, leaving it as it was', async () => {
+    await dst.store.write(NAME, runtime);
+    const before = await dst.store.read(NAME);
+    await assert.rejects(acceptMigration(dst.ctx, params(runtime, { launch: false })), (e: GkdError) => {
+      assert.equal(e.code, 'GKD_MIGRATION_REFUSED');
+      assert.equal(e.field, 'name');
+      assert.match(e.message, /: name: a runtime file for it already exists on this node \(".*inst1\.example\.com\.runtime"\); if no QEMU runs the instance here, remove it \(instance\.cleanup\) and retry$/);
+      return true;
+    });
+    await assert.rejects(acceptMigration(dst.ctx, params(runtime)), { code: 'GKD_MIGRATION_REFUSED', field: 'name' });
+    assert.equal(launches, 0);
+    assert.equal((await dst.store.read(NAME)).text, before.text);
+    assert.deepEqual((await dst.store.read(NAME)).stamp, before.stamp);
+  });
+
   it('returns the argv without starting QEMU when not asked to launch', async () => {
     const r = await acceptMigration(dst.ctx, params(runtime, { launch: false, incoming: 'tcp:127.0.0.1:8102' }));
     assert.equal(launches, 0);

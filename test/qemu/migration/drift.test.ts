@@ -9,11 +9,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GkdError } from '../../../plugin/errors';
 import { startMigration, verifyInstance } from '../../../plugin/migration';
-import { deviceId } from '../../../plugin/planner';
+import { readLiveLayout } from '../../../plugin/inspect';
+import { buildArgv, deviceId, planInstance } from '../../../plugin/planner';
+import { convertRuntime } from '../../../plugin/runtime';
+import type { RuntimeV2_9 } from '../../../plugin/types';
 import type { QmpClient } from '../../../plugin/qmp';
 import { migrationLab, startSource, type MigrationLab, type TestNode } from '../../helpers/migration-pair';
-import { makeImage } from '../../helpers/plan-vm';
-import { useQemuCleanup } from '../../helpers/qemu';
+import { localize, makeImage } from '../../helpers/plan-vm';
+import { startQemu, useQemuCleanup } from '../../helpers/qemu';
 import { makeSpec, uuidN } from '../../helpers/specs';
 
 const SCSI = { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' };
@@ -43,6 +46,36 @@ describe('verifyInstance() and drift', function () {
   it('is clean right after start, and with the device set of a plain plan', async () => {
     const s = await startSource(src, makeSpec({ disks: 2, nics: 2, hvparams: SCSI }));
     assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false });
+  });
+
+  for (const balloon of [['-balloon', 'virtio'], ['-balloon', 'virtio,id=balloon,bus=pci.0,addr=0x3'], ['-device', 'virtio-balloon,id=balloon']]) {
+    it(`is clean for a Ganeti-era kvm_cmd with "${balloon.join(' ')}" (QEMU names the model virtio-balloon-pci)`, async () => {
+      // As Ganeti stores them: its node-local options too, which the built command drops.
+      const ganeti = ['-pidfile', '/var/run/ganeti/kvm-hypervisor/pid/inst1.example.com', '-daemonize', ...balloon, '-localtime'];
+      const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: SCSI }), { edit: (rt) => rt[0].push(...ganeti) });
+      assert.ok(s.argv.some((a, i) => s.argv[i - 1] === '-device' && a.startsWith('virtio-balloon')) && !s.argv.includes('-balloon'), s.argv.join(' '));
+      assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false });
+    });
+  }
+
+  it('reports the -drive disk of a Ganeti 2.9 runtime as unplaced, and startMigration refuses it before touching QEMU', async () => {
+    // A 2.9 file: its disk is a -drive option inside kvm_cmd, which QEMU turns into a virtio-blk-pci without an id.
+    const rt = planInstance(localize(makeSpec({ disks: 1, nics: 0, hvparams: { disk_type: 'paravirtual' } }), src.dir)).runtime;
+    const rt29: RuntimeV2_9 = [[...rt[0], '-drive', `file=${rt[3][0][1]},format=raw,if=virtio`], [], rt[2]];
+    const name = 'inst1.example.com';
+    await src.store.write(name, rt29, { format: '2.9' });
+    const vm = await startQemu(buildArgv(convertRuntime(rt29, '2.16').value, { accel: 'tcg', runDir: src.runDir, qmp: src.qmpSocket(name) }));
+    assert.equal((await readLiveLayout(vm.qmp, { anonymous: true })).map((d) => d.driver).join(), 'virtio-blk-pci');
+    const v = await verifyInstance(src.ctx, name);
+    assert.equal(v.clean, false);
+    assert.deepEqual(v.differences.map((d) => [d.device, d.kind, d.recordedIn]), [['/machine/peripheral-anon/device[0]', 'unplaced', 'kvm_cmd']]);
+    assert.match(v.differences[0].detail, /^disk "-drive file=.*,if=virtio" \(kvm_cmd\[\d+\]\), in QEMU "\/machine\/peripheral-anon\/device\[0\]", has no device id: started by a release without device ids; restart the instance under this release before migrating$/);
+    await assert.rejects(startMigration(src.ctx, { name, uri: `unix:${join(lab.root, 'nowhere.sock')}` }), (e: GkdError) => {
+      assert.equal(e.code, 'GKD_MIGRATION_REFUSED');
+      assert.match(e.message, /^Cannot migrate instance "inst1\.example\.com": disk "-drive file=.*" \(kvm_cmd\[\d+\]\) has no device id: started by a release without device ids; restart the instance under this release before migrating$/);
+      return true;
+    });
+    assert.equal((await vm.qmp.execute<{ status?: string }>('query-migrate')).status, undefined);
   });
 
   it('reports a device added behind the plugin\'s back, and startMigration refuses naming it', async () => {

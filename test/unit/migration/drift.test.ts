@@ -1,8 +1,10 @@
 import { strict as assert } from 'node:assert';
 import type { GkdError } from '../../../plugin/errors';
 import {
-  expectedLayout, findDrift, incomingProblem, machineType, migrationSettings, parseDeviceHelp, repairRuntime, targetRefusals, type LiveState,
+  expectedLayout, findDrift, incomingProblem, machineType, migrationSettings, parseDeviceAliases, parseDeviceHelp, repairRuntime, targetRefusals, unplacedDevices, type LiveState,
 } from '../../../plugin/migration';
+import { convertRuntime } from '../../../plugin/runtime';
+import { tiny29 } from '../../helpers/runtime-samples';
 import { planInstance } from '../../../plugin/planner';
 import type { RuntimeV2_16 } from '../../../plugin/types';
 import { makeSpec } from '../../helpers/specs';
@@ -100,14 +102,82 @@ describe('migration settings and target checks', () => {
     assert.equal(incomingProblem('unix:relative.sock') !== undefined, true);
   });
 
+  it('checks migration_caps against QEMU 7.2\'s capabilities, before anything starts', () => {
+    assert.deepEqual(migrationSettings({ migration_caps: 'xbzrle:postcopy-ram:xbzrle:return-path' }).capabilities, ['xbzrle', 'postcopy-ram', 'return-path']);
+    assert.throws(() => migrationSettings({ migration_caps: 'xbzrle:no-such-cap:x-colo:fast' }), (e: GkdError) => {
+      assert.equal(e.code, 'GKD_UNSUPPORTED_VALUE');
+      assert.equal(e.field, 'hvparams.migration_caps');
+      assert.match(e.message, /^Cannot use hvparams\.migration_caps "xbzrle:no-such-cap:x-colo:fast": "no-such-cap", "fast" are not migration capabilities of QEMU 7\.2 \(xbzrle, rdma-pin-all, /);
+      assert.deepEqual(e.data, { unknown: ['no-such-cap', 'fast'] });
+      return true;
+    });
+  });
+
   it('lists every refusal, with the field and device', () => {
     const rt = plan();
-    const offer = { machines: new Set(['pc']), aliases: {}, devices: new Set(['virtio-net-pci']) };
+    const offer = { machines: new Set(['pc']), aliases: {}, devices: new Set(['virtio-net-pci']), deviceAliases: {} };
     const r = targetRefusals(rt, offer, (p) => p === '/srv/d0');
     assert.deepEqual(r.map((x) => [x.field, x.device]), [
       ['runtime[3][0][0].hvinfo.driver', 'disk-00001000-b6e5-4243'],
       ['runtime[3][1][0].hvinfo.driver', 'disk-00001001-b6e5-4243'],
       ['runtime[3][1][1]', 'disk-00001001-b6e5-4243'],
     ]);
+  });
+
+  it('reads device aliases from -device help', () => {
+    assert.deepEqual(parseDeviceAliases('name "virtio-balloon-pci", bus PCI, alias "virtio-balloon"\nname "scsi-hd", bus SCSI\nname "e1000", bus PCI, alias "e1000-82540em", desc "Intel Gigabit Ethernet"\n'), {
+      'virtio-balloon': 'virtio-balloon-pci',
+      'e1000-82540em': 'e1000',
+    });
+  });
+});
+
+describe('findDrift() with Ganeti-era command lines', () => {
+  it('reads -balloon as the -device QEMU gets and compares drivers through aliases', () => {
+    for (const [opt, value, live] of [
+      ['-balloon', 'virtio', { anon: [{ path: '/machine/peripheral-anon/device[0]', driver: 'virtio-balloon-pci' }] }],
+      ['-balloon', 'virtio,id=balloon,bus=pci.0,addr=0x3', { devices: [{ id: 'balloon', driver: 'virtio-balloon-pci', bus: 'pci.0', addr: '0x3' }] }],
+      ['-device', 'virtio-balloon,id=balloon', { devices: [{ id: 'balloon', driver: 'virtio-balloon-pci', bus: 'pci.0', addr: '0x2' }] }],
+    ] as const) {
+      const rt = plan();
+      rt[0].push(opt, value);
+      const l = liveOf(rt);
+      l.anon.push(...('anon' in live ? live.anon : []));
+      l.devices.push(...('devices' in live ? live.devices : []));
+      assert.deepEqual(findDrift(expectedLayout(rt), l), [], `${opt} ${value}`);
+      const e = expectedLayout(rt).find((x) => x.recordedIn === 'kvm_cmd')!;
+      assert.equal(e.index, rt[0].length - 1, 'the place is kvm_cmd\'s own index');
+    }
+    // Another model is still a driver difference.
+    const rt = plan();
+    rt[0].push('-device', 'virtio-balloon,id=balloon');
+    const l = liveOf(rt);
+    l.devices.push({ id: 'balloon', driver: 'virtio-rng-pci', bus: 'pci.0', addr: '0x2' });
+    assert.deepEqual(findDrift(expectedLayout(rt), l).map((d) => [d.device, d.kind]), [['balloon', 'driver']]);
+  });
+
+  it('reports the devices of a 2.9 file and hvinfo {} as unplaced, each taking its device without an id', () => {
+    const rt = convertRuntime(tiny29(), '2.16').value;
+    const unplaced = unplacedDevices(rt, '2.9');
+    assert.deepEqual(unplaced.map((u) => [u.label, u.driver]), [
+      ['nic with uuid "003fc157-66a8-4e6d-8b7e-ec4f69751396" (nics[0])', 'virtio-net-pci'],
+      ['disk "-drive file=/var/run/ganeti/instance-disks/inst1:0,format=raw,if=virtio" (kvm_cmd[6])', 'virtio-blk-pci'],
+    ]);
+    const live: LiveState = {
+      devices: [],
+      anon: [{ path: '/machine/peripheral-anon/device[0]', driver: 'virtio-blk-pci' }, { path: '/machine/peripheral-anon/device[1]', driver: 'virtio-net-pci' }],
+      blocks: new Map(),
+      macs: new Map(),
+    };
+    const diffs = findDrift(expectedLayout(rt), live, { unplaced });
+    assert.deepEqual(diffs.map((d) => [d.device, d.kind, d.recordedIn]), [
+      ['/machine/peripheral-anon/device[1]', 'unplaced', 'nic'],
+      ['/machine/peripheral-anon/device[0]', 'unplaced', 'kvm_cmd'],
+    ]);
+    assert.match(diffs[0].detail, /^nic with uuid "003fc157-.*" \(nics\[0\]\), in QEMU "\/machine\/peripheral-anon\/device\[1\]", has no device id: started by a release without device ids; restart the instance under this release before migrating$/);
+    assert.throws(() => repairRuntime(rt, diffs, live), (e: GkdError) => e.code === 'GKD_DRIFT' && /started by a release without device ids/.test(e.message));
+    // The same file as 2.16 (hvinfo {} NIC, no kvm_cmd disks counted): the NIC only.
+    assert.deepEqual(unplacedDevices(rt, '2.16').map((u) => u.recordedIn), ['nic']);
+    assert.deepEqual(unplacedDevices(plan(), '2.16'), []);
   });
 });
