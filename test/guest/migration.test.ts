@@ -78,8 +78,8 @@ describe('migration of a booted guest', function () {
     const uptimeBefore = Number((await con.check('cut -d" " -f1 /proc/uptime')).trim());
     const layout = await readLiveLayout(await src.pool.get(src.qmpSocket(s.name)));
 
-    // First a target that lacks the hot-added disk: it dies loading the state, the source
-    // (which may well report "completed") must be resumed and the guest answer there.
+    // First a target that lacks the hot-added disk: it dies loading the state (the source, with
+    // return-path, says "failed"), the source must be resumed and the guest answer there.
     const bad = lab.node('bad');
     const sentBad = (await src.store.read(s.name)).upgraded;
     const short = structuredClone(sentBad);
@@ -93,7 +93,8 @@ describe('migration of a booted guest', function () {
     });
     await assert.rejects(startMigration(src.ctx, { name: s.name, uri: `unix:${join(lab.root, 'bad.sock')}`, targetQmp: badAcc.qmp }), (e: GkdError) => {
       assert.equal(e.code, 'GKD_MIGRATION_FAILED');
-      assert.match(e.message, /the target QEMU exited .*; the source is running again$/);
+      assert.match(e.message, /; the target('s incoming migration failed| QEMU exited).*; the source is running again$/);
+      assert.equal((e.data as { ambiguous: boolean }).ambiguous, false);
       return true;
     });
     assert.match(bad.launched[0].stderr(), /Unknown savevm section or instance/);
