@@ -15,6 +15,7 @@ import { hotplugMethods } from './hotplug-methods';
 import { lifecycleMethods, type Launched } from './instance-lifecycle';
 import { instancePlan } from './instance-plan';
 import { migrationMethods } from './migration-methods';
+import { withQmpCheck } from './qmp-param';
 import { runtimeMethods } from './runtime-methods';
 
 export type { Launched } from './instance-lifecycle';
@@ -73,7 +74,8 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
     ...migrationMethods(deps.migration, deps.launched),
     ...runtimeMethods(deps.store),
-    ...extra,
   );
+  // Every method taking a QMP socket path only reaches sockets in the daemon's own directories.
+  all.splice(0, all.length, ...all.map(withQmpCheck), ...extra);
   return all;
 }

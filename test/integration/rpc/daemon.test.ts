@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -74,9 +74,36 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     assert.ok([2004, 3001].includes(await code(c.call('instance.verify', { name: 'inst1.example.com' }))));
     assert.equal(await code(c.call('disk.remove', { name: 'inst1.example.com', uuid: '9e7c85f6-b6e5-4243-b27d-680b78c6d203' })), 2004);
     await c.call('instance.start', { instance: sampleSpec() });
-    assert.equal(await code(c.call('hotplug.supported', { name: 'inst1.example.com', kind: 'nic', action: 'add', qmp: `${d.dir}/no.qmp` })), 3001);
-    assert.equal(await code(c.call('migration.start', { name: 'inst1.example.com', uri: 'unix:/nonexistent', qmp: `${d.dir}/no.qmp` })), 3001);
+    assert.equal(await code(c.call('hotplug.supported', { name: 'inst1.example.com', kind: 'nic', action: 'add', qmp: `${d.dir}/run/no.qmp` })), 3001);
+    assert.equal(await code(c.call('migration.start', { name: 'inst1.example.com', uri: 'unix:/nonexistent', qmp: `${d.dir}/run/no.qmp` })), 3001);
     await c.call('instance.cleanup', { name: 'inst1.example.com' });
+  });
+
+  it('refuses a qmp socket outside the daemon\'s run dir with -32602 naming the param', async () => {
+    const name = 'inst1.example.com';
+    const outside = async (params: Record<string, unknown>, method = 'hotplug.supported'): Promise<{ path: string; message: string }[]> => {
+      try {
+        await c.call(method, { name, ...params });
+      } catch (e) {
+        assert.ok(e instanceof RpcCallError);
+        assert.equal(e.code, -32602, e.message);
+        return (e.data as { errors: { path: string; message: string }[] }).errors;
+      }
+      throw new Error('accepted');
+    };
+    const hp = { kind: 'disk', action: 'add' };
+    const [other] = await outside({ ...hp, qmp: `${d.dir}/elsewhere.qmp` });
+    assert.equal(other?.path, '/qmp');
+    assert.match(other?.message ?? '', /must be a socket under ".*\/run"/);
+    assert.equal((await outside({ ...hp, qmp: '/run/systemd/private' }))[0]?.path, '/qmp');
+    assert.equal((await outside({ ...hp, qmp: `${d.dir}/run/../sock/rpc.sock` }))[0]?.path, '/qmp', 'no ".." segments');
+    assert.equal((await outside({ qmp: '/tmp/x.qmp' }, 'instance.verify'))[0]?.path, '/qmp');
+    assert.equal((await outside({ uri: 'unix:/nonexistent', targetQmp: '/tmp/t.qmp' }, 'migration.start'))[0]?.path, '/targetQmp');
+    await assert.rejects(c.call('instance.start', { instance: sampleSpec(), qmp: '/tmp/x.qmp' }), (e: RpcCallError) => e.code === -32602);
+    // A symlink inside the run dir that leads out is refused too.
+    mkdirSync(join(d.dir, 'run'), { recursive: true });
+    symlinkSync(d.socket, join(d.dir, 'run', 'link.qmp'));
+    assert.equal((await outside({ ...hp, qmp: `${d.dir}/run/link.qmp` }))[0]?.path, '/qmp');
   });
 
   it('answers bad payloads with the right error and keeps serving', async () => {
