@@ -8,7 +8,9 @@
  * running) only when nothing else can run the guest: with a target socket
  * that is not the real target, neither side is resumed. Also: the instance
  * lock keeps hotplug and migration apart, and a QMP fault in the progress
- * loop cancels the migration.
+ * loop cancels the migration (that fault is injected at the QMP client
+ * boundary, over real QEMU on both sides: QEMU cannot be made to fail or
+ * time out one `query-migrate` on cue).
  */
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
