@@ -78,10 +78,44 @@ fi
 NODE=${NODE:-$(command -v node || true)}
 [ -n "$NODE" ] || { say "node (>= 20) is required and was not found on PATH"; exit 1; }
 
+# The nearest existing ancestor of $1 (itself when it exists).
+existing_ancestor() {
+  d=$1
+  while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+  printf '%s\n' "$d"
+}
+# Refuse before touching anything when the unit cannot be written: a unit the
+# operator asked for is not silently skipped (use --no-systemd to go without).
+if [ "$use_systemd" = 1 ]; then
+  unitdir_base=$(existing_ancestor "$DESTDIR$SYSTEMDUNITDIR")
+  if [ ! -d "$unitdir_base" ] || [ ! -w "$unitdir_base" ]; then
+    say "cannot write the systemd unit into $DESTDIR$SYSTEMDUNITDIR ($unitdir_base is not a writable directory): set SYSTEMDUNITDIR or rerun with --no-systemd; nothing was installed"
+    exit 1
+  fi
+fi
+
 remove_manifest
 [ -z "$DESTDIR" ] || mkdir -p "$DESTDIR"
+# Every file and directory is recorded here the moment it is created; on exit,
+# also after a failure, the list becomes the manifest, so --uninstall can
+# always remove exactly what this run put down.
 tmp_manifest=$(mktemp)
-trap 'rm -f "$tmp_manifest"' EXIT
+finish_manifest() {
+  status=$?
+  trap - EXIT
+  if [ -s "$tmp_manifest" ] && [ -d "$DESTDIR$LIBDIR" ] && { echo "f $MANIFEST" >>"$tmp_manifest"; install -m 644 "$tmp_manifest" "$DESTDIR$MANIFEST"; }; then
+    [ "$status" = 0 ] || say "install failed (status $status); what it installed is listed in $DESTDIR$MANIFEST and \"$0 --uninstall\" removes it" >&2
+  elif [ -s "$tmp_manifest" ]; then
+    say "install failed (status $status) and could not write $DESTDIR$MANIFEST; it had created:" >&2
+    cut -c3- "$tmp_manifest" >&2
+    [ "$status" != 0 ] || status=1
+  fi
+  rm -f "$tmp_manifest"
+  exit "$status"
+}
+trap finish_manifest EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Creates $1 and its missing parents, recording each one created.
 mkdirs() {
@@ -90,11 +124,12 @@ mkdirs() {
   mkdir -m 755 "$DESTDIR$1"
   echo "d $1" >>"$tmp_manifest"
 }
-# put MODE SOURCE DEST: installs one file and records it.
+# put MODE SOURCE DEST: installs one file, recorded first (a failed copy may
+# still leave a partial file behind).
 put() {
   mkdirs "$(dirname "$3")"
-  install -m "$1" "$2" "$DESTDIR$3"
   echo "f $3" >>"$tmp_manifest"
+  install -m "$1" "$2" "$DESTDIR$3"
 }
 # put_tree SRCDIR DESTDIR: copies a tree file by file, recording each.
 put_tree() {
@@ -164,6 +199,8 @@ After=local-fs.target
 Type=simple
 ExecStart=$BINDIR/kvm-devices serve
 Restart=on-failure
+# 2: bad configuration; 3: another daemon serves the socket. Restarting cannot help.
+RestartPreventExitStatus=2 3
 KillSignal=SIGTERM
 TimeoutStopSec=30
 
@@ -175,8 +212,8 @@ EOF
   if systemd_live; then
     systemctl daemon-reload
     systemctl enable "$UNIT" >/dev/null
-    systemctl restart "$UNIT"
     echo systemd-enabled >>"$tmp_manifest"
+    systemctl restart "$UNIT"
     say "systemd unit $UNIT enabled and started"
   else
     why="systemd is not running"
@@ -195,6 +232,4 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
   fi
 fi
 
-echo "f $MANIFEST" >>"$tmp_manifest"
-install -m 644 "$tmp_manifest" "$DESTDIR$MANIFEST"
-say "installed into $DESTDIR$PREFIX ($(grep -c '^f ' "$DESTDIR$MANIFEST") files; manifest $DESTDIR$MANIFEST)"
+say "installed into $DESTDIR$PREFIX ($(grep -c '^f ' "$tmp_manifest") files and the manifest $DESTDIR$MANIFEST)"

@@ -5,8 +5,14 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from '../config';
-import { startDaemon } from '../rpc';
+import { SocketInUseError, startDaemon } from '../rpc';
 import type { Command } from './commands';
+
+/**
+ * Exit status when another live daemon serves the socket: distinct, so the
+ * systemd unit can list it in RestartPreventExitStatus (restarting cannot help).
+ */
+export const EXIT_SOCKET_IN_USE = 3;
 
 const HELP = `usage: kvm-devices serve [--socket PATH] [--runtime-dir DIR] [--run-dir DIR]
                          [--accel kvm|tcg] [--launch] [--config FILE] [--log-level LEVEL]
@@ -25,7 +31,9 @@ Runs the JSON-RPC daemon on a Unix socket until SIGTERM/SIGINT.
                       when present); GKD_* environment variables override it
   --log-level LEVEL   trace, debug, info, warn, error, fatal or silent
 
-Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 usage error.
+Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 usage
+or configuration error, ${EXIT_SOCKET_IN_USE} when another daemon is serving the socket (the
+systemd unit does not restart on 2 or ${EXIT_SOCKET_IN_USE}).
 `;
 
 export const serveCommand: Command = {
@@ -68,7 +76,7 @@ export const serveCommand: Command = {
       daemon = await startDaemon(config);
     } catch (e) {
       process.stderr.write(`kvm-devices serve: ${(e as Error).message}\n`);
-      return 1;
+      return e instanceof SocketInUseError ? EXIT_SOCKET_IN_USE : 1;
     }
     const { logger } = daemon;
     return new Promise<number>((resolve) => {

@@ -8,4 +8,4 @@ export { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './met
 export { startDaemon, type Daemon, type StartDaemonOptions } from './daemon';
 export type { CallContext, Notify, RpcMethod, RpcPeer } from './method';
 export { toParamErrors, type ParamError } from './params';
-export { isLive } from './socket-file';
+export { isLive, SocketInUseError } from './socket-file';

@@ -12,6 +12,16 @@ export interface ClaimedSocketPath {
   createdDirs: string[];
 }
 
+/** Another live daemon answers on the socket path: starting a second one would steal it. */
+export class SocketInUseError extends Error {
+  readonly socketPath: string;
+  constructor(socketPath: string) {
+    super(`Cannot listen on "${socketPath}": another daemon is serving it`);
+    this.name = 'SocketInUseError';
+    this.socketPath = socketPath;
+  }
+}
+
 /** Mode of a socket directory the daemon creates: group may traverse, others nothing. */
 export const SOCKET_DIR_MODE = 0o750;
 
@@ -44,7 +54,7 @@ export async function claimSocketPath(socketPath: string): Promise<ClaimedSocket
     throw e;
   }
   if (!st.isSocket()) throw new Error(`Cannot listen on "${socketPath}": the path exists and is not a socket`);
-  if (await isLive(socketPath)) throw new Error(`Cannot listen on "${socketPath}": another daemon is serving it`);
+  if (await isLive(socketPath)) throw new SocketInUseError(socketPath);
   await unlink(socketPath).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ENOENT') throw e;
   });

@@ -183,9 +183,9 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     }
   });
 
-  it('refuses to start on a socket a live daemon holds', () => {
+  it('refuses to start on a socket a live daemon holds, with its own exit status (3)', () => {
     const r = spawnSync(process.execPath, [MAIN, 'serve', '--socket', d.socket, '--log-level', 'silent'], { encoding: 'utf8', timeout: 20_000 });
-    assert.equal(r.status, 1);
+    assert.equal(r.status, 3);
     assert.match(r.stderr, /another daemon is serving it/);
   });
 });

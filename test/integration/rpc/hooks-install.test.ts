@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RpcClient } from '../../../plugin/rpc';
 import { GANETI_ADD_ENV, GANETI_ENV } from './ganeti-env';
@@ -10,10 +10,16 @@ import { ROOT, sampleSpec, spawnDaemon, tempDir, type DaemonProcess } from './da
 const HOOK_NAME_RE = /^[a-zA-Z0-9_-]+$/;
 const GANETI_PATH = '/sbin:/bin:/usr/sbin:/usr/bin';
 
+function runInstall(env: Record<string, string>, args: string[], prefix: string[] = []): { status: number | null; out: string } {
+  const [cmd, ...rest] = [...prefix, join(ROOT, 'install.sh'), ...args] as [string, ...string[]];
+  const r = spawnSync(cmd, rest, { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
 function install(env: Record<string, string>, args: string[]): string {
-  const r = spawnSync(join(ROOT, 'install.sh'), args, { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120_000 });
-  assert.equal(r.status, 0, `install.sh ${args.join(' ')} failed: ${r.stdout}${r.stderr}`);
-  return r.stdout;
+  const r = runInstall(env, args);
+  assert.equal(r.status, 0, `install.sh ${args.join(' ')} failed: ${r.out}`);
+  return r.out;
 }
 
 /** Every file under `dir`, relative. */
@@ -219,8 +225,52 @@ describe('Ganeti hooks and install.sh', function () {
     assert.match(r.stdout, /^\d+\.\d+\.\d+/);
     const hook = readFileSync(join(dest, 'etc/ganeti/hooks/instance-start-pre.d/kvm-devices'), 'utf8');
     assert.match(hook, /KVM_DEVICES='\/usr\/local\/bin\/kvm-devices'/);
-    accessSync(join(dest, 'etc/systemd/system/ganeti-kvm-devices.service'));
+    const unit = readFileSync(join(dest, 'etc/systemd/system/ganeti-kvm-devices.service'), 'utf8');
+    // 3: another daemon serves the socket (kvm-devices serve's own exit status); restarting cannot help.
+    assert.match(unit, /^RestartPreventExitStatus=2 3$/m);
     install(env, ['--uninstall']);
     assert.deepEqual(readdirSync(dest), []);
+  });
+
+  it('a failed install still records what it installed, and --uninstall removes it', () => {
+    const base = join(tmp, 'failing');
+    mkdirSync(base);
+    writeFileSync(join(base, 'not-a-dir'), '');
+    const prefix = join(base, 'usr');
+    // The hooks go last: the code and the command are in place when their directory cannot be made.
+    const r = runInstall({ PREFIX: prefix, SYSCONFDIR: join(base, 'etc'), DESTDIR: '' }, ['--hooks', join(base, 'not-a-dir', 'hooks'), '--no-systemd']);
+    assert.notEqual(r.status, 0, r.out);
+    assert.match(r.out, /install failed .*--uninstall" removes it/);
+    const manifest = readFileSync(join(prefix, 'lib/ganeti-kvm-devices/MANIFEST'), 'utf8');
+    assert.match(manifest, /^f .*\/bin\/kvm-devices$/m);
+    for (const line of manifest.split('\n').filter((l) => l.startsWith('f '))) assert.ok(existsSync(line.slice(2)), `${line} listed but absent`);
+    for (const f of walk(prefix)) assert.ok(manifest.includes(`f ${join(prefix, f)}\n`), `${f} installed but not listed`);
+    install({ PREFIX: prefix, SYSCONFDIR: join(base, 'etc'), DESTDIR: '' }, ['--uninstall']);
+    assert.equal(existsSync(prefix), false);
+  });
+
+  it('refuses before installing anything when SYSTEMDUNITDIR cannot be written (without --no-systemd)', function () {
+    const base = join(tmp, 'nounit');
+    mkdirSync(base);
+    writeFileSync(join(base, 'not-a-dir'), '');
+    const env = { PREFIX: join(base, 'usr'), SYSCONFDIR: join(base, 'etc'), DESTDIR: '' };
+    const r = runInstall({ ...env, SYSTEMDUNITDIR: join(base, 'not-a-dir', 'system') }, []);
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /cannot write the systemd unit into .*not-a-dir\/system .*--no-systemd; nothing was installed/);
+    assert.equal(existsSync(join(base, 'usr')), false);
+    if (process.getuid?.() !== 0) return;
+    // A user who may write PREFIX but not the unit directory.
+    const units = join(base, 'units');
+    mkdirSync(units, { mode: 0o755 });
+    const mine = join(base, 'mine');
+    mkdirSync(mine);
+    chownSync(mine, 65534, 65534);
+    chmodSync(tmp, 0o755);
+    chmodSync(base, 0o755);
+    const asNobody = runInstall({ PREFIX: join(mine, 'usr'), SYSCONFDIR: join(mine, 'etc'), DESTDIR: '', SYSTEMDUNITDIR: units, HOME: mine }, [],
+      ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+    assert.equal(asNobody.status, 1, asNobody.out);
+    assert.match(asNobody.out, /cannot write the systemd unit into .*units .*is not a writable directory/);
+    assert.deepEqual(readdirSync(mine), []);
   });
 });
