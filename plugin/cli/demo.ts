@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { defaultConfig, type Config } from '../config';
-import { RpcClient, startDaemon, type Daemon } from '../rpc';
+import { RpcCallError, RpcClient, startDaemon, type Daemon } from '../rpc';
 import type { Command } from './commands';
 
 const HELP = `usage: kvm-devices demo [--keep] [--qemu PATH]
@@ -22,7 +22,9 @@ node:
   plan an instance (2 SCSI disks on virtio-scsi-pci, 1 virtio NIC) -> start
   it -> hot-add a SCSI disk and a NIC -> hot-remove a disk -> verify the
   runtime file against QEMU -> migrate to the target node -> verify there.
-Prints each step; exit 0 when every step succeeded.
+Prints each step; exit 0 when every step succeeded (the downgrade check must
+refuse: Ganeti 2.10 cannot express SCSI disks), 1 when one failed, 130/143
+after SIGINT/SIGTERM (the QEMUs are stopped and the temp dir removed first).
 
   --keep        keep the temp dir (runtime files, logs) for a look
   --qemu PATH   the QEMU binary (default qemu-system-x86_64)
@@ -74,6 +76,26 @@ export const demoCommand: Command = {
     const dir = mkdtempSync(join(tmpdir(), 'kvm-devices-demo-'));
     const daemons: Daemon[] = [];
     const clients: RpcClient[] = [];
+    // Stops the daemons (and with them the QEMUs they launched) and removes the temp dir; once.
+    let cleaning: Promise<void> | undefined;
+    const cleanup = (): Promise<void> => {
+      cleaning ??= (async () => {
+        for (const c of clients) await c.close().catch(() => undefined);
+        for (const d of daemons) await d.close(1000).catch(() => undefined);
+        if (!values.keep) rmSync(dir, { recursive: true, force: true });
+      })();
+      return cleaning;
+    };
+    // Ctrl-C or a kill in the middle must not leave QEMUs or the temp dir behind.
+    let interrupted: NodeJS.Signals | undefined;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (interrupted !== undefined) return;
+      interrupted = signal;
+      process.stderr.write(`kvm-devices demo: ${signal} received, stopping the QEMUs and removing ${dir}\n`);
+      void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     let step = 0;
     const t0 = Date.now();
     const run = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
@@ -131,11 +153,16 @@ export const demoCommand: Command = {
       await run('disk.remove: the second disk (SCSI unplug completes without a guest)', () => src.call('disk.remove', { name, uuid: UUIDS.disk1 }));
       const v1 = await run('instance.verify on node A', () => src.call<{ clean: boolean; differences: unknown[] }>('instance.verify', { name }));
       out(`      ${v1.clean ? 'clean: the runtime file matches QEMU' : `DRIFT: ${JSON.stringify(v1.differences)}`}`);
-      const lossy = await src.call('runtime.convert', { name, to: '2.10' }).then(
-        () => 'converted',
-        (e: Error) => e.message,
+      // Ganeti 2.10 cannot express SCSI disks: the conversion must be refused, naming them.
+      const refusal = await src.call('runtime.convert', { name, to: '2.10' }).then(
+        () => undefined,
+        (e: unknown) => e,
       );
-      out(`      downgrade check (runtime.convert to 2.10): ${lossy}`);
+      if (!(refusal instanceof RpcCallError) || (refusal.data as { code?: string } | undefined)?.code !== 'GKD_RUNTIME_LOSSY') {
+        const got = refusal === undefined ? 'it converted' : `it failed otherwise: ${(refusal as Error).message}`;
+        throw new Error(`Downgrade check failed: runtime.convert to 2.10 must refuse the SCSI instance as GKD_RUNTIME_LOSSY, ${got}`);
+      }
+      out(`      downgrade check (runtime.convert to 2.10) refused: ${refusal.message}`);
       const { runtime } = await src.call<{ runtime: unknown }>('runtime.get', { name });
       const incoming = `unix:${join(dir, 'migration.sock')}`;
       const backends = { [UUIDS.nic0]: { type: 'user' }, [UUIDS.nic1]: { type: 'user' } };
@@ -148,12 +175,13 @@ export const demoCommand: Command = {
       out(`${ok ? 'demo passed' : 'demo FAILED'} in ${((Date.now() - t0) / 1000).toFixed(1)} s${values.keep ? `; files kept in ${dir}` : ''}`);
       return ok ? 0 : 1;
     } catch (e) {
+      if (interrupted !== undefined) return interrupted === 'SIGINT' ? 130 : 143;
       process.stderr.write(`kvm-devices demo: step ${step + 1} failed: ${(e as Error).message}\n`);
       return 1;
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
-      for (const d of daemons) await d.close().catch(() => undefined);
-      if (!values.keep) rmSync(dir, { recursive: true, force: true });
+      await cleanup();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     }
   },
 };
