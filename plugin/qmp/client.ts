@@ -56,6 +56,9 @@ interface CloseReason {
   cause?: unknown;
 }
 
+/** How many timed-out command ids are remembered for matching late id-less replies. */
+const MAX_LATE_IDS = 256;
+
 /**
  * A connected QMP session. Create with {@link QmpClient.connect}.
  *
@@ -71,6 +74,12 @@ export class QmpClient {
   readonly #emitter = new EventEmitter();
   readonly #waiters = new EventWaiters();
   readonly #requests = new RequestTable();
+  /**
+   * Ids of commands that timed out and whose reply has not come yet, oldest
+   * first (bounded). QEMU answers in the order sent, so an id-less error may
+   * be the late answer to one of them rather than to a waiting command.
+   */
+  readonly #late = new Set<number>();
   readonly #timeoutMs: number;
   readonly #socketClosed: Promise<void>;
   #phase: Phase = 'greeting';
@@ -170,6 +179,11 @@ export class QmpClient {
       return Promise.reject(closeError({ command, device }, { code: 'GKD_QMP_CLOSED', detail: `the connection is closed (${r.detail})`, cause: r.cause }));
     }
     const { id, promise } = this.#requests.open<T>(command, device, timeoutMs);
+    promise.catch((e: unknown) => {
+      if (!(e instanceof GkdError) || e.code !== 'GKD_QMP_TIMEOUT') return;
+      this.#late.add(id);
+      if (this.#late.size > MAX_LATE_IDS) this.#late.delete(this.#late.values().next().value as number);
+    });
     const request: QmpMessage = { execute: command, id };
     if (args !== undefined) request.arguments = args;
     this.#writer.write(request).catch((cause) => {
@@ -289,9 +303,22 @@ export class QmpClient {
 
   #onReply(m: QmpMessage): void {
     this.#waiters.markReply();
+    if (m.id !== undefined && typeof m.id === 'number') this.#late.delete(m.id);
     // QEMU answers a request it cannot parse with an id-less error; in-band
-    // commands are answered in the order sent, so it belongs to the oldest.
-    const id = m.id === undefined ? this.#requests.oldest() : m.id;
+    // commands are answered in the order sent, so it belongs to the oldest
+    // unanswered one. When that is a command that already timed out, the
+    // error is its late answer: dropped, never given to a younger command.
+    let id: unknown = m.id;
+    if (m.id === undefined) {
+      const waiting = this.#requests.oldest();
+      const late = this.#late.values().next().value as number | undefined;
+      if (late !== undefined && (waiting === undefined || late < waiting)) {
+        this.#late.delete(late);
+        return;
+      }
+      if (waiting === undefined) return this.#protocolFault(`an id-less reply while no command is waiting: ${preview(m)}`);
+      id = waiting;
+    }
     if (!this.#requests.has(id)) {
       // A late reply to a command that already timed out is expected; anything else is not ours.
       if (this.#requests.issued(id)) return;

@@ -227,6 +227,29 @@ describe('QmpClient against a fake peer', () => {
     assert.equal(await q, 2);
   });
 
+  it('execute() does not give an id-less error to a younger command when an older one timed out unanswered', async () => {
+    const [client, conn] = track(await peer.connected({ timeoutMs: 5000 }));
+    const p = client.execute('first', undefined, { timeoutMs: 50 });
+    await conn.request();
+    await rejectsWith(p, 'GKD_QMP_TIMEOUT', /"first"/);
+    const q = client.execute('second');
+    const r2 = await conn.request();
+    // The id-less error answers "first" (QEMU replies in order): "second" must not take it.
+    conn.send(line({ error: { class: 'GenericError', desc: 'JSON parse error' } }) + line({ return: 2, id: r2.id }));
+    assert.equal(await q, 2);
+    assert.equal(client.closed, false);
+  });
+
+  it('an id-less error while no command is waiting is a protocol fault', async () => {
+    const [client, conn] = track(await peer.connected());
+    const closed = new Promise<GkdError | undefined>((r) => client.on('close', r));
+    await new Promise((r) => setTimeout(r, 10));
+    conn.send(line({ error: { class: 'GenericError', desc: 'JSON parse error' } }));
+    const err = await closed;
+    assert.equal(err?.code, 'GKD_QMP_PROTOCOL');
+    assert.match(err?.message ?? '', /an id-less reply while no command is waiting/);
+  });
+
   it('execute() rejects pending commands with GKD_QMP_CLOSED on EOF in the middle of a reply', async () => {
     const [client, conn] = track(await peer.connected());
     const closed = new Promise<GkdError | undefined>((r) => client.on('close', r));
