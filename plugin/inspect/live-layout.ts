@@ -57,21 +57,19 @@ async function readDeviceAt(qmp: QmpClient, path: string, id: string): Promise<L
     throw e;
   }
   const names = new Set(props.map((p) => p.name));
-  const dev: LiveDevice = { id, driver: String(await getProp(qmp, path, 'type')) };
-  if (names.has('parent_bus')) {
-    const bus = await getProp(qmp, path, 'parent_bus');
-    if (typeof bus === 'string' && bus !== '') dev.bus = bus.slice(bus.lastIndexOf('/') + 1);
-  }
+  // All properties in flight at once: QEMU answers in order, and the round trips overlap.
+  const wanted = ['type', ...(['parent_bus', 'addr', 'channel', 'scsi-id', 'lun', 'unit'] as const).filter((k) => names.has(k))];
+  const values = await Promise.all(wanted.map((k) => getProp(qmp, path, k)));
+  const v = new Map(wanted.map((k, i) => [k, values[i]] as const));
+  const dev: LiveDevice = { id, driver: String(v.get('type')) };
+  const bus = v.get('parent_bus');
+  if (typeof bus === 'string' && bus !== '') dev.bus = bus.slice(bus.lastIndexOf('/') + 1);
   // PCI devices have an integer devfn `addr`; other devices have no such property.
-  if (names.has('addr')) {
-    const addr = await getProp(qmp, path, 'addr');
-    if (typeof addr === 'number' && addr >= 0) dev.addr = devfnToAddr(addr);
-  }
+  const addr = v.get('addr');
+  if (typeof addr === 'number' && addr >= 0) dev.addr = devfnToAddr(addr);
   for (const k of ['channel', 'scsi-id', 'lun', 'unit'] as const) {
-    if (names.has(k)) {
-      const v = await getProp(qmp, path, k);
-      if (typeof v === 'number') dev[k] = v;
-    }
+    const n = v.get(k);
+    if (typeof n === 'number') dev[k] = n;
   }
   return dev;
 }
@@ -94,12 +92,12 @@ export async function readLiveLayout(qmp: QmpClient, options: { anonymous?: bool
       if (container === 'peripheral-anon' && isGkdError(e) && e.code === 'GKD_QMP_COMMAND') continue;
       throw e;
     }
-    for (const c of children) {
-      if (!c.type.startsWith('child<')) continue;
-      const id = container === 'peripheral' ? c.name : `peripheral-anon/${c.name}`;
-      const d = await readDeviceAt(qmp, `/machine/${container}/${c.name}`, id);
-      if (d !== undefined) out.push(d);
-    }
+    const devices = await Promise.all(
+      children
+        .filter((c) => c.type.startsWith('child<'))
+        .map((c) => readDeviceAt(qmp, `/machine/${container}/${c.name}`, container === 'peripheral' ? c.name : `peripheral-anon/${c.name}`)),
+    );
+    for (const d of devices) if (d !== undefined) out.push(d);
   }
   return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
