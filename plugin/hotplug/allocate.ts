@@ -37,6 +37,15 @@ export function hotplugModel(runtime: RuntimeV2_16, kind: DeviceKind): { driver:
   return { ...m, type };
 }
 
+/** Which live facts `allocate` reads for a new device of `kind` on this runtime's machine. */
+export function occupancyNeeds(runtime: RuntimeV2_16, kind: DeviceKind): Array<'root-slots' | 'scsi-targets' | 'buses'> {
+  const model = hotplugModel(runtime, kind);
+  if (model.bus === 'scsi') return ['scsi-targets'];
+  const hv = runtimeHvParams(runtime[2]);
+  const machine = resolveMachine(hv.machine_version === '' ? machineFromCmd(runtime) : hv.machine_version);
+  return machine.family === 'q35' ? ['buses'] : ['root-slots'];
+}
+
 /**
  * The hvinfo for a new device with QEMU id `id`. Throws GKD_HOTPLUG_UNSUPPORTED
  * for a type that cannot be hot-plugged and GKD_CAPACITY when nothing is free.

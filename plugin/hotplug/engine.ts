@@ -13,7 +13,7 @@ import {
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
 import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic, RuntimeV2_16 } from '../types';
-import { allocate, type DeviceKind } from './allocate';
+import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
@@ -146,7 +146,7 @@ export class HotplugEngine {
     const socket = opts.qmp ?? this.#o.qmpSocket(name);
     const qmp = await this.#o.connections.get(socket);
     await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
-    const live = await readOccupancy(qmp, SCSI_BUS);
+    const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
     if ((await readLiveDevice(qmp, id)) !== undefined) {
       throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
     }
