@@ -4,7 +4,7 @@
  * notifications to its caller; `migration.accept` with the daemon option
  * `launch` starts the target QEMU and keeps it.
  */
-import { acceptMigration, startMigration, verifyInstance, type MigrationContext } from '../../migration';
+import { acceptMigration, startMigration, verifyInstance, type KnownDevices, type MigrationContext } from '../../migration';
 import type { NicBackend } from '../../types';
 import type { RpcMethod } from '../method';
 import type { Launched } from './instance-lifecycle';
@@ -21,7 +21,7 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched): Rp
       schema: verifySchema,
       handler: (p) => verifyInstance(mctx, p.name as string, {
         ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
-        ...(p.repair === true ? { repair: true } : {}),
+        ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' && p.repair !== null ? { repair: p.repair as { known?: KnownDevices } } : {}),
       }),
     },
     {

@@ -58,4 +58,12 @@ describe('rpc params schemas', () => {
     v.check('nic.add', { name: 'i', nic: { uuid: '003fc157-66a8-4e6d-8b7e-ec4f69751396', mac: 'aa:00:00:bf:2f:16' } });
     assert.throws(() => v.check('runtime.convert', { to: '2.10' }), (e: { code: number }) => e.code === -32602);
   });
+
+  it('instance.verify takes repair as a flag or with the specs of devices only QEMU has', () => {
+    const v = validator();
+    v.check('instance.verify', { name: 'i', repair: true });
+    v.check('instance.verify', { name: 'i', repair: { known: { disks: [{ uuid: '9e7c85f6-b6e5-4243-b27d-680b78c6d203', path: '/dev/x' }], nics: [] } } });
+    assert.ok(paths(() => v.check('instance.verify', { name: 'i', repair: { known: { disks: [{ uuid: 'bad', path: '/dev/x' }] } } })).some((p) => p.startsWith('/repair')));
+    assert.ok(paths(() => v.check('instance.verify', { name: 'i', repair: { guess: true } })).some((p) => p.startsWith('/repair')));
+  });
 });
