@@ -96,6 +96,17 @@ export function nodeNeutralCommand(kvmCmd: readonly (string | number)[]): { cmd:
   return { cmd, serialPorts, origin };
 }
 
+/** Longest Unix socket path: sun_path holds 108 bytes with the terminating NUL (QEMU: "Path must be less than 108 bytes"). */
+export const MAX_SOCKET_PATH = 107;
+
+/** Refuses a socket path QEMU would refuse at start, naming the input that made it long. */
+function checkSocketPath(path: string, field: string, name: string): void {
+  const bytes = new TextEncoder().encode(path).length;
+  if (bytes > MAX_SOCKET_PATH) {
+    throw new GkdError('GKD_SPEC_INVALID', `Cannot build a command line for "${name}": the socket path "${path}" is ${bytes} bytes, over the ${MAX_SOCKET_PATH} a Unix socket allows; use a shorter ${field === 'qmp' ? 'QMP socket path' : 'instance name or run dir'}`, { field });
+  }
+}
+
 /** Builds the full argv; argv[0] is the QEMU binary. */
 export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): string[] {
   const [kvmCmd, nics, hvparams, disks] = runtime;
@@ -109,7 +120,10 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
   argv.push('-pidfile', `${runDir}/pid/${name}`);
   // `-serial none` (kept in cmd) means the instance was made without a serial port.
   const ports = serialPorts > 0 ? serialPorts : cmd.some((a, i) => a === '-serial' && cmd[i + 1] === 'none') ? 0 : 1;
-  const defaultSerials = Array.from({ length: ports }, (_, i) => `unix:${escapeOptionValue(`${runDir}/ctrl/${name}.serial${i === 0 ? '' : i}`)},server=on,wait=off`);
+  const serialPaths = Array.from({ length: ports }, (_, i) => `${runDir}/ctrl/${name}.serial${i === 0 ? '' : i}`);
+  if (options.serials === undefined) for (const p of serialPaths) checkSocketPath(p, 'name', name);
+  if (options.qmp !== undefined) checkSocketPath(options.qmp, 'qmp', name);
+  const defaultSerials = serialPaths.map((p) => `unix:${escapeOptionValue(p)},server=on,wait=off`);
   for (const s of options.serials ?? defaultSerials) argv.push('-serial', s);
   if (options.qmp !== undefined) argv.push('-qmp', `unix:${escapeOptionValue(options.qmp)},server=on,wait=off`);
 

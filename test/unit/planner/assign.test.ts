@@ -271,3 +271,15 @@ describe('buildArgv() on a runtime written by Ganeti', () => {
     assert.deepEqual(argv.filter((a, j) => argv[j - 1] === '-serial'), ['none']);
   });
 });
+
+describe('buildArgv() socket paths', () => {
+  it('refuses a QMP or serial socket path over 107 bytes, naming what made it long', () => {
+    const long = `i${'x'.repeat(100)}.example.com`;
+    const p = planInstance(makeSpec({ name: long, disks: 0, nics: 0 }));
+    assert.throws(() => buildArgv(p.runtime, { runDir: '/var/run/ganeti/kvm-hypervisor' }), (e: GkdError) => e.code === 'GKD_SPEC_INVALID' && e.field === 'name' && /over the 107/.test(e.message));
+    const q = planInstance(makeSpec({ disks: 0, nics: 0 }));
+    assert.throws(() => buildArgv(q.runtime, { qmp: `/run/${'q'.repeat(110)}.qmp` }), (e: GkdError) => e.field === 'qmp');
+    // 107 bytes exactly is fine.
+    buildArgv(q.runtime, { runDir: '/r', qmp: `/${'q'.repeat(106)}` });
+  });
+});
