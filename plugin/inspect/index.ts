@@ -1,4 +1,4 @@
 /**
  * Reading the live device layout from QEMU, in hvinfo terms.
  */
-export { readLiveLayout, readLiveDevice, hvinfoDifferences, devfnToAddr, type LiveDevice } from './live-layout';
+export { readLiveLayout, readLiveDevice, listPeripherals, hvinfoDifferences, devfnToAddr, type LiveDevice, type Peripheral } from './live-layout';

@@ -82,7 +82,20 @@ async function readDeviceAt(qmp: QmpClient, path: string, id: string): Promise<L
  * `peripheral-anon/device[N]`.
  */
 export async function readLiveLayout(qmp: QmpClient, options: { anonymous?: boolean } = {}): Promise<LiveDevice[]> {
-  const out: LiveDevice[] = [];
+  const devices = await Promise.all((await listPeripherals(qmp, options)).map((p) => readDeviceAt(qmp, p.path, p.id)));
+  return devices.filter((d): d is LiveDevice => d !== undefined).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** One device in QOM: its path, its id (`peripheral-anon/device[N]` without one) and its QOM type. */
+export interface Peripheral {
+  path: string;
+  id: string;
+  type: string;
+}
+
+/** The devices QEMU has, with (and, with `anonymous`, without) an id, from one qom-list per container. */
+export async function listPeripherals(qmp: QmpClient, options: { anonymous?: boolean } = {}): Promise<Peripheral[]> {
+  const out: Peripheral[] = [];
   for (const container of options.anonymous ? ['peripheral', 'peripheral-anon'] : ['peripheral']) {
     let children: QomProperty[];
     try {
@@ -92,14 +105,13 @@ export async function readLiveLayout(qmp: QmpClient, options: { anonymous?: bool
       if (container === 'peripheral-anon' && isGkdError(e) && e.code === 'GKD_QMP_COMMAND') continue;
       throw e;
     }
-    const devices = await Promise.all(
-      children
-        .filter((c) => c.type.startsWith('child<'))
-        .map((c) => readDeviceAt(qmp, `/machine/${container}/${c.name}`, container === 'peripheral' ? c.name : `peripheral-anon/${c.name}`)),
-    );
-    for (const d of devices) if (d !== undefined) out.push(d);
+    for (const c of children) {
+      const m = /^child<(.+)>$/.exec(c.type);
+      if (m === null) continue;
+      out.push({ path: `/machine/${container}/${c.name}`, id: container === 'peripheral' ? c.name : `peripheral-anon/${c.name}`, type: m[1] });
+    }
   }
-  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return out;
 }
 
 /**
