@@ -113,3 +113,16 @@ export async function startSource(
   const vm = await startQemu(argv);
   return { vm, plan, name: spec.name, argv };
 }
+
+/**
+ * Registers mocha hooks in the calling `describe`: a fresh lab before each
+ * test (handed to `bind`, which picks its nodes), cleaned up after it.
+ */
+export function useMigrationLab(bind: (lab: MigrationLab) => void): void {
+  let lab: MigrationLab | undefined;
+  beforeEach(() => {
+    lab = migrationLab();
+    bind(lab);
+  });
+  afterEach(async () => lab?.cleanup());
+}

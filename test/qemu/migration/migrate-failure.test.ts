@@ -18,7 +18,7 @@ import { GkdError } from '../../../plugin/errors';
 import { HotplugEngine } from '../../../plugin/hotplug';
 import { acceptMigration, startMigration, type MigrationProgress } from '../../../plugin/migration';
 import type { QmpClient } from '../../../plugin/qmp';
-import { migrationLab, startSource, userBackends, type MigrationLab, type SourceVm, type TestNode } from '../../helpers/migration-pair';
+import { useMigrationLab, startSource, userBackends, type MigrationLab, type SourceVm, type TestNode } from '../../helpers/migration-pair';
 import { makeImage } from '../../helpers/plan-vm';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { makeSpec, uuidN } from '../../helpers/specs';
@@ -35,12 +35,11 @@ describe('startMigration() failures', function () {
   let lab: MigrationLab;
   let src: TestNode;
   let dst: TestNode;
-  beforeEach(() => {
-    lab = migrationLab();
-    src = lab.node('src');
-    dst = lab.node('dst');
+  useMigrationLab((l) => {
+    lab = l;
+    src = l.node('src');
+    dst = l.node('dst');
   });
-  afterEach(async () => lab.cleanup());
 
   /** A target started by acceptMigration on `node` from the source's runtime, minus its last disk when `short`. */
   async function acceptOn(node: TestNode, s: SourceVm, sock: string, short: boolean): Promise<string> {

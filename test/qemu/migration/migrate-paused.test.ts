@@ -10,7 +10,7 @@ import { HotplugEngine } from '../../../plugin/hotplug';
 import { readLiveLayout } from '../../../plugin/inspect';
 import { acceptMigration, startMigration, verifyInstance, type MigrationProgress } from '../../../plugin/migration';
 import { makeImage } from '../../helpers/plan-vm';
-import { migrationLab, startSource, userBackends, type MigrationLab, type TestNode } from '../../helpers/migration-pair';
+import { useMigrationLab, startSource, userBackends, type MigrationLab, type TestNode } from '../../helpers/migration-pair';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
 
@@ -22,12 +22,11 @@ describe('startMigration() of a paused VM', function () {
   let lab: MigrationLab;
   let src: TestNode;
   let dst: TestNode;
-  beforeEach(() => {
-    lab = migrationLab();
-    src = lab.node('src');
-    dst = lab.node('dst');
+  useMigrationLab((l) => {
+    lab = l;
+    src = l.node('src');
+    dst = l.node('dst');
   });
-  afterEach(async () => lab.cleanup());
 
   async function migrateAndCheck(name: string): Promise<void> {
     const srcQmp = await src.pool.get(src.qmpSocket(name));
