@@ -34,6 +34,12 @@ export interface MethodDeps {
   /** QEMU processes started in launch mode. */
   launched: Launched;
   /**
+   * Instances an instance.start or migration.accept of this daemon is
+   * setting up (runtime file written, QEMU starting): a second one for the
+   * same name is refused meanwhile.
+   */
+  reserved: Set<string>;
+  /**
    * Broadcasts a notification to every client; bound to the server once it
    * listens (events such as a late `device.removed` outlive the call).
    */
@@ -48,7 +54,7 @@ export function methodDeps(config: Config): MethodDeps {
   const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs, idleCloseMs: 1_000 });
   const qmpSocket = (name: string): string => qmpSocketFor(config, name);
   const deps: MethodDeps = {
-    config, store, connections, launched: new Map(),
+    config, store, connections, launched: new Map(), reserved: new Set(),
     notifyAll: () => undefined,
     engine: undefined as unknown as HotplugEngine,
     migration: {
@@ -70,9 +76,9 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
   all.push(
     discoverMethod(() => all, SHARED_SCHEMAS, version),
     instancePlan,
-    ...lifecycleMethods(deps.store, deps.launched, deps.connections),
+    ...lifecycleMethods(deps.store, deps.launched, deps.connections, deps.reserved),
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
-    ...migrationMethods(deps.migration, deps.launched),
+    ...migrationMethods(deps.migration, deps.launched, deps.reserved),
     ...runtimeMethods(deps.store),
   );
   // Every method taking a QMP socket path only reaches sockets in the daemon's own directories.

@@ -20,11 +20,11 @@ type Plan = Awaited<ReturnType<typeof planForDaemon>>;
 export type Launched = Map<string, QemuProcess>;
 
 /** The two lifecycle methods over `store`. */
-export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections): RpcMethod[] {
-  // Instances an instance.start of this daemon is working on, from the running check through the
-  // runtime file write to the launch: a second start of the same name is refused meanwhile, so it
-  // can neither overwrite the first one's file nor remove it when its own launch fails.
-  const starting = new Set<string>();
+export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections, starting: Set<string> = new Set()): RpcMethod[] {
+  // `starting`: instances an instance.start (or a migration.accept) of this daemon is working on, from
+  // the running check through the runtime file write to the launch: a second one for the same name is
+  // refused meanwhile, so it can neither overwrite the first one's file nor remove it when its own
+  // launch fails.
 
   /** The part of instance.start that runs while `name` is reserved in `starting`. */
   const startReserved = async (name: string, plan: Plan, ctx: CallContext): Promise<Record<string, unknown>> => {
@@ -69,7 +69,7 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
         const plan = await planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
         const name = (p.instance as { name: string }).name;
         if (starting.has(name)) {
-          throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": another instance.start of it is in progress`, { field: 'instance.name' });
+          throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": another instance.start or migration.accept of it is in progress`, { field: 'instance.name' });
         }
         if (launched.has(name)) throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": the daemon already runs it`);
         starting.add(name);

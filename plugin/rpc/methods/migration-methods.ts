@@ -5,6 +5,7 @@
  * `launch` starts the target QEMU and keeps it.
  */
 import { acceptMigration, startMigration, verifyInstance, type KnownDevices, type MigrationContext } from '../../migration';
+import { GkdError } from '../../errors';
 import type { NicBackend } from '../../types';
 import type { RpcMethod } from '../method';
 import type { Launched } from './instance-lifecycle';
@@ -13,7 +14,7 @@ import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
 import startSchema from '../../../schemas/rpc/migration.start.schema.json';
 
 /** The three migration methods over `mctx`. */
-export function migrationMethods(mctx: MigrationContext, launched: Launched): RpcMethod[] {
+export function migrationMethods(mctx: MigrationContext, launched: Launched, reserved: Set<string> = new Set()): RpcMethod[] {
   return [
     {
       name: 'instance.verify',
@@ -30,19 +31,27 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched): Rp
       schema: acceptSchema,
       handler: async (p, ctx) => {
         const name = p.name as string;
-        const r = await acceptMigration(mctx, {
-          name, runtime: p.runtime, incoming: p.incoming as string, launch: ctx.config.launch,
-          ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
-          ...(p.nicBackends === undefined ? {} : { build: { nicBackends: p.nicBackends as Record<string, NicBackend> } }),
-        });
-        const { process: proc, ...rest } = r;
-        if (proc !== undefined) {
-          launched.set(name, proc);
-          void proc.exited.finally(() => {
-            if (launched.get(name) === proc) launched.delete(name);
-          });
+        if (reserved.has(name) || launched.has(name)) {
+          throw new GkdError('GKD_INSTANCE_BUSY', `Cannot accept a migration of "${name}": this daemon is starting or already runs it`, { field: 'name' });
         }
-        return { ...rest, launched: proc !== undefined };
+        reserved.add(name);
+        try {
+          const r = await acceptMigration(mctx, {
+            name, runtime: p.runtime, incoming: p.incoming as string, launch: ctx.config.launch,
+            ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
+            ...(p.nicBackends === undefined ? {} : { build: { nicBackends: p.nicBackends as Record<string, NicBackend> } }),
+          });
+          const { process: proc, ...rest } = r;
+          if (proc !== undefined) {
+            launched.set(name, proc);
+            void proc.exited.finally(() => {
+              if (launched.get(name) === proc) launched.delete(name);
+            });
+          }
+          return { ...rest, launched: proc !== undefined };
+        } finally {
+          reserved.delete(name);
+        }
       },
     },
     {

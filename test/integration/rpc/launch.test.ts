@@ -85,7 +85,13 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     assert.equal((lost[0]?.reason as RpcCallError).code, 5004);
     assert.match((lost[0]?.reason as RpcCallError).message, /twice1/);
     assert.ok(existsSync(join(src.runtimeDir, 'twice1.runtime')), "the winner's runtime file is kept");
-    await a.call('runtime.get', { name: 'twice1' });
+    const { runtime } = await a.call<{ runtime: unknown }>('runtime.get', { name: 'twice1' });
+    // Nor may a migration be accepted onto an instance this daemon runs.
+    await assert.rejects(
+      a.call('migration.accept', { name: 'twice1', runtime, incoming: `unix:${join(dir, 'twice1-mig.sock')}` }),
+      (e: RpcCallError) => e.code === 5004 && /migration of "twice1"/.test(e.message),
+    );
+    assert.deepEqual((await a.call<{ runtime: unknown }>('runtime.get', { name: 'twice1' })).runtime, runtime);
   });
 
   it('leaves no runtime file behind when QEMU fails to start', async () => {
