@@ -10,51 +10,20 @@
 
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { GkdError, type ErrorCode } from '../errors';
+import { GkdError } from '../errors';
 import type { QmpMessage } from './framing';
 import { EventWaiters, isEvent, toEvent, type EventExpectation, type QmpEvent, type QmpEventMatch } from './events';
 import { isGreeting, parseGreeting, type QemuVersion, type QmpGreeting } from './greeting';
-import { QmpReader, type QmpReaderEnd } from './reader';
+import { QmpReader } from './reader';
 import { QmpWriter } from './writer';
 import { openSocket } from './open-socket';
 import { RequestTable, deviceOpt } from './requests';
+import { closeError, endReason, preview, stripUndefined, type CloseReason } from './close-reason';
+import { QMP_CLIENT_DEFAULTS, type QmpConnectOptions, type QmpExecuteOptions } from './options';
 
-/** Options for {@link QmpClient.connect}. */
-export interface QmpConnectOptions {
-  /** Default timeout of every command, ms. @default 10000 */
-  timeoutMs?: number;
-  /** Budget for socket connect + greeting + `qmp_capabilities`, ms. @default 5000 */
-  connectTimeoutMs?: number;
-  /** Largest accepted message, bytes. @default 16 MiB */
-  maxMessageBytes?: number;
-  /**
-   * Event listener attached before the handshake, so events QEMU sends before
-   * `connect()` resolves (before or right after the greeting) are not lost.
-   */
-  onEvent?: (ev: QmpEvent) => void;
-}
-
-/** Options for one command. */
-export interface QmpExecuteOptions {
-  /** Overrides the connection's default command timeout, ms. */
-  timeoutMs?: number;
-}
-
-/** Defaults of {@link QmpClient}. */
-export const QMP_CLIENT_DEFAULTS = {
-  timeoutMs: 10_000,
-  connectTimeoutMs: 5_000,
-  maxMessageBytes: 16 * 1024 * 1024,
-} as const;
+export { QMP_CLIENT_DEFAULTS, type QmpConnectOptions, type QmpExecuteOptions };
 
 type Phase = 'greeting' | 'ready' | 'closed';
-
-/** Why the connection ended: an error code and the state text after the colon. */
-interface CloseReason {
-  code: ErrorCode;
-  detail: string;
-  cause?: unknown;
-}
 
 /** How many timed-out command ids are remembered for matching late id-less replies. */
 const MAX_LATE_IDS = 256;
@@ -374,28 +343,4 @@ export class QmpClient {
       cause: reason.cause,
     });
   }
-}
-
-function closeError(req: { command: string; device: string | undefined }, reason: CloseReason): GkdError {
-  return new GkdError(reason.code, `Cannot run QMP command "${req.command}": ${reason.detail}`, {
-    ...deviceOpt(req.device),
-    data: { command: req.command },
-    cause: reason.cause,
-  });
-}
-
-function endReason(info: QmpReaderEnd): CloseReason {
-  const detail = info.truncatedBytes > 0
-    ? `QEMU closed the connection in the middle of a message (${info.truncatedBytes} bytes received)`
-    : 'QEMU closed the connection (it exited or the socket vanished)';
-  return info.cause === undefined ? { code: 'GKD_QMP_CLOSED', detail } : { code: 'GKD_QMP_CLOSED', detail: `${detail}: ${info.cause.message}`, cause: info.cause };
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function preview(m: QmpMessage): string {
-  const s = JSON.stringify(m);
-  return s.length > 120 ? `${s.slice(0, 120)}…` : s;
 }
