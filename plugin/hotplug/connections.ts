@@ -14,6 +14,7 @@
  */
 import { QmpClient, type QmpConnectOptions } from '../qmp';
 
+/** Connect options plus the idle time after which a connection is given back. */
 export interface QmpConnectionsOptions extends QmpConnectOptions {
   /** Close a connection idle this long (ms); undefined keeps connections until closeAll. */
   idleCloseMs?: number;
@@ -26,6 +27,7 @@ interface Entry {
   timer?: NodeJS.Timeout;
 }
 
+/** The shared QMP connections, one per socket (see the file comment). */
 export class QmpConnections {
   readonly #entries = new Map<string, Entry>();
   readonly #options: QmpConnectOptions;

@@ -21,6 +21,7 @@ import { AddSteps } from './add-steps';
 import { UndoLog } from './undo';
 import { verifyAdded } from './verify';
 
+/** Defaults of {@link HotplugEngine}. */
 export const HOTPLUG_DEFAULTS = {
   /** How long to wait for the guest to release a device (DEVICE_DELETED) before reporting it pending. */
   unplugTimeoutMs: 5_000,
@@ -33,6 +34,7 @@ export const HOTPLUG_DEFAULTS = {
 /** QEMU run states in which a hotplug would break a migration. */
 const MIGRATION_STATES = new Set(['inmigrate', 'postmigrate', 'finish-migrate']);
 
+/** What the engine works with: the store, the shared QMP connections, and its timeouts. */
 export interface HotplugEngineOptions {
   store: RuntimeStore;
   connections: QmpConnections;
@@ -48,15 +50,18 @@ export interface HotplugEngineOptions {
   onRemoved?: (ev: RemovedEvent) => void;
 }
 
+/** Per-call options of the engine's operations. */
 export interface CallOptions {
   /** QMP socket override for this call. */
   qmp?: string;
   unplugTimeoutMs?: number;
 }
 
+/** A hot-add's result: where the device went. */
 export interface AddResult {
   hvinfo: HvInfo;
 }
+/** A completed removal: the hvinfo the device had, and what could not be cleaned (a backend QEMU had already dropped). */
 export interface RemoveResult {
   hvinfo: HvInfo;
   status: 'removed';
@@ -69,6 +74,7 @@ function entryOf(runtime: RuntimeV2_16, kind: DeviceKind, uuid: string): { index
   return index < 0 ? undefined : { index, hvinfo: (list[index].hvinfo ?? {}) as Partial<HvInfo> };
 }
 
+/** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
 export class HotplugEngine {
   readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved'>> & HotplugEngineOptions;
   readonly #queues = new Map<string, Promise<unknown>>();

@@ -8,6 +8,7 @@ import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
 import type { DeviceKind } from './allocate';
 
+/** A pending removal that completed (sent to clients as `device.removed`). */
 export interface RemovedEvent {
   name: string;
   kind: DeviceKind;
@@ -26,6 +27,7 @@ interface Watch {
   finish: () => Promise<string[]>;
 }
 
+/** Removals the guest has not acknowledged yet, finished when QEMU reports the device gone. */
 export class PendingUnplugs {
   readonly #watches = new Map<string, Watch>();
   readonly #exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>;

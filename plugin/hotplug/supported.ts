@@ -11,6 +11,7 @@ import type { RuntimeV2_16 } from '../types';
 import { allocate, hotplugModel, type DeviceKind, type LiveOccupancy } from './allocate';
 import { readOccupancy } from './occupancy';
 
+/** The answer of `hotplug.supported`: yes or no, why not, and how much room is left for an add. */
 export interface SupportAnswer {
   supported: boolean;
   reason?: string;
@@ -43,6 +44,7 @@ export function freeCapacity(runtime: RuntimeV2_16, kind: DeviceKind, live: Live
   }
 }
 
+/** Whether `kind` can be hot-added or -removed on this instance now, with the reason when not. */
 export async function hotplugSupported(runtime: RuntimeV2_16, qmp: QmpClient, kind: DeviceKind, action: 'add' | 'remove'): Promise<SupportAnswer> {
   const v = qmp.version;
   const qemu = `${v.major}.${v.minor}.${v.micro}`;

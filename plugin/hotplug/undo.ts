@@ -5,6 +5,7 @@
  */
 import { GkdError, isGkdError } from '../errors';
 
+/** The inverses of the steps of one hotplug, run newest first on failure. */
 export class UndoLog {
   readonly #steps: Array<{ what: string; run: () => Promise<string | void> }> = [];
 

@@ -20,6 +20,7 @@ import { escapeOptionValue } from './option-escape';
 import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
 import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
 
+/** Facts about this node the pure planner is given. */
 export interface PlanOptions {
   /** Alias → versioned machine type of the local QEMU (`{pc: 'pc-i440fx-7.2'}`), to freeze `pc`/`q35`. */
   machineAliases?: Readonly<Record<string, string>>;
@@ -35,6 +36,7 @@ export interface PlannedDevice {
   hotpluggable: boolean;
 }
 
+/** A planned instance: its runtime file (2.16), its devices, its node-local NIC backends and machine. */
 export interface Plan {
   runtime: RuntimeV2_16;
   devices: PlannedDevice[];

@@ -11,6 +11,7 @@ import { DISK_MODELS } from './drivers';
 import { runtimeHvParams } from './hvparams';
 import { escapeOptionValue } from './option-escape';
 
+/** Node-local options of a command line: none of them is stored in the runtime file. */
 export interface BuildOptions {
   /** `kvm` (default) or `tcg` (software emulation, for machines without KVM). */
   accel?: 'kvm' | 'tcg';
@@ -30,6 +31,7 @@ export interface BuildOptions {
   isBlockDevice?: (path: string) => boolean;
 }
 
+/** Ganeti's KVM run dir: pid files and serial/QMP sockets live under it. */
 export const DEFAULT_RUN_DIR = '/var/run/ganeti/kvm-hypervisor';
 
 /** The instance name recorded in kvm_cmd (`-name`), with QEMU's comma escaping undone. */

@@ -9,11 +9,14 @@ import { GkdError } from '../errors';
 import type { HvInfo, NicBackend } from '../types';
 import { escapeOptionValue } from './option-escape';
 
+/** A value in a QEMU option dict (QMP JSON, or dotted `k=v` on the command line). */
 export type QemuValue = string | number | boolean | QemuDict | QemuValue[];
+/** A QEMU option dict: QMP arguments, rendered flat for the command line. */
 export interface QemuDict {
   [k: string]: QemuValue;
 }
 
+/** The disk I/O hvparams, as Ganeti names them. */
 export interface DiskIoParams {
   cache: 'default' | 'none' | 'writeback' | 'writethrough';
   aio: 'threads' | 'native' | 'io_uring';
@@ -46,6 +49,7 @@ export function uriProtocol(uri: string, field: string): QemuDict {
   throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot use ${field} ${JSON.stringify(uri)}: expected "rbd:POOL/IMAGE" or "gluster://HOST[:PORT]/VOLUME/PATH"`, { field });
 }
 
+/** Where a disk's data comes from. */
 export interface DiskSource {
   /** Path QEMU opens (Ganeti's link path). */
   path: string;

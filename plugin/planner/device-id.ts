@@ -11,10 +11,12 @@ const QEMU_ID_RE = /^[A-Za-z][A-Za-z0-9._-]*$/;
 /** QEMU rejects block node names longer than 31 characters ("Node name too long"). */
 export const MAX_NODE_NAME = 31;
 
+/** True for a lowercase UUID, the form Ganeti stores. */
 export function isUuid(s: unknown): s is string {
   return typeof s === 'string' && UUID_RE.test(s);
 }
 
+/** True for a valid QEMU identifier. */
 export function isQemuId(s: string): boolean {
   return QEMU_ID_RE.test(s);
 }

@@ -4,8 +4,10 @@
  */
 import type { DiskType, NicType, ScsiControllerType } from './hvparams';
 
+/** The kind of bus a device model sits on. */
 export type BusKind = 'pci' | 'scsi' | 'ide' | 'isa';
 
+/** How a disk_type becomes a QEMU device. */
 export interface DiskModel {
   driver: string;
   bus: BusKind;
@@ -24,6 +26,7 @@ export const DISK_MODELS: Record<DiskType, DiskModel> = {
   ide: { driver: 'ide-hd', bus: 'ide', hotpluggable: false, writeCache: true },
 };
 
+/** How a nic_type becomes a QEMU device. */
 export interface NicModel {
   driver: string;
   bus: BusKind;
@@ -43,6 +46,7 @@ export const NIC_MODELS: Record<NicType, NicModel> = {
   ne2k_isa: { driver: 'ne2k_isa', bus: 'isa', hotpluggable: false },
 };
 
+/** A SCSI controller's QEMU device and the targets a guest can use. */
 export interface ScsiControllerModel {
   driver: string;
   /** Targets a guest can use: 0 .. targets-1. */
@@ -73,6 +77,7 @@ export const SCSI_BUS = `${SCSI_CONTROLLER_ID}.0`;
 export const MAX_DISKS = 16;
 export const MAX_NICS = 8;
 
+/** True for the disk types that sit on a SCSI bus. */
 export function isScsiDiskType(t: string): boolean {
   return t === 'scsi-hd' || t === 'scsi-block' || t === 'scsi-generic' || t === 'scsi-cd';
 }

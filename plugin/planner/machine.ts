@@ -6,6 +6,7 @@
  */
 import { GkdError } from '../errors';
 
+/** The two PC machine families QEMU offers. */
 export type MachineFamily = 'pc' | 'q35';
 
 export interface MachineLayout {
@@ -22,6 +23,7 @@ export interface MachineLayout {
   ide: { buses: number; units: number };
 }
 
+/** Slots on a PCI bus. */
 export const PCI_SLOTS = 32;
 
 const PC_RE = /^pc(-i440fx)?-\d+(\.\d+)+$/;

@@ -27,6 +27,7 @@ export interface RootPort {
   chassis: number;
 }
 
+/** The id of the `index`-th root port. */
 export function portId(index: number): string {
   return `rp${index}`;
 }
