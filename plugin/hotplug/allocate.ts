@@ -4,7 +4,7 @@
  * left behind by a failed unplug is never collided with.
  */
 import { GkdError } from '../errors';
-import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLERS, runtimeHvParams, parsePorts, resolveMachine } from '../planner';
+import { deviceOptions, DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLERS, runtimeHvParams, parsePorts, resolveMachine } from '../planner';
 import type { HvInfo, RuntimeV2_16 } from '../types';
 import { isPciHvInfo, isScsiHvInfo } from '../types';
 
@@ -84,8 +84,8 @@ export function allocate(runtime: RuntimeV2_16, kind: DeviceKind, id: string, li
     const cmd = runtime[0];
     const usedBuses = new Set<string>([...live.busyBuses, ...recorded.map((h) => h.bus)]);
     for (let i = 0; i < cmd.length - 1; i++) {
-      const m = cmd[i] === '-device' && typeof cmd[i + 1] === 'string' ? /(?:^|,)bus=([^,]+)/.exec(cmd[i + 1] as string) : null;
-      if (m !== null) usedBuses.add(m[1]);
+      const bus = cmd[i] === '-device' && typeof cmd[i + 1] === 'string' ? deviceOptions(cmd[i + 1] as string).get('bus') : undefined;
+      if (bus !== undefined) usedBuses.add(String(bus));
     }
     const port = parsePorts(cmd).find((p) => !usedBuses.has(p.id));
     if (port === undefined) {

@@ -6,7 +6,7 @@
  * command is built (`nodeNeutralCommand`): Ganeti's `-balloon virtio[,…]`
  * is the `-device virtio-balloon[,…]` QEMU gets. Pure.
  */
-import { nodeNeutralCommand, splitOptions } from '../planner';
+import { deviceOptions, nodeNeutralCommand } from '../planner';
 import type { RuntimeV2_16 } from '../types';
 
 /** Where a device is recorded in the runtime. */
@@ -33,20 +33,15 @@ const INTEGER_KEYS = new Set(['channel', 'scsi-id', 'lun', 'unit']);
 
 /** The hvinfo-shaped fields of a `-device` value (`virtio-scsi-pci,id=scsi,bus=pci.0,addr=0x5`). */
 export function deviceOptionFields(value: string): { id?: string; fields: Record<string, unknown> } {
-  const [driver, ...opts] = splitOptions(value);
-  const kv = new Map<string, string>();
-  for (const o of opts) {
-    const eq = o.indexOf('=');
-    if (eq > 0) kv.set(o.slice(0, eq), o.slice(eq + 1));
-  }
-  const fields: Record<string, unknown> = { driver };
+  const kv = deviceOptions(value);
+  const fields: Record<string, unknown> = { driver: String(kv.get('driver') ?? '') };
   for (const k of COMPARED) {
     const v = kv.get(k);
     if (k === 'driver' || v === undefined) continue;
-    fields[k] = INTEGER_KEYS.has(k) ? Number(v) : v;
+    fields[k] = INTEGER_KEYS.has(k) ? Number(v) : String(v);
   }
   const id = kv.get('id');
-  return id === undefined ? { fields } : { id, fields };
+  return id === undefined ? { fields } : { id: String(id), fields };
 }
 
 function hvinfoFields(h: Record<string, unknown>): Record<string, unknown> {

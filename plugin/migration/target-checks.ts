@@ -7,7 +7,7 @@
  * and local is 'pc-i440fx-7.1'") or at start-up (a missing disk file or
  * device model), so the target refuses before anything runs.
  */
-import { splitOptions } from '../planner';
+import { deviceOptions, splitOptions } from '../planner';
 import type { RuntimeV2_16 } from '../types';
 import type { QemuOffer } from './node-facts';
 
@@ -54,8 +54,9 @@ export function targetRefusals(runtime: RuntimeV2_16, offer: QemuOffer, exists: 
   }
   for (let i = 0; i < kvmCmd.length - 1; i++) {
     if (kvmCmd[i] !== '-device') continue;
-    const [driver, ...opts] = splitOptions(String(kvmCmd[i + 1]));
-    const id = opts.find((o) => o.startsWith('id='))?.slice(3);
+    const kv = deviceOptions(String(kvmCmd[i + 1]));
+    const driver = String(kv.get('driver') ?? '');
+    const id = kv.get('id') === undefined ? undefined : String(kv.get('id'));
     if (!offer.devices.has(driver)) out.push({ field: `runtime[0][${i + 1}]`, ...(id === undefined ? {} : { device: id }), reason: `device model "${driver}" is not available in the local QEMU` });
   }
   nics.forEach((n, i) => {

@@ -12,4 +12,4 @@ export { fillHvParams, runtimeHvParams, HVPARAM_DEFAULTS, type PlannerHvParams }
 export { resolveMachine, type MachineLayout } from './machine';
 export { lowestFreeSlot, slotToAddr, addrToSlot } from './pci-slots';
 export { parsePorts, portId, type RootPort } from './pcie-ports';
-export { claimedSlots, shellSplit, splitOptions } from './kvm-extra';
+export { claimedSlots, deviceOptions, shellSplit, splitOptions } from './kvm-extra';

@@ -49,18 +49,28 @@ export function splitOptions(s: string): string[] {
   return s.replace(/,,/g, '\u0000').split(',').map((p) => p.replace(/\u0000/g, ','));
 }
 
-/** The options of one `-device` value: `driver,k=v,…` or QEMU's JSON form `{"driver":…}`. */
-function deviceOptions(value: string): Map<string, unknown> {
+/**
+ * The options of one `-device` value, in either QEMU syntax (`driver,k=v,…`
+ * or JSON `{"driver":…}`), the driver under `driver`. JSON numbers stay
+ * numbers: QEMU reads an integer `addr` there as a devfn, not as hex text.
+ */
+export function deviceOptions(value: string): Map<string, string | number> {
+  const kv = new Map<string, string | number>();
   if (value.trimStart().startsWith('{')) {
     try {
       const o = JSON.parse(value) as Record<string, unknown>;
-      return new Map(Object.entries(o));
+      for (const [k, v] of Object.entries(o)) if (typeof v === 'string' || typeof v === 'number') kv.set(k, v);
     } catch {
-      return new Map();
+      // Not JSON after all: QEMU will say so when it starts.
     }
+    return kv;
   }
-  const opts = splitOptions(value).slice(1);
-  return new Map(opts.map((o) => [o.slice(0, o.indexOf('=')), o.slice(o.indexOf('=') + 1)] as const));
+  splitOptions(value).forEach((p, i) => {
+    const eq = p.indexOf('=');
+    if (eq > 0) kv.set(p.slice(0, eq), p.slice(eq + 1));
+    else if (i === 0) kv.set('driver', p);
+  });
+  return kv;
 }
 
 /**

@@ -22,6 +22,19 @@ export function slotToAddr(slot: number): string {
 }
 
 /**
+ * QEMU reads a PCI `addr` given as text as hexadecimal "SLOT[.FN]" whether
+ * or not it has a 0x prefix (`addr=10` is slot 0x10); undefined when it is
+ * not an address.
+ */
+export function parseDevfnText(addr: string): { slot: number; fn: number } | undefined {
+  const m = /^\s*(?:0[xX])?([0-9a-fA-F]+)(?:\.(?:0[xX])?([0-9a-fA-F]+))?\s*$/.exec(addr);
+  if (m === null) return undefined;
+  const slot = parseInt(m[1], 16);
+  const fn = m[2] === undefined ? 0 : parseInt(m[2], 16);
+  return slot < PCI_SLOTS && fn < 8 ? { slot, fn } : undefined;
+}
+
+/**
  * The slot a QEMU `addr` value names: 12 from `"0xc"`, `"c"` or `"0xc.0x1"`.
  * QEMU reads a PCI address on the command line as hex with or without `0x`
  * (`addr=12` is slot 0x12) and an integer in a JSON `-device` as a devfn;
@@ -30,9 +43,5 @@ export function slotToAddr(slot: number): string {
 export function addrToSlot(addr: unknown): number | undefined {
   // In a JSON -device on the command line an integer addr is a devfn (16 is slot 2), QEMU 7.2.
   if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 && addr < PCI_SLOTS * 8 ? addr >> 3 : undefined;
-  if (typeof addr !== 'string') return undefined;
-  const m = /^(?:0x)?([0-9a-fA-F]+)(?:\.(?:0x)?[0-7])?$/.exec(addr.trim());
-  if (m === null) return undefined;
-  const n = parseInt(m[1], 16);
-  return n < PCI_SLOTS ? n : undefined;
+  return typeof addr === 'string' ? parseDevfnText(addr)?.slot : undefined;
 }

@@ -9,8 +9,8 @@
  * same topology.
  */
 import { GkdError } from '../errors';
-import { claimedSlots, splitOptions } from './kvm-extra';
-import { lowestFreeSlot } from './pci-slots';
+import { claimedSlots, deviceOptions } from './kvm-extra';
+import { lowestFreeSlot, parseDevfnText } from './pci-slots';
 
 export const PORT_DRIVER = 'pcie-root-port';
 export const FUNCTIONS_PER_SLOT = 8;
@@ -42,66 +42,22 @@ export interface RootClaims {
 export const NO_CLAIMS: RootClaims = { slots: new Set(), chassis: new Set(), ids: new Set() };
 
 /**
- * QEMU reads a PCI `addr` given as text as hexadecimal "SLOT[.FN]" whether
- * or not it has a 0x prefix (`addr=10` is slot 0x10); undefined when it is
- * not an address.
- */
-export function parseDevfnText(addr: string): { slot: number; fn: number } | undefined {
-  const m = /^\s*(?:0[xX])?([0-9a-fA-F]+)(?:\.(?:0[xX])?([0-9a-fA-F]+))?\s*$/.exec(addr);
-  if (m === null) return undefined;
-  const slot = parseInt(m[1], 16);
-  const fn = m[2] === undefined ? 0 : parseInt(m[2], 16);
-  return slot < 32 && fn < FUNCTIONS_PER_SLOT ? { slot, fn } : undefined;
-}
-
-/** The options of one `-device` value, in either QEMU syntax (`drv,k=v` or JSON). */
-function deviceOptions(value: string): Map<string, string> {
-  const kv = new Map<string, string>();
-  if (value.trimStart().startsWith('{')) {
-    try {
-      const o = JSON.parse(value) as Record<string, unknown>;
-      for (const [k, v] of Object.entries(o)) if (typeof v === 'string' || typeof v === 'number') kv.set(k, String(v));
-    } catch {
-      // Not JSON after all: QEMU will say so when it starts.
-    }
-    return kv;
-  }
-  const parts = splitOptions(value);
-  parts.forEach((p, i) => {
-    const eq = p.indexOf('=');
-    if (eq > 0) kv.set(p.slice(0, eq), p.slice(eq + 1));
-    else if (i === 0) kv.set('driver', p);
-  });
-  return kv;
-}
-
-/**
- * What the `-device` options in `args` take on a q35 root bus. A device
- * without `bus=` lands on the root bus. A numeric `addr` from JSON is a
- * devfn, as QEMU reads it.
+ * What the `-device` options in `args` take on a q35 root bus: the slots
+ * (read as for pc, plus slot 1 that `-vga` takes at machine init, before
+ * any port is created), PCIe chassis numbers and ids.
  */
 export function rootClaims(args: readonly string[], rootBus: string): RootClaims {
-  const slots = new Set<number>();
   const chassis = new Set<number>();
   const ids = new Set<string>();
   for (let i = 0; i < args.length - 1; i++) {
     if (args[i] !== '-device') continue;
     const kv = deviceOptions(args[i + 1]);
     const id = kv.get('id');
-    if (id !== undefined) ids.add(id);
+    if (id !== undefined) ids.add(String(id));
     const c = kv.get('chassis');
-    if (c !== undefined && /^\d+$/.test(c)) chassis.add(Number(c));
-    if ((kv.get('bus') ?? rootBus) !== rootBus) continue;
-    const addr = kv.get('addr');
-    if (addr === undefined) continue;
-    const json = args[i + 1].trimStart().startsWith('{');
-    const at = json && /^\d+$/.test(addr) ? { slot: Number(addr) >> 3, fn: Number(addr) & 7 } : parseDevfnText(addr);
-    if (at !== undefined) slots.add(at.slot);
+    if (c !== undefined && /^\d+$/.test(String(c))) chassis.add(Number(c));
   }
-  // Also what the shared parser reads, so q35 never claims less than pc would; on q35 `-vga`
-  // puts its adapter on slot 1 at machine init, before any port is created.
-  for (const s of claimedSlots(args, rootBus, 1)) slots.add(s);
-  return { slots, chassis, ids };
+  return { slots: new Set(claimedSlots(args, rootBus, 1)), chassis, ids };
 }
 
 function capacityError(count: number, why: string): GkdError {
@@ -160,12 +116,12 @@ export function parsePorts(kvmCmd: readonly (string | number)[]): RootPort[] {
   for (let i = 0; i < kvmCmd.length - 1; i++) {
     if (kvmCmd[i] !== '-device' || typeof kvmCmd[i + 1] !== 'string') continue;
     const kv = deviceOptions(kvmCmd[i + 1] as string);
-    const id = kv.get('id') ?? '';
+    const id = String(kv.get('id') ?? '');
     if (kv.get('driver') !== PORT_DRIVER || !PORT_ID_RE.test(id)) continue;
-    const at = parseDevfnText(kv.get('addr') ?? '0') ?? { slot: 0, fn: 0 };
+    const at = parseDevfnText(String(kv.get('addr') ?? '0')) ?? { slot: 0, fn: 0 };
     ports.push({ id, slot: at.slot, fn: at.fn, chassis: Number(kv.get('chassis') ?? 0) });
   }
   return ports;
 }
 
-export { claimedSlots };
+export { claimedSlots, parseDevfnText };
