@@ -26,22 +26,30 @@ const NEEDED: Record<DeviceKind, Record<'add' | 'remove', string[]>> = {
   nic: { add: ['netdev_add', 'device_add', 'query-pci', 'qom-get'], remove: ['device_del', 'netdev_del'] },
 };
 
-/** How many devices of `kind` `allocate` would still place, simulating each add. */
-export function freeCapacity(runtime: RuntimeV2_16, kind: DeviceKind, live: LiveOccupancy): number {
+/**
+ * How many devices `allocate` would still place, simulating each add. With
+ * several kinds they are added in turn (a disk, a NIC, a disk…) until every
+ * kind is refused, which is what an instance growing both ways can reach.
+ */
+export function freeCapacity(runtime: RuntimeV2_16, kinds: DeviceKind | readonly DeviceKind[], live: LiveOccupancy): number {
   const sim = structuredClone(runtime);
+  const open = new Set<DeviceKind>(typeof kinds === 'string' ? [kinds] : kinds);
   let n = 0;
-  for (;;) {
-    const uuid = `${(0xf0000000 + n).toString(16)}-0000-4000-8000-000000000000`;
-    try {
-      const hvinfo = allocate(sim, kind, deviceId(kind, uuid, 'uuid'), live);
-      if (kind === 'disk') sim[3].push([{ uuid, hvinfo }, '', null]);
-      else sim[1].push({ uuid, hvinfo });
-      n++;
-    } catch (e) {
-      if (isGkdError(e)) return n;
-      throw e;
+  while (open.size > 0) {
+    for (const kind of [...open]) {
+      const uuid = `${(0xf0000000 + n).toString(16)}-0000-4000-8000-000000000000`;
+      try {
+        const hvinfo = allocate(sim, kind, deviceId(kind, uuid, 'uuid'), live);
+        if (kind === 'disk') sim[3].push([{ uuid, hvinfo }, '', null]);
+        else sim[1].push({ uuid, hvinfo });
+        n++;
+      } catch (e) {
+        if (!isGkdError(e)) throw e;
+        open.delete(kind);
+      }
     }
   }
+  return n;
 }
 
 /** Whether `kind` can be hot-added or -removed on this instance now, with the reason when not. */
