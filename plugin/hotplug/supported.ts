@@ -8,7 +8,7 @@ import { isGkdError } from '../errors';
 import { deviceId, SCSI_BUS } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeV2_16 } from '../types';
-import { allocate, hotplugModel, type DeviceKind, type LiveOccupancy } from './allocate';
+import { allocate, hotplugModel, occupancyNeeds, type DeviceKind, type LiveOccupancy } from './allocate';
 import { readOccupancy } from './occupancy';
 
 /** The answer of `hotplug.supported`: yes or no, why not, and how much room is left for an add. */
@@ -65,11 +65,13 @@ export async function hotplugSupported(runtime: RuntimeV2_16, qmp: QmpClient, ki
   if (missing.length > 0) return { ...base, supported: false, reason: `QEMU ${qemu} lacks the QMP commands ${missing.join(', ')}` };
   if (!model.hotpluggable) return { ...base, supported: false, reason: `${kind} type "${model.type}" (${model.driver}) cannot be hot-plugged` };
   if (action === 'remove') return { ...base, supported: true };
-  const free = freeCapacity(runtime, kind, await readOccupancy(qmp, SCSI_BUS));
+  // Read once, and only what the allocator looks at for this kind on this machine.
+  const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
+  const free = freeCapacity(runtime, kind, live);
   if (free === 0) {
     let reason = `no room for another ${kind}`;
     try {
-      allocate(runtime, kind, 'probe', await readOccupancy(qmp, SCSI_BUS));
+      allocate(runtime, kind, 'probe', live);
     } catch (e) {
       reason = (e as Error).message;
     }
