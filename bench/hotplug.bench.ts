@@ -93,7 +93,7 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
     const hvinfo: ScsiHvInfo = { driver: 'scsi-hd', id, bus: 'scsi.0', channel: 0, 'scsi-id': 0, lun: 0 };
     const t0 = process.hrtime.bigint();
     await qmp.execute('blockdev-add', blockdevArgs(id, { path: images[1], uri: null, readOnly: false, blockDevice: false }, io, 'disk'));
-    await qmp.execute('device_add', diskDeviceArgs(hvinfo, io, { writeCache: true }));
+    await qmp.execute('device_add', diskDeviceArgs(hvinfo, io));
     const t1 = process.hrtime.bigint();
     const gone = qmp.expectEvent('DEVICE_DELETED', (d) => d.device === id, 5_000);
     await qmp.execute('device_del', { id });

@@ -8,7 +8,7 @@
 import { GkdError, isGkdError } from '../errors';
 import { readLiveDevice } from '../inspect';
 import {
-  blockdevArgs, deviceId, diskDeviceArgs, diskIo, DISK_MODELS, runtimeHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
+  blockdevArgs, deviceId, diskDeviceArgs, diskIo, diskReadOnly, runtimeHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
 } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
@@ -174,10 +174,9 @@ export class HotplugEngine {
         const d = spec as DiskSpec;
         if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
         const io = diskIo(runtime);
-        const readOnly = d.mode === 'ro' || hvinfo.driver === 'scsi-cd';
+        const readOnly = diskReadOnly(d.mode, hvinfo.driver);
         await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
-        const model = Object.values(DISK_MODELS).find((m) => m.driver === hvinfo.driver);
-        await steps.run('device_add', diskDeviceArgs(hvinfo, io, { writeCache: model?.writeCache ?? false }));
+        await steps.run('device_add', diskDeviceArgs(hvinfo, io));
         const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
         entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
       } else {

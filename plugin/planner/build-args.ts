@@ -6,9 +6,8 @@
  */
 import { GkdError } from '../errors';
 import type { HvInfo, NicBackend, RuntimeV2_16 } from '../types';
-import { blockdevArgs, diskDeviceArgs, netdevArgs, nicDeviceArgs, renderFlat, type DiskIoParams } from './device-args';
-import { DISK_MODELS } from './drivers';
-import { runtimeHvParams } from './hvparams';
+import { blockdevArgs, diskDeviceArgs, diskReadOnly, netdevArgs, nicDeviceArgs, renderFlat, type DiskIoParams } from './device-args';
+import { runtimeHvParams, type PlannerHvParams } from './hvparams';
 import { escapeOptionValue } from './option-escape';
 
 /** Node-local options of a command line: none of them is stored in the runtime file. */
@@ -44,7 +43,10 @@ export function runtimeName(runtime: RuntimeV2_16): string {
 
 /** The disk I/O parameters stored in the runtime's hvparams. */
 export function diskIo(runtime: RuntimeV2_16): DiskIoParams {
-  const hv = runtimeHvParams(runtime[2]);
+  return ioOf(runtimeHvParams(runtime[2]));
+}
+
+function ioOf(hv: PlannerHvParams): DiskIoParams {
   return { cache: hv.disk_cache, aio: hv.disk_aio, discard: hv.disk_discard };
 }
 
@@ -115,7 +117,7 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
   const hv = runtimeHvParams(hvparams);
   const name = runtimeName(runtime);
   const runDir = options.runDir ?? DEFAULT_RUN_DIR;
-  const io = diskIo(runtime);
+  const io = ioOf(hv);
   const { cmd, serialPorts } = nodeNeutralCommand(kvmCmd);
   const argv = cmd;
   argv.push('-accel', options.accel ?? 'kvm');
@@ -139,10 +141,9 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
   });
   disks.forEach(([disk, link, uri], i) => {
     const h = requireHvInfo(disk.hvinfo, `disks[${i}]`);
-    const model = Object.values(DISK_MODELS).find((m) => m.driver === h.driver);
-    const src = { path: link, uri, readOnly: disk.mode === 'ro' || h.driver === 'scsi-cd', blockDevice: options.isBlockDevice?.(link) ?? false };
+    const src = { path: link, uri, readOnly: diskReadOnly(disk.mode, h.driver), blockDevice: options.isBlockDevice?.(link) ?? false };
     argv.push('-blockdev', renderFlat(blockdevArgs(h.id, src, io, `disks[${i}]`)));
-    const dev = diskDeviceArgs(h, io, { writeCache: model?.writeCache ?? false, bootindex: i === 0 ? 1 : undefined });
+    const dev = diskDeviceArgs(h, io, { bootindex: i === 0 ? 1 : undefined });
     argv.push('-device', renderFlat(dev, 'driver'));
   });
   if (options.paused) argv.push('-S');

@@ -7,6 +7,7 @@
  */
 import { GkdError } from '../errors';
 import type { HvInfo, NicBackend } from '../types';
+import { DISK_MODELS } from './drivers';
 import { escapeOptionValue } from './option-escape';
 
 /** A value in a QEMU option dict (QMP JSON, or dotted `k=v` on the command line). */
@@ -74,10 +75,18 @@ export function blockdevArgs(id: string, src: DiskSource, io: DiskIoParams, fiel
   return node;
 }
 
+/** Whether a disk opens read-only: its mode, or a model that is read-only by nature (a CD). */
+export function diskReadOnly(mode: unknown, driver: string): boolean {
+  return mode === 'ro' || driver === 'scsi-cd';
+}
+
 /** `device_add` arguments for a disk: its hvinfo, then the drive and cache flag. */
-export function diskDeviceArgs(hvinfo: HvInfo, io: DiskIoParams, opts: { writeCache: boolean; bootindex?: number }): QemuDict {
+export function diskDeviceArgs(hvinfo: HvInfo, io: DiskIoParams, opts: { bootindex?: number } = {}): QemuDict {
   const dev: QemuDict = { ...(hvinfo as unknown as QemuDict), drive: hvinfo.id };
-  if (opts.writeCache) dev['write-cache'] = cacheSettings(io).writeCache ? 'on' : 'off';
+  // Only models that cache writes take the property (scsi-cd, scsi-block, scsi-generic don't).
+  if (Object.values(DISK_MODELS).find((m) => m.driver === hvinfo.driver)?.writeCache === true) {
+    dev['write-cache'] = cacheSettings(io).writeCache ? 'on' : 'off';
+  }
   if (opts.bootindex !== undefined) dev.bootindex = opts.bootindex;
   return dev;
 }

@@ -5,7 +5,7 @@
 export { planInstance, autoSparePorts, type Plan, type PlanOptions, type PlannedDevice } from './assign';
 export { buildArgv, runtimeName, diskIo, nodeNeutralCommand, DEFAULT_RUN_DIR, type BuildOptions } from './build-args';
 export { parseInstanceSpec } from './spec';
-export { blockdevArgs, diskDeviceArgs, netdevArgs, nicDeviceArgs, renderFlat, type QemuDict, type DiskIoParams } from './device-args';
+export { blockdevArgs, diskDeviceArgs, diskReadOnly, netdevArgs, nicDeviceArgs, renderFlat, type QemuDict, type DiskIoParams } from './device-args';
 export { deviceId, isUuid, isQemuId } from './device-id';
 export { DISK_MODELS, NIC_MODELS, SCSI_CONTROLLERS, SCSI_BUS, SCSI_CONTROLLER_ID, MAX_DISKS, MAX_NICS, isScsiDiskType } from './drivers';
 export { fillHvParams, runtimeHvParams, HVPARAM_DEFAULTS, type PlannerHvParams } from './hvparams';
