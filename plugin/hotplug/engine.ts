@@ -12,11 +12,12 @@ import {
 } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
-import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic, RuntimeV2_16 } from '../types';
+import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
 import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
+import { entryOf, withEntry, withoutEntry } from './runtime-entries';
 import { AddSteps } from './add-steps';
 import { UndoLog } from './undo';
 import { verifyAdded } from './verify';
@@ -66,12 +67,6 @@ export interface RemoveResult {
   hvinfo: HvInfo;
   status: 'removed';
   warnings: string[];
-}
-
-function entryOf(runtime: RuntimeV2_16, kind: DeviceKind, uuid: string): { index: number; hvinfo: Partial<HvInfo> } | undefined {
-  const list = kind === 'disk' ? runtime[3].map((e) => e[0]) : runtime[1];
-  const index = list.findIndex((d) => d.uuid === uuid);
-  return index < 0 ? undefined : { index, hvinfo: (list[index].hvinfo ?? {}) as Partial<HvInfo> };
 }
 
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
@@ -191,10 +186,7 @@ export class HotplugEngine {
       steps.step = 'verify';
       await verifyAdded(qmp, id, hvinfo, kind);
       steps.step = 'runtime write';
-      const next = structuredClone(runtime);
-      if (kind === 'disk') next[3].push(entry as RuntimeDiskEntry);
-      else next[1].push(entry as RuntimeNic);
-      await this.#o.store.write(name, next, { expect: read.stamp });
+      await this.#o.store.write(name, withEntry(runtime, kind, entry), { expect: read.stamp });
     } catch (e) {
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
       if (steps.step === 'runtime write' && isGkdError(e) && e.data?.committed === true) return { hvinfo };
@@ -242,11 +234,8 @@ export class HotplugEngine {
       }
     }
     warnings.push(...(await this.#finishRemoval(qmp, kind, id)));
-    const next = structuredClone(read.upgraded);
-    if (kind === 'disk') next[3].splice(found.index, 1);
-    else next[1].splice(found.index, 1);
     try {
-      await this.#o.store.write(name, next, { expect: read.stamp });
+      await this.#o.store.write(name, withoutEntry(read.upgraded, kind, uuid), { expect: read.stamp });
     } catch (e) {
       if (!(isGkdError(e) && e.data?.committed === true)) {
         throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot record the removal of ${kind} "${id}" from "${name}": QEMU no longer has it, but the runtime file could not be updated (${(e as Error).message}); run instance.verify with repair`, {

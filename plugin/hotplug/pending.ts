@@ -7,6 +7,7 @@
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
 import type { DeviceKind } from './allocate';
+import { withoutEntry } from './runtime-entries';
 
 /** A pending removal that completed (sent to clients as `device.removed`). */
 export interface RemovedEvent {
@@ -56,10 +57,7 @@ export class PendingUnplugs {
         // The backend goes once; a retry after a failed runtime write only records the removal.
         backendDropped ??= await w.finish();
         const read = await this.#store.read(w.name);
-        const next = structuredClone(read.upgraded);
-        if (w.kind === 'disk') next[3] = next[3].filter((e) => e[0].uuid !== w.uuid);
-        else next[1] = next[1].filter((n) => n.uuid !== w.uuid);
-        await this.#store.write(w.name, next, { expect: read.stamp });
+        await this.#store.write(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), { expect: read.stamp });
         // No longer pending once recorded: a listener that asks must not see it listed.
         this.#watches.delete(key);
         this.#onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings: backendDropped });
