@@ -129,28 +129,7 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
       field: 'hvparams.disk_type',
     });
   }
-  const hv: PlannerHvParams = {
-    kvm_path: str('kvm_path', filled.kvm_path),
-    disk_type: oneOf('disk_type', filled.disk_type, DISK_TYPES),
-    nic_type: oneOf('nic_type', filled.nic_type, NIC_TYPES),
-    scsi_controller_type: oneOf('scsi_controller_type', filled.scsi_controller_type, SCSI_CONTROLLER_TYPES),
-    kvm_pci_reservations: intIn('kvm_pci_reservations', filled.kvm_pci_reservations, 0, 32),
-    kvm_pcie_spare_ports:
-      filled.kvm_pcie_spare_ports === 'auto' ? 'auto' : intIn('kvm_pcie_spare_ports', filled.kvm_pcie_spare_ports, 0, 200),
-    machine_version: str('machine_version', filled.machine_version),
-    kvm_extra: str('kvm_extra', filled.kvm_extra),
-    disk_cache: oneOf('disk_cache', filled.disk_cache, DISK_CACHE),
-    disk_aio: oneOf('disk_aio', filled.disk_aio, DISK_AIO),
-    disk_discard: oneOf('disk_discard', filled.disk_discard, DISK_DISCARD),
-    cdrom_image_path: str('cdrom_image_path', filled.cdrom_image_path),
-    cpu_type: str('cpu_type', filled.cpu_type),
-    kernel_path: str('kernel_path', filled.kernel_path),
-    initrd_path: str('initrd_path', filled.initrd_path),
-    kernel_args: str('kernel_args', filled.kernel_args),
-    root_path: str('root_path', filled.root_path),
-    vhost_net: bool('vhost_net', filled.vhost_net),
-    reboot_behavior: oneOf('reboot_behavior', filled.reboot_behavior, REBOOT_BEHAVIOR),
-  };
+  const hv = readFields(filled, (name, read) => read());
   if (hv.cdrom_image_path !== '') {
     throw new GkdError(
       'GKD_UNSUPPORTED_VALUE',
@@ -172,34 +151,54 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
  */
 export function runtimeHvParams(stored: HvParams | undefined): PlannerHvParams {
   const filled: HvParams = { ...HVPARAM_DEFAULTS, ...(stored ?? {}) };
-  const pick = <T>(read: () => T, fallback: T): T => {
+  return readFields(filled, (name, read) => {
     try {
       return read();
     } catch {
-      return fallback;
+      const raw = filled[name];
+      return DEVICE_TYPE_FIELDS.has(name) && typeof raw === 'string' ? raw : HVPARAM_DEFAULTS[name];
     }
-  };
-  const d = HVPARAM_DEFAULTS;
-  const raw = (k: string, dflt: string): string => (typeof filled[k] === 'string' ? (filled[k] as string) : dflt);
-  return {
-    kvm_path: raw('kvm_path', d.kvm_path),
-    disk_type: raw('disk_type', d.disk_type) as DiskType,
-    nic_type: raw('nic_type', d.nic_type) as NicType,
-    scsi_controller_type: raw('scsi_controller_type', d.scsi_controller_type) as ScsiControllerType,
-    kvm_pci_reservations: pick(() => intIn('kvm_pci_reservations', filled.kvm_pci_reservations, 0, 32), d.kvm_pci_reservations),
-    kvm_pcie_spare_ports: filled.kvm_pcie_spare_ports === 'auto' ? 'auto' : pick<number | 'auto'>(() => intIn('kvm_pcie_spare_ports', filled.kvm_pcie_spare_ports, 0, 200), 'auto'),
-    machine_version: raw('machine_version', ''),
-    kvm_extra: raw('kvm_extra', ''),
-    disk_cache: pick(() => oneOf('disk_cache', filled.disk_cache, DISK_CACHE), d.disk_cache),
-    disk_aio: pick(() => oneOf('disk_aio', filled.disk_aio, DISK_AIO), d.disk_aio),
-    disk_discard: pick(() => oneOf('disk_discard', filled.disk_discard, DISK_DISCARD), d.disk_discard),
-    cdrom_image_path: raw('cdrom_image_path', ''),
-    cpu_type: raw('cpu_type', ''),
-    kernel_path: raw('kernel_path', ''),
-    initrd_path: raw('initrd_path', ''),
-    kernel_args: raw('kernel_args', ''),
-    root_path: raw('root_path', ''),
-    vhost_net: typeof filled.vhost_net === 'boolean' ? filled.vhost_net : d.vhost_net,
-    reboot_behavior: pick(() => oneOf('reboot_behavior', filled.reboot_behavior, REBOOT_BEHAVIOR), d.reboot_behavior),
-  };
+  });
+}
+
+/** Fields whose unknown values the lenient reader keeps, so only the operation that needs them refuses. */
+const DEVICE_TYPE_FIELDS = new Set<keyof PlannerHvParams>(['disk_type', 'nic_type', 'scsi_controller_type']);
+
+type FieldReaders = { [K in keyof PlannerHvParams]: (name: K, value: unknown) => PlannerHvParams[K] };
+
+/** How each hvparam the planner uses is checked and typed; throws a GkdError naming it. */
+const FIELD_READERS: FieldReaders = {
+  kvm_path: str,
+  disk_type: (n, v) => oneOf(n, v, DISK_TYPES),
+  nic_type: (n, v) => oneOf(n, v, NIC_TYPES),
+  scsi_controller_type: (n, v) => oneOf(n, v, SCSI_CONTROLLER_TYPES),
+  kvm_pci_reservations: (n, v) => intIn(n, v, 0, 32),
+  kvm_pcie_spare_ports: (n, v) => (v === 'auto' ? 'auto' : intIn(n, v, 0, 200)),
+  machine_version: str,
+  kvm_extra: str,
+  disk_cache: (n, v) => oneOf(n, v, DISK_CACHE),
+  disk_aio: (n, v) => oneOf(n, v, DISK_AIO),
+  disk_discard: (n, v) => oneOf(n, v, DISK_DISCARD),
+  cdrom_image_path: str,
+  cpu_type: str,
+  kernel_path: str,
+  initrd_path: str,
+  kernel_args: str,
+  root_path: str,
+  vhost_net: bool,
+  reboot_behavior: (n, v) => oneOf(n, v, REBOOT_BEHAVIOR),
+};
+
+/**
+ * The typed view of `filled`, one field at a time through FIELD_READERS;
+ * `each` decides what a field whose reader throws becomes (rethrow, or a
+ * fallback).
+ */
+function readFields(filled: HvParams, each: <K extends keyof PlannerHvParams>(name: K, read: () => PlannerHvParams[K]) => unknown): PlannerHvParams {
+  const hv: Record<string, unknown> = {};
+  for (const name of Object.keys(FIELD_READERS) as Array<keyof PlannerHvParams>) {
+    const reader = FIELD_READERS[name] as (n: string, v: unknown) => unknown;
+    hv[name] = each(name, () => reader(name, filled[name]) as never);
+  }
+  return hv as unknown as PlannerHvParams;
 }
