@@ -95,7 +95,8 @@ export class QmpConnections {
     if (this.#entries.get(socketPath) === entry) this.#entries.delete(socketPath);
   }
 
-  #scheduleIdle(socketPath: string, entry: Entry): void {
+  /** Checks after `delay` ms (default the idle time) whether the connection has been quiet long enough. */
+  #scheduleIdle(socketPath: string, entry: Entry, delay?: number): void {
     const idle = this.#idleCloseMs;
     if (idle === undefined || entry.adopted) return;
     if (entry.timer !== undefined) clearTimeout(entry.timer);
@@ -103,15 +104,17 @@ export class QmpConnections {
       void entry.client.then(
         (c) => {
           if (this.#entries.get(socketPath) !== entry || c.closed) return;
-          const quiet = Date.now() - c.lastActivity >= idle;
           // An armed event wait (a pending unplug) or a command in flight keeps it open.
-          if (c.busy || !quiet) return this.#scheduleIdle(socketPath, entry);
+          if (c.busy) return this.#scheduleIdle(socketPath, entry);
+          // Quiet for less than the idle time: look again when it will have been.
+          const quietFor = Date.now() - c.lastActivity;
+          if (quietFor < idle) return this.#scheduleIdle(socketPath, entry, idle - quietFor);
           this.#forget(socketPath, entry);
           void c.close();
         },
         () => undefined,
       );
-    }, idle);
+    }, delay ?? idle);
     entry.timer.unref();
   }
 }
