@@ -8,28 +8,11 @@
  */
 import { buildArgv, parseInstanceSpec, planInstance } from '../plugin/planner';
 import { makeSpec } from '../test/helpers/specs';
+import { measureThroughput, type ThroughputRow } from './measure';
 
-export interface PlanBenchRow {
-  name: string;
-  perSecond: number;
-  usPerOp: number;
-}
+export type PlanBenchRow = ThroughputRow;
 
-function measure(name: string, seconds: number, fn: () => unknown): PlanBenchRow {
-  // Warm up the JIT, then run for a fixed time and count.
-  for (let i = 0; i < 2000; i++) fn();
-  let n = 0;
-  const end = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));
-  const start = process.hrtime.bigint();
-  let now = start;
-  while (now < end) {
-    for (let i = 0; i < 100; i++) fn();
-    n += 100;
-    now = process.hrtime.bigint();
-  }
-  const secs = Number(now - start) / 1e9;
-  return { name, perSecond: Math.round(n / secs), usPerOp: Math.round((secs / n) * 1e7) / 10 };
-}
+const measure = (name: string, seconds: number, fn: () => unknown): PlanBenchRow => measureThroughput(name, seconds, fn, 100);
 
 export function runPlanBench(seconds = 1): PlanBenchRow[] {
   const cases = [

@@ -11,27 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertAll, convertRuntime, detectFormat, parseRuntime, serializeRuntime, validateRuntime } from '../plugin/runtime';
 import { sample210 } from '../test/helpers/runtime-samples';
+import { measureThroughput, type ThroughputRow } from './measure';
 
-interface Row {
-  name: string;
-  perSecond: number;
-  usPerOp: number;
-}
-
-function measure(name: string, seconds: number, fn: () => unknown): Row {
-  for (let i = 0; i < 2000; i++) fn(); // warm up the JIT
-  let n = 0;
-  const start = process.hrtime.bigint();
-  const end = start + BigInt(Math.round(seconds * 1e9));
-  let now = start;
-  while (now < end) {
-    for (let i = 0; i < 50; i++) fn();
-    n += 50;
-    now = process.hrtime.bigint();
-  }
-  const secs = Number(now - start) / 1e9;
-  return { name, perSecond: Math.round(n / secs), usPerOp: Math.round((secs / n) * 1e7) / 10 };
-}
+type Row = ThroughputRow;
+const measure = (name: string, seconds: number, fn: () => unknown): Row => measureThroughput(name, seconds, fn);
 
 function memoryRows(seconds: number): Row[] {
   const v210 = sample210();
