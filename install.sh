@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --with-qemu) with_qemu=1 ;;
     --no-systemd) use_systemd=0 ;;
     --uninstall) action=uninstall ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown argument \"$1\" (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -222,13 +222,17 @@ EOF
   fi
 fi
 
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+# QEMU itself, and qemu-img (Debian's qemu-utils), which the demo and the tests use for disk images.
+qemu_pkgs=
+command -v qemu-system-x86_64 >/dev/null 2>&1 || qemu_pkgs="qemu-system-x86"
+command -v qemu-img >/dev/null 2>&1 || qemu_pkgs="$qemu_pkgs qemu-utils"
+if [ -n "$qemu_pkgs" ]; then
   if [ "$with_qemu" = 1 ] && [ -z "$DESTDIR" ] && command -v apt-get >/dev/null 2>&1; then
     # A fresh machine may have no package lists yet.
     apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends qemu-system-x86
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $qemu_pkgs
   else
-    say "QEMU (qemu-system-x86_64) not found: on Debian run \"apt-get install qemu-system-x86\" or rerun with --with-qemu"
+    say "QEMU not found (missing:$qemu_pkgs): on Debian run \"apt-get install$qemu_pkgs\" or rerun with --with-qemu"
   fi
 fi
 

@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   GKD_MIGRATION_REFUSED: { rpc: 5002, meaning: 'This node cannot honour the migration (machine type, disk path, format)' },
   GKD_MIGRATION_FAILED: { rpc: 5003, meaning: 'The migration failed; the source keeps running, unless data.ambiguous says neither side was resumed' },
   GKD_INSTANCE_BUSY: { rpc: 5004, meaning: 'Another operation (hotplug, migration) holds the instance' },
+  GKD_INSTANCE_RUNNING: { rpc: 5005, meaning: "The instance's QEMU is running; the operation needs it stopped" },
   // daemon
   GKD_INTERNAL: { rpc: 6001, meaning: 'An unexpected internal error' },
   GKD_SHUTTING_DOWN: { rpc: 6002, meaning: 'The daemon is shutting down and takes no new calls' },

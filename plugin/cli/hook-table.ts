@@ -19,6 +19,13 @@ export interface HookDef {
   summary: string;
   /** Whether the hook concerns one instance (then non-KVM instances are skipped). */
   perInstance: boolean;
+  /**
+   * What a pre hook does when it cannot judge (daemon unreachable or failing,
+   * environment unreadable): `refuse` (the default) or `pass`. Start and
+   * reboot pass: they only refuse what QEMU would refuse too, so a dead
+   * daemon must not stop every instance of the node.
+   */
+  whenUnsure?: 'refuse' | 'pass';
   run(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome>;
 }
 
@@ -105,16 +112,79 @@ async function modifyCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<H
   return { ok: true, message: `${spec.name}: ${spec.nics.length} NIC(s) fit${note}${other}` };
 }
 
+/**
+ * Whose layout a preflight judges. `new`: an instance Ganeti is about to
+ * create, refused whenever it does not plan (a layout that does not fit is
+ * better refused before it exists). `existing`: an instance Ganeti already
+ * has and now (re)starts; it is refused only when QEMU would refuse it as
+ * well, anything else this planner would lay out differently is reported
+ * and the start goes ahead.
+ */
+type PreflightMode = 'new' | 'existing';
+
 /** Preflight: the instance as Ganeti describes it must plan (slots, controller limits, ids). */
-async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
+async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, mode: PreflightMode, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
   const spec = specFromHookEnv(env, options);
-  const plan = await client.call<PlanResult>('instance.plan', { instance: spec });
+  let plan: PlanResult;
+  try {
+    plan = await client.call<PlanResult>('instance.plan', { instance: spec });
+  } catch (e) {
+    if (!(e instanceof RpcCallError) || !startsAnyway(e)) throw e;
+    // QEMU starts this layout as Ganeti builds it: capacity refusals still stop a new layout.
+    if (mode === 'new' && codeOf(e) === 'GKD_CAPACITY') throw e;
+    return { ok: true, message: `${spec.name}: WARNING: ${e.message}; QEMU starts it as Ganeti builds it, so the ${mode === 'new' ? 'add' : 'start'} goes ahead` };
+  }
   const devices = plan.devices ?? [];
   const where = devices.map((d) => `${d.id}@${String(d.hvinfo.bus)}${d.hvinfo.addr === undefined ? `:${String(d.hvinfo['scsi-id'])}` : `:${String(d.hvinfo.addr)}`}`);
   return {
     ok: true,
     message: `${spec.name}: ${spec.disks.length} disk(s) and ${spec.nics.length} NIC(s) fit${where.length ? ` (${where.join(', ')})` : ''}`,
   };
+}
+
+/** Whether a planner refusal concerns a layout QEMU still starts (the planner says so in `data.startsAnyway`). */
+function startsAnyway(e: RpcCallError): boolean {
+  return (e.data as { startsAnyway?: unknown } | undefined)?.startsAnyway === true;
+}
+
+/**
+ * instance-reboot: a full reboot (`--type=full`) stops QEMU and starts it from a
+ * runtime file Ganeti writes anew, so it is checked like a start; soft and hard
+ * reboots keep the running QEMU and its devices.
+ */
+async function rebootCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+  const type = env.GANETI_REBOOT_TYPE ?? '';
+  if (type !== 'full') return { ok: true, message: `${instanceName(env)}: ${type || 'soft'} reboot keeps QEMU and its devices, nothing to check` };
+  return preflight(env, client, 'existing');
+}
+
+/**
+ * The environment Ganeti gives a post hook describes the instance before the
+ * operation as GANETI_INSTANCE_* and after it as GANETI_POST_INSTANCE_*: the
+ * latter, under the usual names.
+ */
+export function afterOperation(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!k.startsWith('GANETI_INSTANCE_') && !k.startsWith('GANETI_POST_')) out[k] = v;
+  for (const [k, v] of Object.entries(env)) if (k.startsWith('GANETI_POST_INSTANCE_')) out[`GANETI_${k.slice('GANETI_POST_'.length)}`] = v;
+  return out;
+}
+
+/**
+ * instance-modify (post): Ganeti shows a pre hook only the disks before the
+ * change, so a disk added or removed is checked here, on the instance as it
+ * now is. A post hook cannot undo the change: a layout that would not start
+ * again is reported as a failure (Ganeti prints it as a warning).
+ */
+async function modifyAfter(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+  const after = afterOperation(env);
+  if (after.GANETI_INSTANCE_NAME === undefined) return { ok: true, message: `${instanceName(env)}: Ganeti exported no state after the change, nothing to check` };
+  try {
+    return await preflight(after, client, 'existing');
+  } catch (e) {
+    if (!(e instanceof RpcCallError)) throw e;
+    return { ok: false, message: `${instanceName(env)}: WARNING: after this change the instance would not start again: ${e.message}` };
+  }
 }
 
 /** The daemon's error code, when `e` is an answer from it. */
@@ -136,11 +206,21 @@ async function readableHere(env: NodeJS.ProcessEnv, client: RpcClient, config: C
   }
 }
 
-/** Removes the stopped or removed instance's runtime file (idempotent). */
+/**
+ * Removes the stopped or removed instance's runtime file (idempotent). While
+ * its QEMU still runs the daemon refuses (the file is Ganeti's record of a
+ * live guest) and the hook passes with a note: a post hook must never undo
+ * what Ganeti just did.
+ */
 async function cleanup(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
   const name = instanceName(env);
-  const r = await client.call<{ removed: boolean }>('instance.cleanup', { name });
-  return { ok: true, message: `${name}: ${r.removed ? 'runtime file removed' : 'no runtime file on this node'}` };
+  try {
+    const r = await client.call<{ removed: boolean }>('instance.cleanup', { name });
+    return { ok: true, message: `${name}: ${r.removed ? 'runtime file removed' : 'no runtime file on this node'}` };
+  } catch (e) {
+    if (codeOf(e) === 'GKD_INSTANCE_RUNNING') return { ok: true, message: `${name}: runtime file kept: ${(e as Error).message}` };
+    throw e;
+  }
 }
 
 interface ListResult {
@@ -170,15 +250,25 @@ function instanceName(env: NodeJS.ProcessEnv): string {
 /** The hooks this release implements, by `<hpath>-<phase>`. */
 export const HOOKS: Record<string, HookDef> = {
   'instance-start-pre': {
-    phase: 'pre', perInstance: true,
-    summary: 'preflight: the disks and NICs fit (slots, controller limits, ids) before QEMU starts',
-    run: (env, client) => preflight(env, client),
+    phase: 'pre', perInstance: true, whenUnsure: 'pass',
+    summary: 'preflight: refuses what QEMU would refuse too; warns about layouts this planner would not create',
+    run: (env, client) => preflight(env, client, 'existing'),
   },
   'instance-add-pre': {
     phase: 'pre', perInstance: true,
-    summary: 'preflight for a new instance, as for instance-start-pre',
+    summary: 'preflight for a new instance: its disks and NICs fit (slots, controller limits, ids)',
     // Ganeti exports the new disks' UUIDs empty at add time: placeholders stand in.
-    run: (env, client) => preflight(env, client, { placeholderUuids: true }),
+    run: (env, client) => preflight(env, client, 'new', { placeholderUuids: true }),
+  },
+  'instance-reboot-pre': {
+    phase: 'pre', perInstance: true, whenUnsure: 'pass',
+    summary: 'a full reboot is checked like instance-start-pre; soft and hard reboots keep QEMU',
+    run: (env, client) => rebootCheck(env, client),
+  },
+  'instance-modify-post': {
+    phase: 'post', perInstance: true,
+    summary: 'the instance as changed (disks added or removed included) would start again; warns otherwise',
+    run: (env, client) => modifyAfter(env, client),
   },
   'instance-modify-pre': {
     phase: 'pre', perInstance: true,

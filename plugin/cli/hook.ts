@@ -29,7 +29,9 @@ hooks:
 ${rows.join('\n')}
 
 When the daemon is unreachable or does not answer within hookTimeoutMs
-(default 60 s): pre hooks exit 1 (fail closed), post hooks exit 0 (fail open). The socket comes from the config file
+(default 60 s): instance-add, -modify, -migrate and -failover pre hooks exit 1
+(fail closed); instance-start and -reboot pre hooks and all post hooks exit 0
+(fail open: they only refuse what QEMU would refuse too). The socket comes from the config file
 (/etc/ganeti-kvm-devices/config.json, or GKD_CONFIG).
 
 Exit status: 0 pass, 1 refused, 2 usage error.
@@ -55,7 +57,10 @@ export const hookCommand: Command = {
 
 /** Runs hook `name` against `env`; prints one line and resolves to the exit status. */
 export async function runHook(name: string, def: HookDef, env: NodeJS.ProcessEnv): Promise<number> {
-  const failClosed = def.phase === 'pre';
+  // Daemon trouble (unreachable, timeout, internal error, unreadable environment) refuses a pre hook
+  // only where the check guards something the operation cannot take back; a real refusal from the
+  // daemon always refuses a pre hook.
+  const failClosed = def.phase === 'pre' && def.whenUnsure !== 'pass';
   const say = (ok: boolean, message: string): number => {
     process.stdout.write(`kvm-devices ${name}: ${ok ? 'ok' : 'refused'}: ${message}\n`);
     return ok ? 0 : 1;
@@ -68,29 +73,37 @@ export async function runHook(name: string, def: HookDef, env: NodeJS.ProcessEnv
   try {
     config = loadConfig({ env });
   } catch (e) {
-    return unreachable(say, failClosed, `cannot read the configuration: ${(e as Error).message}`);
+    return unreachable(say, failClosed, `cannot read the configuration: ${(e as Error).message}`, def.phase);
   }
   let client: RpcClient;
   try {
     // Ganeti gives hooks no timeout of its own (only its 15 min RPC budget): bound every call.
     client = await RpcClient.connect(config.socket, { connectTimeoutMs: 5000, callTimeoutMs: config.hookTimeoutMs });
   } catch (e) {
-    return unreachable(say, failClosed, `daemon unreachable: ${(e as Error).message}`);
+    return unreachable(say, failClosed, `daemon unreachable: ${(e as Error).message}`, def.phase);
   }
   try {
     const outcome = await def.run(env, client, config);
     return say(outcome.ok, outcome.message);
   } catch (e) {
-    if (e instanceof RpcCallError) return say(!failClosed, describe(e));
-    if (e instanceof HookEnvError) return say(!failClosed, e.message);
-    return unreachable(say, failClosed, (e as Error).message);
+    if (e instanceof RpcCallError && !daemonTrouble(e)) return say(def.phase !== 'pre', describe(e));
+    if (e instanceof RpcCallError) return unreachable(say, failClosed, describe(e), def.phase);
+    if (e instanceof HookEnvError) return unreachable(say, failClosed, e.message, def.phase);
+    return unreachable(say, failClosed, (e as Error).message, def.phase);
   } finally {
     await client.close().catch(() => undefined);
   }
 }
 
-function unreachable(say: (ok: boolean, m: string) => number, failClosed: boolean, why: string): number {
-  return say(!failClosed, `${why} (${failClosed ? 'pre hook: failing closed' : 'post hook: failing open'})`);
+/** Answers that say the daemon could not judge, rather than that it refuses. */
+function daemonTrouble(e: RpcCallError): boolean {
+  const code = (e.data as { code?: unknown } | undefined)?.code;
+  return code === 'GKD_INTERNAL' || code === 'GKD_SHUTTING_DOWN' || code === 'GKD_OVERLOADED';
+}
+
+function unreachable(say: (ok: boolean, m: string) => number, failClosed: boolean, why: string, phase: 'pre' | 'post'): number {
+  const policy = failClosed ? 'pre hook: failing closed' : phase === 'pre' ? 'this pre hook only refuses what QEMU would refuse: passing' : 'post hook: failing open';
+  return say(!failClosed, `${why} (${policy})`);
 }
 
 /** The daemon's reason with its stable code and the field or device it names. */

@@ -104,7 +104,10 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
     throw new GkdError(
       'GKD_CAPACITY',
       `Cannot place ${disks.length} SCSI disks on "${hv.scsi_controller_type}" (${ctrl.driver}): it has ${ctrl.targets} usable targets (${ctrl.note}); set hvparams.scsi_controller_type to "virtio-scsi-pci" or "megasas"`,
-      { field: 'hvparams.scsi_controller_type', data: { controller: hv.scsi_controller_type, limit: ctrl.targets, requested: disks.length } },
+      {
+        field: 'hvparams.scsi_controller_type',
+        data: { controller: hv.scsi_controller_type, limit: ctrl.targets, requested: disks.length, startsAnyway: disks.length <= ctrl.qemuTargets },
+      },
     );
   }
   const isaNics = nicModel.bus === 'isa' ? nics.length : 0;

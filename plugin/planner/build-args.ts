@@ -47,7 +47,8 @@ export function diskIo(runtime: RuntimeV2_16): DiskIoParams {
 }
 
 function ioOf(hv: PlannerHvParams): DiskIoParams {
-  return { cache: hv.disk_cache, aio: hv.disk_aio, discard: hv.disk_discard };
+  // Ganeti's "default" passes no discard option; QEMU's default is "ignore".
+  return { cache: hv.disk_cache, aio: hv.disk_aio, discard: hv.disk_discard === 'default' ? 'ignore' : hv.disk_discard };
 }
 
 function requireHvInfo(h: unknown, where: string): HvInfo {

@@ -51,6 +51,13 @@ export interface ScsiControllerModel {
   driver: string;
   /** Targets a guest can use: 0 .. targets-1. */
   targets: number;
+  /**
+   * Targets QEMU accepts (`scsi-id` 0 .. qemuTargets-1). More disks than
+   * `targets` but no more than this still start, with the last ones unseen
+   * by the guest: an instance Ganeti already runs like that is warned about,
+   * not stopped.
+   */
+  qemuTargets: number;
   /** Why the limit is what it is, shown in capacity errors. */
   note: string;
 }
@@ -61,12 +68,12 @@ export interface ScsiControllerModel {
  * disk there is never seen (QEMU 7.2, Linux 6.1 sym53c8xx).
  */
 export const SCSI_CONTROLLERS: Record<ScsiControllerType, ScsiControllerModel> = {
-  lsi: { driver: 'lsi53c895a', targets: 7, note: 'targets 0-6; 7 is the HBA itself' },
-  dc390: { driver: 'dc390', targets: 7, note: 'targets 0-6; 7 is the HBA itself' },
-  mptsas1068: { driver: 'mptsas1068', targets: 8, note: 'targets 0-7' },
-  megasas: { driver: 'megasas', targets: 64, note: 'targets 0-63' },
-  pvscsi: { driver: 'pvscsi', targets: 64, note: 'targets 0-63' },
-  'virtio-scsi-pci': { driver: 'virtio-scsi-pci', targets: 256, note: 'targets 0-255' },
+  lsi: { driver: 'lsi53c895a', targets: 7, qemuTargets: 8, note: 'targets 0-6; 7 is the HBA itself' },
+  dc390: { driver: 'dc390', targets: 7, qemuTargets: 8, note: 'targets 0-6; 7 is the HBA itself' },
+  mptsas1068: { driver: 'mptsas1068', targets: 8, qemuTargets: 8, note: 'targets 0-7' },
+  megasas: { driver: 'megasas', targets: 64, qemuTargets: 64, note: 'targets 0-63' },
+  pvscsi: { driver: 'pvscsi', targets: 64, qemuTargets: 64, note: 'targets 0-63' },
+  'virtio-scsi-pci': { driver: 'virtio-scsi-pci', targets: 256, qemuTargets: 256, note: 'targets 0-255' },
 };
 
 /** The SCSI controller's QEMU id; its bus is `<id>.0` (Ganeti uses `scsi`, so `scsi.0`). */

@@ -8,11 +8,13 @@ import type { HvParams } from '../types';
 
 export const DISK_TYPES = ['paravirtual', 'scsi-hd', 'scsi-block', 'scsi-generic', 'scsi-cd', 'ide'] as const;
 /** Values Ganeti accepts but this planner refuses, with the reason shown to the operator. */
-export const REFUSED_DISK_TYPES: Record<string, string> = {
-  scsi: 'the deprecated "-drive if=scsi" model has no hotplug; use "scsi-hd" with scsi_controller_type "lsi"',
-  sd: 'SD cards are not a disk model for servers; use "paravirtual" or "scsi-hd"',
-  mtd: 'MTD flash is not a disk model for servers; use "paravirtual" or "scsi-hd"',
-  pflash: 'pflash holds firmware, not instance disks; use "paravirtual" or "scsi-hd"',
+export const REFUSED_DISK_TYPES: Record<string, { reason: string; startsAnyway: boolean }> = {
+  // QEMU 7.2 refuses to start the first three as Ganeti 3.0 passes them (-drive if=scsi|sd|mtd on pc).
+  scsi: { reason: 'the deprecated "-drive if=scsi" model does not start on pc machines and has no hotplug; use "scsi-hd" with scsi_controller_type "lsi"', startsAnyway: false },
+  sd: { reason: 'SD cards are not a disk model for servers and do not start on pc machines; use "paravirtual" or "scsi-hd"', startsAnyway: false },
+  mtd: { reason: 'MTD flash is not a disk model for servers and does not start on pc machines; use "paravirtual" or "scsi-hd"', startsAnyway: false },
+  // QEMU starts it (the disk becomes the machine's flash), but it is no instance disk.
+  pflash: { reason: 'pflash holds firmware, not instance disks; use "paravirtual" or "scsi-hd"', startsAnyway: true },
 };
 export const NIC_TYPES = [
   'paravirtual', 'e1000', 'i82551', 'i82559er', 'i82557b', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139',
@@ -20,7 +22,8 @@ export const NIC_TYPES = [
 export const SCSI_CONTROLLER_TYPES = ['lsi', 'megasas', 'virtio-scsi-pci', 'mptsas1068', 'pvscsi', 'dc390'] as const;
 export const DISK_CACHE = ['default', 'none', 'writeback', 'writethrough'] as const;
 export const DISK_AIO = ['threads', 'native', 'io_uring'] as const;
-export const DISK_DISCARD = ['ignore', 'unmap'] as const;
+/** Ganeti 3.0+ values; "default" passes no discard option, which QEMU takes as "ignore". */
+export const DISK_DISCARD = ['default', 'ignore', 'unmap'] as const;
 export const REBOOT_BEHAVIOR = ['reboot', 'exit'] as const;
 
 export type DiskType = (typeof DISK_TYPES)[number];
@@ -47,7 +50,7 @@ export const HVPARAM_DEFAULTS = {
   kvm_extra: '',
   disk_cache: 'default',
   disk_aio: 'threads',
-  disk_discard: 'ignore',
+  disk_discard: 'default',
   cdrom_image_path: '',
   cpu_type: '',
   kernel_path: '',
@@ -124,9 +127,11 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
   const filled: HvParams = { ...(given ?? {}) };
   for (const [k, v] of Object.entries(HVPARAM_DEFAULTS)) if (filled[k] === undefined) filled[k] = v;
   const diskType = filled.disk_type;
-  if (typeof diskType === 'string' && REFUSED_DISK_TYPES[diskType] !== undefined) {
-    throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot use hvparams.disk_type "${diskType}": ${REFUSED_DISK_TYPES[diskType]}`, {
+  const refused = typeof diskType === 'string' ? REFUSED_DISK_TYPES[diskType] : undefined;
+  if (refused !== undefined) {
+    throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot use hvparams.disk_type "${String(diskType)}": ${refused.reason}`, {
       field: 'hvparams.disk_type',
+      data: { startsAnyway: refused.startsAnyway },
     });
   }
   const hv = readFields(filled, (name, read) => read());
@@ -134,7 +139,8 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
     throw new GkdError(
       'GKD_UNSUPPORTED_VALUE',
       'Cannot use hvparams.cdrom_image_path: CD-ROM images are not planned by this release; attach the image as a disk with disk_type "scsi-cd"',
-      { field: 'hvparams.cdrom_image_path' },
+      // Ganeti attaches the CD-ROM itself when it starts the instance.
+      { field: 'hvparams.cdrom_image_path', data: { startsAnyway: true } },
     );
   }
   return { filled, hv };
@@ -142,9 +148,8 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
 
 /**
  * The typed view of a runtime file's stored hvparams, read leniently: the
- * file may come from any Ganeti release (2.16 files carry `disk_discard:
- * "default"`, which Ganeti 3.1 reads as "ignore"; a CD-ROM lives in
- * kvm_cmd already). A value this release would refuse for a new instance
+ * file may come from any Ganeti release (a CD-ROM lives in kvm_cmd
+ * already). A value this release would refuse for a new instance
  * falls back to its default here, except the device types, which are kept
  * as they are so the caller can refuse exactly the operation that needs
  * them (a NIC hot-add must not fail because disk_type is "scsi").

@@ -4,6 +4,7 @@
  * server→client notifications delivered to listeners.
  */
 import { EventEmitter } from 'node:events';
+import { resolve as resolvePath } from 'node:path';
 import {
   JSONRPCClient, JSONRPCErrorException, createJSONRPCErrorResponse, isJSONRPCResponse, isJSONRPCResponses,
   type JSONRPCError, type JSONRPCErrorResponse, type JSONRPCID, type JSONRPCResponse,
@@ -87,7 +88,8 @@ export class RpcClient extends EventEmitter {
   static connect(socketPath: string, options: RpcClientOptions = {}): Promise<RpcClient> {
     const timeoutMs = options.connectTimeoutMs ?? 5000;
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws+unix://${socketPath}:/`, { handshakeTimeout: timeoutMs });
+      // ws+unix URLs carry an absolute path (a relative one loses its first segment): resolve against the cwd.
+      const ws = new WebSocket(`ws+unix://${resolvePath(socketPath)}:/`, { handshakeTimeout: timeoutMs });
       const fail = (err: Error): void => {
         ws.removeAllListeners();
         ws.on('error', () => undefined);

@@ -84,8 +84,14 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       name: 'instance.cleanup',
       summary: "Removes an instance's runtime file (after it stopped)",
       schema: cleanupSchema,
-      handler: async (p) => {
+      handler: async (p, ctx) => {
         const name = p.name as string;
+        // Ganeti removes the file itself when QEMU stops; while QEMU runs the file is its only record
+        // of the guest's hot-plugged devices (a stop that failed, a post hook on the wrong node).
+        const pid = runningPid(join(ctx.config.runDir, 'pid', name));
+        if (pid !== undefined) {
+          throw new GkdError('GKD_INSTANCE_RUNNING', `Cannot remove the runtime file of instance "${name}": QEMU (pid ${pid}) is still running it`, { field: 'name' });
+        }
         const removed = await store.withLock(name, () => store.remove(name));
         return { name, removed };
       },

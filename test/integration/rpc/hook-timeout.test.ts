@@ -47,7 +47,7 @@ describe('hooks against a daemon that never answers', function () {
   });
 
   it('a pre hook fails closed after hookTimeoutMs', async () => {
-    const r = await runHook('instance-start-pre', env('instance-start-pre'));
+    const r = await runHook('instance-add-pre', env('instance-add-pre'));
     assert.equal(r.status, 1, r.out);
     assert.match(r.out, /refused: Cannot get an answer from the daemon: no reply to "instance\.plan" within 700 ms \(pre hook: failing closed\)/);
     assert.ok(r.ms < 10_000, `took ${r.ms} ms`);

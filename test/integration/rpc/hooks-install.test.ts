@@ -101,20 +101,34 @@ describe('Ganeti hooks and install.sh', function () {
     const r = runHook('instance-add-pre', GANETI_ADD_ENV);
     assert.equal(r.status, 0, r.out);
     assert.match(r.out, /ok: inst1\.example\.com: 2 disk\(s\) and 1 NIC\(s\) fit/);
-    // instance-start still needs the real UUIDs.
+    // instance-start needs the real UUIDs; without them it cannot judge, says so and lets Ganeti start.
     const start = runHook('instance-start-pre', { GANETI_INSTANCE_DISK0_UUID: '' });
-    assert.equal(start.status, 1, start.out);
-    assert.match(start.out, /GANETI_INSTANCE_DISK0_UUID is not set/);
+    assert.equal(start.status, 0, start.out);
+    assert.match(start.out, /GANETI_INSTANCE_DISK0_UUID is not set \(this pre hook only refuses what QEMU would refuse: passing\)/);
   });
 
-  it('instance-start-pre refuses 8 SCSI disks on an lsi controller, naming the reason', () => {
-    const env: Record<string, string> = { GANETI_INSTANCE_HV_scsi_controller_type: 'lsi', GANETI_INSTANCE_DISK_COUNT: '8' };
-    for (let i = 0; i < 8; i++) {
+  /** The hook environment of `n` scsi-hd disks on an lsi controller. */
+  const lsiDisks = (n: number): Record<string, string> => {
+    const env: Record<string, string> = { GANETI_INSTANCE_HV_scsi_controller_type: 'lsi', GANETI_INSTANCE_DISK_COUNT: String(n) };
+    for (let i = 0; i < n; i++) {
       env[`GANETI_INSTANCE_DISK${i}_UUID`] = uuid(i);
       env[`GANETI_INSTANCE_DISK${i}_SIZE`] = '1024';
       env[`GANETI_INSTANCE_DISK${i}_MODE`] = 'rw';
     }
-    const r = runHook('instance-start-pre', env);
+    return env;
+  };
+
+  it('8 SCSI disks on lsi (QEMU starts them, the guest sees 7): a new instance is refused, an existing one starts with a warning', () => {
+    const add = runHook('instance-add-pre', lsiDisks(8));
+    assert.equal(add.status, 1, add.out);
+    assert.match(add.out, /refused: .*lsi.*7 usable targets.*GKD_CAPACITY/);
+    const start = runHook('instance-start-pre', lsiDisks(8));
+    assert.equal(start.status, 0, start.out);
+    assert.match(start.out, /ok: inst1\.example\.com: WARNING: Cannot place 8 SCSI disks on "lsi".*the start goes ahead/);
+  });
+
+  it('9 SCSI disks on lsi (QEMU refuses scsi-id 8) are refused at start too', () => {
+    const r = runHook('instance-start-pre', lsiDisks(9));
     assert.equal(r.status, 1, r.out);
     assert.match(r.out, /refused: .*lsi.*GKD_CAPACITY/);
   });
@@ -191,12 +205,19 @@ describe('Ganeti hooks and install.sh', function () {
     assert.match(r.out, /nothing to check/);
   });
 
-  it('with the daemon unreachable, pre hooks fail closed and post hooks fail open', () => {
+  it('with the daemon unreachable, add/modify/migrate pre hooks fail closed, start and post hooks pass', () => {
     setConfig({ socket: join(tmp, 'nobody-here.sock') });
     try {
-      const pre = runHook('instance-start-pre');
-      assert.equal(pre.status, 1);
-      assert.match(pre.out, /daemon unreachable.*failing closed/);
+      for (const h of ['instance-add-pre', 'instance-modify-pre', 'instance-migrate-pre', 'instance-failover-pre']) {
+        const pre = runHook(h);
+        assert.equal(pre.status, 1, `${h}: ${pre.out}`);
+        assert.match(pre.out, /daemon unreachable.*failing closed/);
+      }
+      for (const h of ['instance-start-pre', 'instance-reboot-pre']) {
+        const pre = runHook(h, { GANETI_REBOOT_TYPE: 'full' });
+        assert.equal(pre.status, 0, `${h}: ${pre.out}`);
+        assert.match(pre.out, /daemon unreachable.*passing/);
+      }
       const post = runHook('instance-stop-post');
       assert.equal(post.status, 0);
       assert.match(post.out, /daemon unreachable.*failing open/);

@@ -1,0 +1,248 @@
+/**
+ * The Ganeti suite's node: a real single-node Ganeti 3.0 cluster built by
+ * `test/ganeti/lab/ganeti-lab.sh`, the plugin installed on it with
+ * `./install.sh --hooks`, and the daemon started the way the installed
+ * systemd unit starts it (its ExecStart, default socket and config). Built
+ * once per test run and shared by every Ganeti test file; the daemon is
+ * stopped when the run ends, the cluster stays for the next run
+ * (`ganeti-lab.sh down` removes it).
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { RpcCallError, RpcClient } from '../../../plugin/rpc/client';
+
+const execFileP = promisify(execFile);
+
+/** The repository root (tests run from dist/test/ganeti/helpers). */
+export const ROOT = join(__dirname, '..', '..', '..', '..');
+export const LAB_SCRIPT = join(ROOT, 'test', 'ganeti', 'lab', 'ganeti-lab.sh');
+export const LAB_NS = process.env.GKD_LAB_NS ?? 'gkd-ganeti';
+export const NODE = 'node1.example.com';
+export const UNIT_FILE = '/etc/systemd/system/ganeti-kvm-devices.service';
+export const DAEMON_SOCKET = '/run/ganeti-kvm-devices/rpc.sock';
+export const DAEMON_LOG = '/var/log/ganeti-kvm-devices-test.log';
+export const RUNTIME_DIR = '/var/run/ganeti/kvm-hypervisor/conf';
+export const HOOKS_DIR = '/etc/ganeti/hooks';
+/** Ganeti's Python modules (Debian's package). */
+export const GANETI_PY = '/usr/share/ganeti/3.0';
+export const ORACLE = join(ROOT, 'test', 'ganeti', 'oracle', 'ganeti_oracle.py');
+
+/** What one command printed and how it ended. */
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs `cmd` inside the lab's network namespace (Ganeti's commands must). */
+export async function inLab(cmd: string, args: string[], timeoutMs = 180_000): Promise<Run> {
+  const t0 = performance.now();
+  try {
+    const r = await execFileP('ip', ['netns', 'exec', LAB_NS, cmd, ...args], { timeout: timeoutMs, maxBuffer: 16 << 20 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr, ms: performance.now() - t0 };
+  } catch (e) {
+    const x = e as { code?: number | string; stdout?: string; stderr?: string; killed?: boolean };
+    const code = typeof x.code === 'number' ? x.code : -1;
+    return { code, stdout: x.stdout ?? '', stderr: `${x.stderr ?? ''}${x.killed ? ' [timed out]' : ''}`, ms: performance.now() - t0 };
+  }
+}
+
+/** The Ganeti commands each test ran, in order, for the suite's closing list. */
+export const ganetiCommands: string[] = [];
+
+/** Runs a Ganeti command (`gnt-instance …`) in the lab and fails with its output when it fails. */
+export async function gnt(cmd: string, ...args: string[]): Promise<Run> {
+  const r = await gntTry(cmd, ...args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+/** Runs a Ganeti command and returns however it ended. */
+export async function gntTry(cmd: string, ...args: string[]): Promise<Run> {
+  const r = await inLab(cmd, args);
+  ganetiCommands.push(`${cmd} ${args.join(' ')} -> exit ${r.code} (${Math.round(r.ms)} ms)`);
+  return r;
+}
+
+let ready: Promise<void> | undefined;
+let daemon: ChildProcess | undefined;
+
+/**
+ * Builds the lab (once per run), installs the plugin with its hooks and
+ * starts the daemon as the installed unit would. Needs root.
+ */
+export function ensureGanetiNode(): Promise<void> {
+  ready ??= setUp();
+  return ready;
+}
+
+async function setUp(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the Ganeti suite needs root: it builds a Ganeti cluster in a network namespace (set GKD_SKIP_GANETI=1 to leave it out)');
+  const up = spawnSync('bash', [LAB_SCRIPT, 'up'], { encoding: 'utf8', timeout: 900_000 });
+  if (up.status !== 0) throw new Error(`ganeti-lab.sh up failed:\n${up.stdout}\n${up.stderr}`);
+  // As an operator installs it: the checkout's install.sh with the hooks, into /usr/local.
+  const inst = spawnSync('sh', [join(ROOT, 'install.sh'), '--hooks'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+  if (inst.status !== 0) throw new Error(`install.sh --hooks failed:\n${inst.stdout}\n${inst.stderr}`);
+  await startDaemon();
+}
+
+/** The installed unit's ExecStart, split into argv (no quoting in what install.sh writes). */
+export function unitExecStart(): string[] {
+  const unit = readFileSync(UNIT_FILE, 'utf8');
+  const line = unit.split('\n').find((l) => l.startsWith('ExecStart='));
+  if (line === undefined) throw new Error(`${UNIT_FILE} has no ExecStart`);
+  return line.slice('ExecStart='.length).trim().split(/\s+/);
+}
+
+/** Starts the daemon from the unit's ExecStart (systemd is not running here) and waits for its socket. */
+export async function startDaemon(): Promise<void> {
+  if (daemon !== undefined && daemon.exitCode === null) return;
+  const [cmd, ...args] = unitExecStart();
+  const out = openSync(DAEMON_LOG, 'a');
+  daemon = spawn(cmd as string, args, { stdio: ['ignore', out, out], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  closeSync(out);
+  const child = daemon;
+  process.once('exit', () => child.kill('SIGTERM'));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the daemon exited (${child.exitCode}); see ${DAEMON_LOG}`);
+    try {
+      const c = await RpcClient.connect(DAEMON_SOCKET, { connectTimeoutMs: 500 });
+      await c.close();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`the daemon did not listen on ${DAEMON_SOCKET} within 20 s; see ${DAEMON_LOG}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** Stops the daemon started by {@link startDaemon}. */
+export async function stopDaemon(): Promise<void> {
+  const child = daemon;
+  if (child === undefined || child.exitCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await gone;
+}
+
+/** One JSON-RPC call to the node's daemon. */
+export async function call<T = Record<string, unknown>>(method: string, params: Record<string, unknown>): Promise<T> {
+  const c = await RpcClient.connect(DAEMON_SOCKET, { callTimeoutMs: 60_000 });
+  try {
+    return await c.call<T>(method, params);
+  } finally {
+    await c.close();
+  }
+}
+
+/** A call expected to fail: its error data (with `code`). */
+export async function callError(method: string, params: Record<string, unknown>): Promise<{ code: string; message: string; [k: string]: unknown }> {
+  try {
+    await call(method, params);
+  } catch (e) {
+    if (e instanceof RpcCallError) return { ...(e.data as Record<string, unknown>), message: e.message } as { code: string; message: string };
+    throw e;
+  }
+  throw new Error(`${method} succeeded where a refusal was expected`);
+}
+
+/** The daemon log's size now: pass it to {@link daemonCallsSince} to see the calls made after. */
+export function logMark(): number {
+  return existsSync(DAEMON_LOG) ? statSync(DAEMON_LOG).size : 0;
+}
+
+/** One call the daemon logged. */
+export interface LoggedCall {
+  method: string;
+  instance?: string;
+  outcome: string;
+}
+
+/** The calls the daemon logged since `mark`. */
+export function daemonCallsSince(mark: number): LoggedCall[] {
+  const text = readFileSync(DAEMON_LOG).subarray(mark).toString('utf8');
+  const calls: LoggedCall[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const o = JSON.parse(line) as { msg?: string; method?: string; instance?: string; outcome?: string };
+    if (o.msg === 'call' && typeof o.method === 'string') calls.push({ method: o.method, instance: o.instance, outcome: o.outcome ?? '' });
+  }
+  return calls;
+}
+
+/** Options for {@link addInstance}. */
+export interface AddOptions {
+  template?: 'file' | 'sharedfile' | 'diskless';
+  disks?: number;
+  diskSizeMb?: number;
+  nics?: number;
+  /** `-H kvm:` hvparams. */
+  hv?: Record<string, string | number>;
+  start?: boolean;
+}
+
+/** `gnt-instance add` with Ganeti's defaults except what `o` names; returns the command's run. */
+export async function addInstance(name: string, o: AddOptions = {}): Promise<Run> {
+  return gntTry('gnt-instance', ...addArgs(name, o));
+}
+
+/** The argv of `gnt-instance add` for {@link addInstance}. */
+export function addArgs(name: string, o: AddOptions = {}): string[] {
+  const template = o.template ?? 'file';
+  const args = ['add', '-t', template, '-o', 'noop', '--no-name-check', '--no-ip-check', '-B', 'memory=64M', '--no-install', '-n', NODE];
+  if (template !== 'diskless') {
+    for (let i = 0; i < (o.disks ?? 1); i++) args.push('--disk', `${i}:size=${o.diskSizeMb ?? 4}M`);
+  }
+  const nics = o.nics ?? 1;
+  if (nics === 0) args.push('--no-nics');
+  for (let i = 0; i < nics; i++) args.push('--net', `${i}:mode=bridged,link=br0`);
+  if (o.hv !== undefined && Object.keys(o.hv).length > 0) args.push('-H', `kvm:${Object.entries(o.hv).map(([k, v]) => `${k}=${v}`).join(',')}`);
+  if (o.start === false) args.push('--no-start');
+  args.push(name);
+  return args;
+}
+
+/** Removes an instance whatever its state (no guest OS answers ACPI: no shutdown timeout). */
+export async function removeInstance(name: string): Promise<void> {
+  const r = await gntTry('gnt-instance', 'remove', '-f', '--shutdown-timeout=0', name);
+  if (r.code !== 0 && !/does not exist|not known/i.test(r.stderr + r.stdout)) throw new Error(`gnt-instance remove ${name} failed:\n${r.stdout}${r.stderr}`);
+}
+
+/** The runtime file Ganeti wrote for `name`, parsed. */
+export function ganetiRuntime(name: string): [unknown[], Array<Record<string, unknown>>, Record<string, unknown>, Array<[Record<string, unknown>, string, string | null]>] {
+  return JSON.parse(readFileSync(join(RUNTIME_DIR, `${name}.runtime`), 'utf8'));
+}
+
+/** The QMP socket Ganeti gives instance `name`. */
+export function qmpSocket(name: string): string {
+  return `/var/run/ganeti/kvm-hypervisor/ctrl/${name}.qmp`;
+}
+
+/** The pid of the QEMU running `name`, from Ganeti's pid file. */
+export function qemuPid(name: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(`/var/run/ganeti/kvm-hypervisor/pid/${name}`, 'utf8').trim());
+    return existsSync(`/proc/${pid}`) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs Ganeti's own KVM code on a runtime file (see oracle/ganeti_oracle.py). */
+export function ganetiOracle(command: 'rebuild' | 'upgrade', runtimeFile: string): Record<string, unknown> {
+  const r = spawnSync('/usr/bin/python3', [ORACLE, command, runtimeFile], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`Ganeti's code failed on ${runtimeFile}:\n${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+/** The hook scripts install.sh put into Ganeti's hooks dir, as `<hpath>-<phase>`. */
+export function installedHooks(): string[] {
+  return readdirSync(HOOKS_DIR).filter((d) => existsSync(join(HOOKS_DIR, d, 'kvm-devices'))).map((d) => d.replace(/\.d$/, '')).sort();
+}
+
+/** Whether the Ganeti suite is left out on purpose (GKD_SKIP_GANETI=1). */
+export const SKIP_GANETI = process.env.GKD_SKIP_GANETI === '1';
