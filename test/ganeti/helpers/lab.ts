@@ -200,7 +200,8 @@ export function addArgs(name: string, o: AddOptions = {}): string[] {
   const nics = o.nics ?? 1;
   if (nics === 0) args.push('--no-nics');
   for (let i = 0; i < nics; i++) args.push('--net', `${i}:mode=bridged,link=br0`);
-  if (o.hv !== undefined && Object.keys(o.hv).length > 0) args.push('-H', `kvm:${Object.entries(o.hv).map(([k, v]) => `${k}=${v}`).join(',')}`);
+  // Ganeti splits -H at commas; a comma inside a value is written "\,".
+  if (o.hv !== undefined && Object.keys(o.hv).length > 0) args.push('-H', `kvm:${Object.entries(o.hv).map(([k, v]) => `${k}=${String(v).replace(/,/g, '\\,')}`).join(',')}`);
   if (o.start === false) args.push('--no-start');
   args.push(name);
   return args;
