@@ -11,6 +11,8 @@ import { HookEnvError, specFromHookEnv, type SpecFromHookEnvOptions } from './ho
 export interface HookOutcome {
   ok: boolean;
   message: string;
+  /** The operation goes ahead, but the operator should read the message. */
+  warning?: boolean;
 }
 
 export interface HookDef {
@@ -122,9 +124,24 @@ async function modifyCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<H
  */
 type PreflightMode = 'new' | 'existing';
 
+/**
+ * Layouts the planner would place but Ganeti 3.0 builds in a way QEMU
+ * refuses: the start fails whatever the planner thinks, so the hook says
+ * why before Ganeti tries.
+ */
+function ganetiStartFailure(spec: InstanceSpec): string | undefined {
+  const nicType = spec.hvparams?.nic_type;
+  if (nicType === 'ne2k_isa' && spec.nics.length > 0) {
+    return `Cannot start ${spec.nics.length} NIC(s) with hvparams.nic_type "ne2k_isa": Ganeti puts them on the PCI bus (bus=pci.0), where QEMU refuses an ISA card; use another nic_type`;
+  }
+  return undefined;
+}
+
 /** Preflight: the instance as Ganeti describes it must plan (slots, controller limits, ids). */
 async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, mode: PreflightMode, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
   const spec = specFromHookEnv(env, options);
+  const failure = ganetiStartFailure(spec);
+  if (failure !== undefined) return { ok: false, message: `${spec.name}: ${failure}` };
   let plan: PlanResult;
   try {
     plan = await client.call<PlanResult>('instance.plan', { instance: spec });
@@ -132,7 +149,7 @@ async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, mode: Prefli
     if (!(e instanceof RpcCallError) || !startsAnyway(e)) throw e;
     // QEMU starts this layout as Ganeti builds it: capacity refusals still stop a new layout.
     if (mode === 'new' && codeOf(e) === 'GKD_CAPACITY') throw e;
-    return { ok: true, message: `${spec.name}: WARNING: ${e.message}; QEMU starts it as Ganeti builds it, so the ${mode === 'new' ? 'add' : 'start'} goes ahead` };
+    return { ok: true, warning: true, message: `${spec.name}: WARNING: ${e.message}; QEMU starts it as Ganeti builds it, so the ${mode === 'new' ? 'add' : 'start'} goes ahead` };
   }
   const devices = plan.devices ?? [];
   const where = devices.map((d) => `${d.id}@${String(d.hvinfo.bus)}${d.hvinfo.addr === undefined ? `:${String(d.hvinfo['scsi-id'])}` : `:${String(d.hvinfo.addr)}`}`);
@@ -180,7 +197,10 @@ async function modifyAfter(env: NodeJS.ProcessEnv, client: RpcClient): Promise<H
   const after = afterOperation(env);
   if (after.GANETI_INSTANCE_NAME === undefined) return { ok: true, message: `${instanceName(env)}: Ganeti exported no state after the change, nothing to check` };
   try {
-    return await preflight(after, client, 'existing');
+    const outcome = await preflight(after, client, 'existing');
+    if (!outcome.ok) return { ok: false, message: `${instanceName(env)}: WARNING: after this change the instance would not start again: ${outcome.message}` };
+    // Ganeti shows a post hook's output only when it fails: a warning must fail to be seen.
+    return outcome.warning === true ? { ...outcome, ok: false } : outcome;
   } catch (e) {
     if (!(e instanceof RpcCallError)) throw e;
     return { ok: false, message: `${instanceName(env)}: WARNING: after this change the instance would not start again: ${e.message}` };

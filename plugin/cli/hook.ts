@@ -62,7 +62,8 @@ export async function runHook(name: string, def: HookDef, env: NodeJS.ProcessEnv
   // daemon always refuses a pre hook.
   const failClosed = def.phase === 'pre' && def.whenUnsure !== 'pass';
   const say = (ok: boolean, message: string): number => {
-    process.stdout.write(`kvm-devices ${name}: ${ok ? 'ok' : 'refused'}: ${message}\n`);
+    // A failing post hook cannot refuse anything: Ganeti prints it as a warning.
+    process.stdout.write(`kvm-devices ${name}: ${ok ? 'ok' : def.phase === 'pre' ? 'refused' : 'warning'}: ${message}\n`);
     return ok ? 0 : 1;
   };
   const ctx = hookContext(env);
