@@ -79,7 +79,7 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
       name: 'runtime.list',
       summary: "Lists the runtime dir's files with their formats; with expect, flags the others",
       schema: listSchema,
-      handler: async (p) => {
+      handler: async (p, ctx) => {
         const expect = p.expect as RuntimeFormatId | undefined;
         const files = [];
         // No runtime dir yet (Ganeti creates it at the first start): no files.
@@ -89,10 +89,16 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
             const r = await store.read(name);
             files.push({ name, format: r.format, ...(expect === undefined ? {} : { matches: r.format === expect }) });
           } catch (e) {
-            if (!isGkdError(e)) throw e;
             // A file that vanished between list and read is not a finding.
-            if (e.code === 'GKD_RUNTIME_NOT_FOUND') continue;
-            files.push({ name, error: { code: e.code, message: e.message }, ...(expect === undefined ? {} : { matches: false }) });
+            if (isGkdError(e) && e.code === 'GKD_RUNTIME_NOT_FOUND') continue;
+            // Any other failure is this file's alone: report it by name and go on with the rest.
+            let error: { code: string; message: string };
+            if (isGkdError(e)) error = { code: e.code, message: e.message };
+            else {
+              ctx.log.error({ err: e, file: name }, 'cannot read runtime file');
+              error = { code: 'GKD_INTERNAL', message: `Cannot read the runtime file of "${name}": internal error, see the daemon log` };
+            }
+            files.push({ name, error, ...(expect === undefined ? {} : { matches: false }) });
           }
         }
         const mismatched = expect === undefined ? 0 : files.filter((f) => f.matches === false).length;
