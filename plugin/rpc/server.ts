@@ -8,7 +8,7 @@
  * once with method, instance, duration and request id.
  */
 import { createServer, type Server } from 'node:http';
-import { unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import {
   JSONRPCErrorCode, JSONRPCServer, createJSONRPCErrorResponse, createJSONRPCNotification, createJSONRPCSuccessResponse,
   type JSONRPCID, type JSONRPCRequest, type JSONRPCResponse,
@@ -21,7 +21,7 @@ import { checkBudget } from '../value-budget';
 import { isExpectedError, toRpcError } from './error-map';
 import type { CallContext, RpcMethod, RpcPeer } from './method';
 import { ParamsValidator } from './params';
-import { applySocketPermissions, claimSocketPath } from './socket-file';
+import { applySocketPermissions, claimSocketPath, type SocketLock } from './socket-file';
 
 /**
  * Most requests in one batch. A batch larger than this is refused whole
@@ -77,6 +77,9 @@ export class RpcServer {
   #nextPeer = 1;
   #nextCall = 1;
   #closing: Promise<void> | undefined;
+  #lock: SocketLock | undefined;
+  /** The inode of the socket file this server bound, so shutdown removes only its own. */
+  #socketIno: number | undefined;
 
   private constructor(options: RpcServerOptions) {
     this.#config = options.config;
@@ -97,16 +100,24 @@ export class RpcServer {
   /** Claims the socket path, listens, and applies the socket's mode and owner. */
   static async start(options: RpcServerOptions): Promise<RpcServer> {
     const server = new RpcServer(options);
-    const { createdDirs } = await claimSocketPath(server.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      server.#http.once('error', reject);
-      server.#http.listen(server.socketPath, () => {
-        server.#http.off('error', reject);
-        resolve();
+    const { createdDirs, lock } = await claimSocketPath(server.socketPath);
+    server.#lock = lock;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.#http.once('error', reject);
+        server.#http.listen(server.socketPath, () => {
+          server.#http.off('error', reject);
+          resolve();
+        });
       });
-    });
-    const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
-    await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
+      server.#socketIno = (await lstat(server.socketPath)).ino;
+      const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
+      await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
+    } catch (e) {
+      server.#http.close();
+      await lock.release();
+      throw e;
+    }
     server.#log.info({ socket: server.socketPath, methods: [...server.#methods.keys()] }, 'daemon listening');
     return server;
   }
@@ -180,7 +191,10 @@ export class RpcServer {
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
     await stopped;
     clearTimeout(kill);
-    await unlink(this.socketPath).catch(() => undefined);
+    // Only the socket this server bound: never one another daemon made at the same path since.
+    const st = await lstat(this.socketPath).catch(() => undefined);
+    if (st !== undefined && st.ino === this.#socketIno) await unlink(this.socketPath).catch(() => undefined);
+    await this.#lock?.release();
     this.#log.info('daemon stopped');
   }
 
