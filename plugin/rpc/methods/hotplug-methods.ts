@@ -10,6 +10,7 @@ import { qmpSocketFor } from '../../config';
 import type { RuntimeStore } from '../../runtime';
 import type { DiskSpec, NicSpec } from '../../types';
 import type { RpcMethod } from '../method';
+import { checkPathParam } from './confine';
 import supportedSchema from '../../../schemas/rpc/hotplug.supported.schema.json';
 import diskAddSchema from '../../../schemas/rpc/disk.add.schema.json';
 import diskRemoveSchema from '../../../schemas/rpc/disk.remove.schema.json';
@@ -38,7 +39,12 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
     },
     {
       name: 'disk.add', summary: 'Hot-adds a disk', schema: diskAddSchema,
-      handler: (p) => engine.addDisk(p.name as string, p.disk as DiskSpec, opts(p as unknown as Target)),
+      handler: async (p, ctx) => {
+        const disk = p.disk as DiskSpec;
+        // Without a uri the path is a host file QEMU (as root) opens for the guest.
+        if (disk.uri === undefined || disk.uri === null) await checkPathParam('disk.add', '/disk/path', disk.path, ctx.config.storageRoots);
+        return engine.addDisk(p.name as string, disk, opts(p as unknown as Target));
+      },
     },
     {
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,

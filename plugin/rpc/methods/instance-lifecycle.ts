@@ -66,7 +66,7 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       summary: 'Plans an instance and writes its runtime file; with the daemon option launch, starts QEMU',
       schema: startSchema,
       handler: async (p, ctx) => {
-        const plan = await planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
+        const plan = await planForDaemon(p as { instance: unknown; qmp?: string }, ctx, 'instance.start');
         const name = (p.instance as { name: string }).name;
         if (starting.has(name)) {
           throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": another instance.start or migration.accept of it is in progress`, { field: 'instance.name' });

@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { RpcClient } from '../../../plugin/rpc';
@@ -132,5 +132,101 @@ describe('hostile input (real daemon)', function () {
       await c.close();
     }
     await assertAlive();
+  });
+});
+
+describe('privilege: what a caller may make the daemon run or open (real daemon)', function () {
+  this.timeout(60_000);
+  let d: DaemonProcess;
+  let c: RpcClient;
+  let marker: string;
+  let script: string;
+
+  before(async () => {
+    d = await spawnDaemon();
+    c = await RpcClient.connect(d.socket);
+    marker = join(d.dir, 'ran-as-daemon');
+    script = join(d.dir, 'not-qemu.sh');
+    writeFileSync(script, `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+  });
+  after(async () => {
+    await c?.close();
+    await d?.stop();
+  });
+
+  it('instance.plan never runs a kvm_path outside qemuBinaries, refusing it by field', async () => {
+    const spec = { ...sampleSpec(), hvparams: { kvm_path: script } };
+    await assert.rejects(c.call('instance.plan', { instance: spec }), (e: any) => {
+      assert.equal(e.data.code, 'GKD_UNSUPPORTED_VALUE');
+      assert.equal(e.data.field, 'hvparams.kvm_path');
+      return true;
+    });
+    await assert.rejects(c.call('instance.start', { instance: spec }), (e: any) => e.data.field === 'hvparams.kvm_path');
+    assert.equal(existsSync(marker), false, 'the binary was executed');
+    assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
+  });
+
+  it('maps Ganeti\'s default kvm_path /usr/bin/kvm onto the configured binary', async () => {
+    const plan = await c.call<{ argv: string[]; runtime: unknown[][] }>('instance.plan', { instance: { ...sampleSpec(), hvparams: { kvm_path: '/usr/bin/kvm' } } });
+    assert.equal(plan.argv[0], '/usr/bin/qemu-system-x86_64');
+    assert.equal(plan.runtime[0][0], '/usr/bin/kvm', 'the runtime keeps the instance\'s kvm_path');
+  });
+
+  for (const [what, path, message] of [
+    ['a host file', '/etc/hostname', /storage roots/],
+    ['a relative path', '../../../etc/hostname', /absolute/],
+    ['a NUL byte', '/var/run/ganeti/instance-disks/inst1:0\u0000x', /NUL/],
+  ] as const) {
+    it(`disk.add and instance.plan refuse ${what} as a disk path, naming the field`, async () => {
+      await assert.rejects(c.call('disk.add', { name: 'inst1.example.com', disk: { uuid: '2e7c85f6-b6e5-4243-b27d-680b78c6d205', path } }), (e: any) => {
+        assert.equal(e.code, -32602, e.message);
+        assert.equal(e.data.errors[0].path, '/disk/path');
+        return true;
+      });
+      const spec = sampleSpec() as { disks: Array<Record<string, unknown>> };
+      spec.disks[1].path = path;
+      await assert.rejects(c.call('instance.plan', { instance: spec }), (e: any) => {
+        assert.equal(e.code, -32602, e.message);
+        assert.equal(e.data.errors[0].path, '/instance/disks/1/path');
+        assert.match(e.data.errors[0].message, message);
+        return true;
+      });
+    });
+  }
+
+  it('migration.accept refuses an incoming runtime whose disk is a host file, naming the runtime field', async () => {
+    const plan = await c.call<{ runtime: any[] }>('instance.plan', { instance: sampleSpec() });
+    const runtime = plan.runtime;
+    runtime[3][0][1] = '/etc/hostname';
+    await assert.rejects(c.call('migration.accept', { name: 'inst1.example.com', runtime, incoming: 'defer' }), (e: any) => {
+      assert.equal(e.data.code, 'GKD_MIGRATION_REFUSED');
+      assert.equal(e.data.field, 'runtime[3][0][1]');
+      return true;
+    });
+    assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
+  });
+
+  it('with storage roots configured, a link in one root leading into another is accepted and one leading out is refused', async () => {
+    const links = join(d.dir, 'links');
+    const files = join(d.dir, 'files');
+    mkdirSync(links);
+    mkdirSync(files);
+    writeFileSync(join(files, 'disk0'), '');
+    symlinkSync(join(files, 'disk0'), join(links, 'i:0'));
+    symlinkSync('/etc/hostname', join(links, 'i:1'));
+    const e2 = await spawnDaemon({ env: { GKD_STORAGE_ROOTS: `${links}:${files}` } });
+    const c2 = await RpcClient.connect(e2.socket);
+    try {
+      const spec = sampleSpec() as { disks: Array<Record<string, unknown>> };
+      spec.disks[0].path = join(links, 'i:0');
+      spec.disks[1].path = join(files, 'disk0');
+      await c2.call('instance.plan', { instance: spec });
+      spec.disks[1].path = join(links, 'i:1');
+      await assert.rejects(c2.call('instance.plan', { instance: spec }), (e: any) =>
+        e.code === -32602 && e.data.errors[0].path === '/instance/disks/1/path' && /symlink to "\/etc\/hostname"/.test(e.data.errors[0].message));
+    } finally {
+      await c2.close();
+      await e2.stop();
+    }
   });
 });
