@@ -166,6 +166,14 @@ describe('privilege: what a caller may make the daemon run or open (real daemon)
     assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
   });
 
+  it('distinct and overlong kvm_paths are refused by field, not run, cached or answered GKD_INTERNAL', async () => {
+    for (let i = 0; i < 50; i++) {
+      const kvm_path = `/usr/bin/qemu-${i}-${'x'.repeat(i === 0 ? 5000 : 10)}`;
+      await assert.rejects(c.call('instance.plan', { instance: { ...sampleSpec(), hvparams: { kvm_path } } }), (e: any) =>
+        e.data?.code === 'GKD_UNSUPPORTED_VALUE' && e.data.field === 'hvparams.kvm_path' && e.message.length < 1000);
+    }
+  });
+
   it('maps Ganeti\'s default kvm_path /usr/bin/kvm onto the configured binary', async () => {
     const plan = await c.call<{ argv: string[]; runtime: unknown[][] }>('instance.plan', { instance: { ...sampleSpec(), hvparams: { kvm_path: '/usr/bin/kvm' } } });
     assert.equal(plan.argv[0], '/usr/bin/qemu-system-x86_64');
