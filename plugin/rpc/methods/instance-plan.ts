@@ -6,15 +6,12 @@
 import { buildArgv, parseInstanceSpec, planInstance } from '../../planner';
 import { isBlockDevice, localMachineAliases } from '../../process/host-facts';
 import { qmpSocketFor } from '../../config';
-import type { CallContext, RpcMethod } from '../method';
+import { defineMethod, type CallContext } from '../method';
+import type { RpcParams } from '../param-types.generated';
 import { checkSpecPaths, qemuBinaryFor } from './confine';
 import schema from '../../../schemas/rpc/instance.plan.schema.json';
 
-interface PlanParams {
-  instance: unknown;
-  qmp?: string;
-  accel?: 'kvm' | 'tcg';
-}
+type PlanParams = RpcParams['instance.plan'];
 
 /**
  * Plans and builds the argv; shared with `instance.start`. The machine alias
@@ -41,12 +38,12 @@ export async function planForDaemon(params: PlanParams, ctx: CallContext, method
   return { argv, runtime: plan.runtime, devices: plan.devices, qmp };
 }
 
-export const instancePlan: RpcMethod = {
+export const instancePlan = defineMethod({
   name: 'instance.plan',
   summary: 'Plans an instance: argv, runtime and devices; no side effects',
   schema,
   handler: async (params, ctx) => {
-    const { argv, runtime, devices } = await planForDaemon(params as unknown as PlanParams, ctx);
+    const { argv, runtime, devices } = await planForDaemon(params, ctx);
     return { argv, runtime, devices };
   },
-};
+});
