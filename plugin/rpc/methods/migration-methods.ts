@@ -7,6 +7,7 @@
 import { acceptMigration, startMigration, verifyInstance, type MigrationContext } from '../../migration';
 import { GkdError } from '../../errors';
 import { defineMethod, type RpcMethod } from '../method';
+import { checkPathParam } from './confine';
 import type { Launched } from './instance-lifecycle';
 import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
 import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
@@ -19,10 +20,18 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
       name: 'instance.verify',
       summary: 'Reports drift between the runtime file and the live QEMU',
       schema: verifySchema,
-      handler: (p) => verifyInstance(mctx, p.name, {
-        ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
-        ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' ? { repair: p.repair } : {}),
-      }),
+      handler: async (p, ctx) => {
+        // A known disk's path may end up in the runtime file (when QEMU shows no plain file): the same roots apply.
+        if (typeof p.repair === 'object') {
+          for (const [i, d] of (p.repair.known?.disks ?? []).entries()) {
+            if (d.uri === undefined || d.uri === null) await checkPathParam('instance.verify', `/repair/known/disks/${i}/path`, d.path, ctx.config.storageRoots);
+          }
+        }
+        return verifyInstance(mctx, p.name, {
+          ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
+          ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' ? { repair: p.repair } : {}),
+        });
+      },
     }),
     defineMethod({
       name: 'migration.accept',

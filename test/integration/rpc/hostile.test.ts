@@ -202,6 +202,12 @@ describe('privilege: what a caller may make the daemon run or open (real daemon)
     });
   }
 
+  it('instance.verify refuses a repair spec whose disk is a host file, before touching QEMU', async () => {
+    const disk = { uuid: '2e7c85f6-b6e5-4243-b27d-680b78c6d205', path: '/etc/hostname' };
+    await assert.rejects(c.call('instance.verify', { name: 'inst1.example.com', repair: { known: { disks: [disk] } } }), (e: any) =>
+      e.code === -32602 && e.data.errors[0].path === '/repair/known/disks/0/path');
+  });
+
   it('migration.accept refuses an incoming runtime whose disk is a host file, naming the runtime field', async () => {
     const plan = await c.call<{ runtime: any[] }>('instance.plan', { instance: sampleSpec() });
     const runtime = plan.runtime;
