@@ -16,6 +16,7 @@ import { realpath } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
 import type { Config } from '../../config';
+import { GkdError } from '../../errors';
 import { resolveQemuBinary } from '../../process/qemu-binary';
 
 function within(path: string, dir: string): boolean {
@@ -58,8 +59,10 @@ export async function confinementProblem(p: string, roots: readonly string[]): P
 /** One refused path, as a -32602 error naming its JSON Pointer. */
 export function pathRefused(method: string, pointer: string, value: string, message: string): JSONRPCErrorException {
   const shown = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  // startsAnyway: this node's policy on what the daemon hands QEMU, not a layout QEMU refuses; a
+  // Ganeti start pre hook reports it and lets Ganeti start its own QEMU.
   return new JSONRPCErrorException(`Invalid params for "${method}": ${pointer} ${JSON.stringify(shown)} ${message}`, JSONRPCErrorCode.InvalidParams, {
-    errors: [{ path: pointer, message }],
+    errors: [{ path: pointer, message }], startsAnyway: true,
   });
 }
 
@@ -105,5 +108,11 @@ export async function checkSpecPaths(method: string, spec: unknown, base: string
 export function qemuBinaryFor(spec: unknown, config: Config): string {
   const hv = (spec as { hvparams?: Record<string, unknown> } | null)?.hvparams;
   const kvmPath = typeof hv?.kvm_path === 'string' ? hv.kvm_path : undefined;
-  return resolveQemuBinary(kvmPath, config.qemuBinaries, 'hvparams.kvm_path');
+  try {
+    return resolveQemuBinary(kvmPath, config.qemuBinaries, 'hvparams.kvm_path');
+  } catch (e) {
+    // The daemon will not run it; Ganeti, which runs the instance's QEMU itself, still may.
+    if (e instanceof GkdError) throw new GkdError(e.code, e.message, { field: 'hvparams.kvm_path', data: { startsAnyway: true } });
+    throw e;
+  }
 }

@@ -143,7 +143,8 @@ describe('privilege: what a caller may make the daemon run or open (real daemon)
   let script: string;
 
   before(async () => {
-    d = await spawnDaemon();
+    // The node's own config file may list other binaries: pin the allow-list this test is about.
+    d = await spawnDaemon({ env: { GKD_QEMU_BINARIES: '/usr/bin/qemu-system-x86_64' } });
     c = await RpcClient.connect(d.socket);
     marker = join(d.dir, 'ran-as-daemon');
     script = join(d.dir, 'not-qemu.sh');
