@@ -53,10 +53,11 @@ export function checkBudget(value: unknown, budget: ValueBudget = DEFAULT_BUDGET
     return parts.length === 0 ? '' : `/${parts.reverse().join('/')}`;
   };
   const stack: Frame[] = [{ v: value, depth: 0, key: undefined, parent: undefined }];
-  let nodes = 0;
+  // Counted when a container's children are pushed, so a huge array is refused before its elements take stack space.
+  let nodes = 1;
+  const tooMany = (f: Frame): BudgetViolation => ({ path: pointer(f), message: `makes the value hold more than ${budget.maxNodes} elements` });
   while (stack.length > 0) {
     const f = stack.pop() as Frame;
-    if (++nodes > budget.maxNodes) return { path: pointer(f), message: `makes the value hold more than ${budget.maxNodes} elements` };
     const v = f.v;
     if (typeof v === 'string') {
       if (v.length > budget.maxString) return { path: pointer(f), message: `is ${v.length} characters long, over the limit of ${budget.maxString}` };
@@ -67,9 +68,11 @@ export function checkBudget(value: unknown, budget: ValueBudget = DEFAULT_BUDGET
       return { path: pointer(f), message: `is nested deeper than ${budget.maxDepth} levels` };
     }
     if (Array.isArray(v)) {
+      if ((nodes += v.length) > budget.maxNodes) return tooMany(f);
       for (let i = v.length - 1; i >= 0; i--) stack.push({ v: v[i], depth: f.depth + 1, key: String(i), parent: f });
     } else {
       const keys = Object.keys(v);
+      if ((nodes += keys.length) > budget.maxNodes) return tooMany(f);
       for (let i = keys.length - 1; i >= 0; i--) {
         const k = keys[i];
         if (k.length > budget.maxString) return { path: pointer(f), message: `has a key ${k.length} characters long, over the limit of ${budget.maxString}` };
