@@ -178,6 +178,10 @@ export function checkExtraClaims(args: readonly string[], plannedIds: ReadonlySe
   for (let i = 0; i < args.length; i++) {
     const reason = NODE_LOCAL_OPTIONS.get(optionName(args[i]));
     if (reason !== undefined) throw extraError('GKD_UNSUPPORTED_VALUE', `"${args[i]}" would be dropped from the command line: ${reason}`);
+    // A config file can create devices at any address under any id: nothing here can see them.
+    if (optionName(args[i]) === '-readconfig') {
+      throw extraError('GKD_UNSUPPORTED_VALUE', `"${args[i]}" creates devices the planner cannot see (their slots and ids); give them as -device options instead`);
+    }
   }
   const extraIds = new Set(extraDevices(args).map((d) => String(d.get('id'))));
   for (const s of setOptions(args)) {

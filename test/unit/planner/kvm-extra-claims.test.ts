@@ -58,6 +58,12 @@ describe('kvm_extra: every claim QEMU sees', () => {
       assert.match(e.message, /would be dropped/);
     }
   });
+
+  it('refuses -readconfig, whose devices it cannot see', () => {
+    const e = refusal({ kvm_extra: '-readconfig /etc/qemu/devices.cfg' });
+    assert.equal(e.code, 'GKD_UNSUPPORTED_VALUE');
+    assert.match(e.message, /cannot see/);
+  });
 });
 
 describe('NIC MAC addresses', () => {
