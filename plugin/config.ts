@@ -46,6 +46,43 @@ export interface Config {
   ganetiFormat: '2.9' | '2.10' | '2.16';
   /** How long a hook waits for the daemon's answer, in ms (pre hooks then fail closed, post hooks open). */
   hookTimeoutMs: number;
+  /**
+   * The QEMU binaries the daemon may run. A request's `hvparams.kvm_path`
+   * (or a runtime's kvm_cmd[0]) must be one of them; unset or Ganeti's
+   * default `/usr/bin/kvm` means the first.
+   */
+  qemuBinaries: string[];
+  /**
+   * Directories every disk path (and CD-ROM image) of a request must lie in,
+   * both as given and with symlinks resolved (a link in one root may lead
+   * into another).
+   */
+  storageRoots: string[];
+  /** Directories `kernel_path` and `initrd_path` must lie in (as storageRoots). */
+  kernelRoots: string[];
+}
+
+/** Ganeti's list of allowed file-storage directories. */
+export const GANETI_FILE_STORAGE_PATHS = '/etc/ganeti/file-storage-paths';
+
+/**
+ * Storage roots matching a stock Ganeti node: its file-storage directories
+ * (from `file`, one per line, `#` comments), block devices under `/dev/`, and
+ * the instance-disk links Ganeti hands the hypervisor.
+ */
+export function defaultStorageRoots(file = GANETI_FILE_STORAGE_PATHS): string[] {
+  const roots = ['/dev/', '/var/run/ganeti/instance-disks/'];
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return roots;
+  }
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('/') && !roots.includes(line)) roots.push(line);
+  }
+  return roots;
 }
 
 /** The system-wide config file read when present. */
@@ -66,6 +103,9 @@ export const ROOT_DEFAULTS: Config = {
   shutdownGraceMs: 10_000,
   ganetiFormat: '2.16',
   hookTimeoutMs: 60_000,
+  qemuBinaries: ['/usr/bin/qemu-system-x86_64'],
+  storageRoots: ['/dev/', '/var/run/ganeti/instance-disks/'],
+  kernelRoots: ['/boot/'],
 };
 
 /** The per-user base directory non-root runs use instead of Ganeti's paths. */
@@ -77,10 +117,12 @@ export function userBaseDir(env: NodeJS.ProcessEnv = process.env, uid = currentU
 
 /** Defaults for the given uid: Ganeti's paths for root, a private directory otherwise. */
 export function defaultConfig(env: NodeJS.ProcessEnv = process.env, uid = currentUid()): Config {
-  if (uid === 0) return { ...ROOT_DEFAULTS };
+  const lists = { qemuBinaries: [...ROOT_DEFAULTS.qemuBinaries], storageRoots: defaultStorageRoots(), kernelRoots: [...ROOT_DEFAULTS.kernelRoots] };
+  if (uid === 0) return { ...ROOT_DEFAULTS, ...lists };
   const base = userBaseDir(env, uid);
   return {
     ...ROOT_DEFAULTS,
+    ...lists,
     socket: join(base, 'rpc.sock'),
     runtimeDir: join(base, 'conf'),
     runDir: join(base, 'run'),
@@ -105,7 +147,13 @@ const ENV_KEYS: Record<string, keyof Config> = {
   GKD_SHUTDOWN_GRACE_MS: 'shutdownGraceMs',
   GKD_GANETI_FORMAT: 'ganetiFormat',
   GKD_HOOK_TIMEOUT_MS: 'hookTimeoutMs',
+  GKD_QEMU_BINARIES: 'qemuBinaries',
+  GKD_STORAGE_ROOTS: 'storageRoots',
+  GKD_KERNEL_ROOTS: 'kernelRoots',
 };
+
+/** Keys whose value is a list of absolute paths (colon-separated in the environment). */
+const PATH_LIST_KEYS = new Set<keyof Config>(['qemuBinaries', 'storageRoots', 'kernelRoots']);
 
 const NUMBER_KEYS = new Set<keyof Config>([
   'hotplugTimeoutMs', 'unplugTimeoutMs', 'maxPayload', 'shutdownGraceMs', 'hookTimeoutMs',
@@ -161,6 +209,7 @@ export function qmpSocketFor(cfg: Pick<Config, 'qmpPattern' | 'runDir'>, name: s
 }
 
 function fromEnv(key: keyof Config, raw: string): unknown {
+  if (PATH_LIST_KEYS.has(key)) return raw.split(':').filter((p) => p !== '');
   if (NUMBER_KEYS.has(key)) return Number(raw);
   if (key === 'socketMode') return parseInt(raw, 8);
   if (key === 'launch') return raw === '1' || raw === 'true' || raw === 'yes';
@@ -194,6 +243,13 @@ function applyValue(cfg: Config, key: string, value: unknown, source: string): v
       break;
     case 'launch':
       if (typeof value !== 'boolean') bad('must be true or false');
+      break;
+    case 'qemuBinaries': case 'storageRoots': case 'kernelRoots':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.startsWith('/') && !v.includes('\0'))) {
+        bad('must be a list of absolute paths');
+      }
+      if (key === 'qemuBinaries' && (value as string[]).length === 0) bad('must name at least one binary');
+      value = [...(value as string[])];
       break;
     case 'ganetiFormat':
       if (typeof value !== 'string' || !FORMATS.has(value)) bad('must be "2.9", "2.10" or "2.16"');

@@ -107,7 +107,9 @@ export const demoCommand: Command = {
     try {
       const node = async (n: string): Promise<RpcClient> => {
         const base = defaultConfig();
-        const cfg: Config = { ...base, socket: join(dir, n, 'rpc.sock'), runtimeDir: join(dir, n, 'conf'), runDir: join(dir, n, 'run'), launch: true, accel: 'tcg', logLevel: 'warn' };
+        const cfg: Config = { ...base, socket: join(dir, n, 'rpc.sock'), runtimeDir: join(dir, n, 'conf'), runDir: join(dir, n, 'run'), launch: true, accel: 'tcg', logLevel: 'warn',
+          // The demo's disks are scratch files of its own, and its QEMU is the one named on the command line.
+          storageRoots: [...base.storageRoots, dir], qemuBinaries: [qemu] };
         const logger = pino({ level: 'warn' }, pino.destination({ dest: join(dir, `${n}.log`), sync: true }));
         daemons.push(await startDaemon(cfg, { logger }));
         const c = await RpcClient.connect(cfg.socket);

@@ -83,6 +83,7 @@ export function placeholderUuid(kind: 'disk' | 'nic', index: number): string {
  * @throws HookEnvError naming the variable when one is missing or malformed
  */
 export function specFromHookEnv(env: NodeJS.ProcessEnv, options: SpecFromHookEnvOptions = {}): InstanceSpec {
+  checkHookEnvBudget(env);
   const disksDir = options.disksDir ?? INSTANCE_DISKS_DIR;
   const uuidOf = (variable: string, kind: 'disk' | 'nic', index: number): string => {
     const v = env[variable];
@@ -107,7 +108,7 @@ export function specFromHookEnv(env: NodeJS.ProcessEnv, options: SpecFromHookEnv
   if (beparams.vcpus === undefined && env.GANETI_INSTANCE_VCPUS) beparams.vcpus = int('GANETI_INSTANCE_VCPUS', env.GANETI_INSTANCE_VCPUS);
 
   const disks: DiskSpec[] = [];
-  const diskCount = int('GANETI_INSTANCE_DISK_COUNT', env.GANETI_INSTANCE_DISK_COUNT ?? '0');
+  const diskCount = count('GANETI_INSTANCE_DISK_COUNT', env.GANETI_INSTANCE_DISK_COUNT ?? '0');
   for (let i = 0; i < diskCount; i++) {
     const pre = `GANETI_INSTANCE_DISK${i}_`;
     const disk: DiskSpec = { uuid: uuidOf(`${pre}UUID`, 'disk', i), path: `${disksDir}/${name}:${i}`, uri: null };
@@ -117,7 +118,7 @@ export function specFromHookEnv(env: NodeJS.ProcessEnv, options: SpecFromHookEnv
     disks.push(disk);
   }
   const nics: NicSpec[] = [];
-  const nicCount = int('GANETI_INSTANCE_NIC_COUNT', env.GANETI_INSTANCE_NIC_COUNT ?? '0');
+  const nicCount = count('GANETI_INSTANCE_NIC_COUNT', env.GANETI_INSTANCE_NIC_COUNT ?? '0');
   for (let i = 0; i < nicCount; i++) {
     const pre = `GANETI_INSTANCE_NIC${i}_`;
     const nicparams: Record<string, unknown> = {};
@@ -147,6 +148,27 @@ function hvValue(param: string, raw: string): unknown {
   return raw;
 }
 
+/** Longest value of one GANETI_* variable read; real ones are at most a few KiB (kvm_extra, kernel_args). */
+export const MAX_HOOK_VALUE = 64 * 1024;
+/** Largest DISK_COUNT / NIC_COUNT read: far above Ganeti's limits (16 disks, 8 NICs), which the planner names. */
+export const MAX_HOOK_DEVICES = 64;
+
+/** Refuses an oversize GANETI_* variable, naming it, before anything is built from the environment. */
+function checkHookEnvBudget(env: NodeJS.ProcessEnv): void {
+  for (const [k, v] of Object.entries(env)) {
+    if (k.startsWith('GANETI_') && v !== undefined && v.length > MAX_HOOK_VALUE) {
+      throw new HookEnvError(k, `Cannot read the Ganeti hook environment: ${k} is ${v.length} characters long, over the limit of ${MAX_HOOK_VALUE}`);
+    }
+  }
+}
+
+/** A device count: a whole number up to MAX_HOOK_DEVICES (a huge one would make the loops below endless). */
+function count(variable: string, raw: string): number {
+  const n = int(variable, raw);
+  if (n > MAX_HOOK_DEVICES) throw new HookEnvError(variable, `Cannot read the Ganeti hook environment: ${variable}=${raw.length > 20 ? `${raw.slice(0, 20)}…` : raw} is over the limit of ${MAX_HOOK_DEVICES}`);
+  return n;
+}
+
 function need(env: NodeJS.ProcessEnv, variable: string): string {
   const v = env[variable];
   if (v === undefined || v === '') throw new HookEnvError(variable, `Cannot read the Ganeti hook environment: ${variable} is not set`);
@@ -154,6 +176,6 @@ function need(env: NodeJS.ProcessEnv, variable: string): string {
 }
 
 function int(variable: string, raw: string): number {
-  if (!/^\d+$/.test(raw)) throw new HookEnvError(variable, `Cannot read the Ganeti hook environment: ${variable}="${raw}" is not a whole number`);
+  if (!/^\d{1,15}$/.test(raw)) throw new HookEnvError(variable, `Cannot read the Ganeti hook environment: ${variable}="${raw.length > 40 ? `${raw.slice(0, 40)}…` : raw}" is not a whole number of at most 15 digits`);
   return Number(raw);
 }

@@ -58,7 +58,8 @@ function classifyModifyProblem(e: RpcCallError): ModifyProblem {
   if (/^nics\b/.test(field) || (d?.device ?? '').startsWith('nic-') || NIC_HVPARAMS.has(field)) return { nic: true };
   if (paths.some((p) => p.startsWith('/instance/nics') || p.startsWith('/nics'))) return { nic: true };
   if (d?.code === 'GKD_CAPACITY' && SLOT_FIELDS.has(field)) return { nic: true };
-  const hv = /^hvparams\.([A-Za-z0-9_]+)$/.exec(field);
+  // An hvparam named by the planner (`hvparams.x`) or by a params check (`/instance/hvparams/x`, e.g. a path outside the storage roots).
+  const hv = /^hvparams\.([A-Za-z0-9_]+)$/.exec(field) ?? paths.map((p) => /^\/instance\/hvparams\/([A-Za-z0-9_]+)$/.exec(p)).find((m) => m !== null) ?? null;
   if (hv !== null) {
     // Fall back to the default for this hvparam and look again.
     const param = hv[1] as string;

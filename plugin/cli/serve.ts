@@ -79,11 +79,17 @@ export const serveCommand: Command = {
       return e instanceof SocketInUseError ? EXIT_SOCKET_IN_USE : 1;
     }
     const { logger } = daemon;
+    // Node ends the process on an unhandled rejection. Every call is answered through its own
+    // promise chain, so one that escapes is a bug to log, not a reason to drop every other
+    // client and every hotplug in flight.
+    const onRejection = (err: unknown): void => logger.error({ err }, 'unhandled promise rejection');
+    process.on('unhandledRejection', onRejection);
     return new Promise<number>((resolve) => {
       const stop = (signal: string): void => {
         logger.info({ signal }, 'signal received');
         process.off('SIGTERM', onTerm);
         process.off('SIGINT', onInt);
+        process.off('unhandledRejection', onRejection);
         daemon.close().then(
           () => {
             logger.flush();

@@ -66,6 +66,10 @@ export function allocate(runtime: RuntimeV2_16, kind: DeviceKind, id: string, li
 
   if (model.bus === 'scsi') {
     const ctrl = SCSI_CONTROLLERS[hv.scsi_controller_type];
+    // A controller type from a release this one does not model: its target count is unknown, so no target can be chosen safely.
+    if (ctrl === undefined) {
+      throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add a SCSI disk: the runtime's scsi_controller_type ${JSON.stringify(hv.scsi_controller_type)} is not one this release knows (${Object.keys(SCSI_CONTROLLERS).join(', ')})`, { field: 'hvparams.scsi_controller_type' });
+    }
     const used = new Set<number>([...live.scsiTargets]);
     for (const h of recorded) if (isScsiHvInfo(h) && h.bus === SCSI_BUS) used.add(h['scsi-id']);
     for (let t = 0; t < ctrl.targets; t++) {

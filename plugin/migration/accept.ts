@@ -106,6 +106,28 @@ function incomingRuntime(name: string, value: unknown): { format: RuntimeFormatI
  *   before anything is written or started; `GKD_LAUNCH_FAILED` with QEMU's
  *   stderr; `GKD_INSTANCE_BUSY` when another operation holds the instance
  */
+/** Disk files and kernel images of `runtime` this node may not hand to QEMU (ctx.pathProblem). */
+async function hostPathRefusals(ctx: MigrationContext, runtime: RuntimeV2_16): Promise<Refusal[]> {
+  if (ctx.pathProblem === undefined) return [];
+  const out: Refusal[] = [];
+  for (const [i, entry] of runtime[3].entries()) {
+    const [, link, uri] = entry;
+    if ((uri === null || uri === undefined) && typeof link === 'string') {
+      const problem = await ctx.pathProblem(link, 'disk');
+      if (problem !== undefined) out.push({ field: `runtime[3][${i}][1]`, reason: `disk path "${link}" ${problem}` });
+    }
+  }
+  const cmd = runtime[0];
+  for (let j = 0; j + 1 < cmd.length; j++) {
+    const kind = cmd[j] === '-kernel' || cmd[j] === '-initrd' ? 'kernel' : cmd[j] === '-cdrom' ? 'disk' : undefined;
+    if (kind === undefined) continue;
+    const path = String(cmd[j + 1]);
+    const problem = await ctx.pathProblem(path, kind);
+    if (problem !== undefined) out.push({ field: `runtime[0][${j + 1}]`, reason: `${String(cmd[j])} "${path}" ${problem}` });
+  }
+  return out;
+}
+
 export async function acceptMigration(ctx: MigrationContext, params: AcceptParams): Promise<AcceptResult> {
   const { name, incoming } = params;
   const problem = incomingProblem(incoming);
@@ -133,7 +155,14 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
     throw refused(name, [{ field: `runtime[2].${(e as GkdError).field?.replace(/^hvparams\./, '') ?? ''}`, reason: (e as Error).message }], e);
   }
 
-  const qemu = String(runtime[0][0]);
+  let qemu: string;
+  try {
+    qemu = ctx.qemuBinary === undefined ? String(runtime[0][0]) : ctx.qemuBinary(String(runtime[0][0]), 'runtime[0][0]');
+  } catch (e) {
+    throw refused(name, [{ field: 'runtime[0][0]', reason: (e as Error).message }], e);
+  }
+  const pathRefusals = await hostPathRefusals(ctx, runtime);
+  if (pathRefusals.length > 0) throw refused(name, pathRefusals);
   const offer = await qemuOffer(qemu).catch((e: Error) => {
     throw refused(name, [{ field: 'runtime[0][0]', reason: `QEMU binary "${qemu}" cannot be run here: ${e.message}` }], e);
   });
@@ -154,6 +183,8 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
   let argv: string[];
   try {
     argv = buildArgv(runtime, { ...node, ...params.build, qmp, incoming });
+    // The configured binary kvm_cmd[0] stands for (node-local, like the sockets).
+    argv[0] = qemu;
   } catch (e) {
     if (!isGkdError(e)) throw e;
     throw refused(name, [{ field: e.field === undefined ? 'runtime' : `runtime ${e.field}`, ...(e.device === undefined ? {} : { device: e.device }), reason: e.message }], e);

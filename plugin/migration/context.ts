@@ -29,6 +29,18 @@ export interface MigrationContext {
   qmpSocket(name: string): string;
   /** Node-local build settings for `acceptMigration`. @default {} (KVM, Ganeti's run dir) */
   node?: NodeBuildOptions;
+  /**
+   * The binary to run for a runtime's kvm_cmd[0] (the daemon maps it onto its
+   * configured qemuBinaries); throws naming `field` when it may not run.
+   * @default the path itself
+   */
+  qemuBinary?(kvmPath: string, field: string): string;
+  /**
+   * Why a host path an incoming runtime names (a disk, a kernel) may not be
+   * handed to QEMU on this node, or undefined when it may.
+   * @default every path may
+   */
+  pathProblem?(path: string, kind: 'disk' | 'kernel'): Promise<string | undefined>;
   /** Starts QEMU for `acceptMigration` with `launch`. @default launchQemu */
   launcher?: (argv: readonly string[], options: LaunchQemuOptions) => Promise<QemuProcess>;
 }

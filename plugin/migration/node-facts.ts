@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { parseMachineHelp } from '../process/host-facts';
+import { BinaryFactsCache } from '../process/qemu-binary';
 import { QEMU_DEVICE_ALIASES } from './drift';
 
 export interface QemuOffer {
@@ -18,7 +19,8 @@ export interface QemuOffer {
   deviceAliases: Record<string, string>;
 }
 
-const cache = new Map<string, Promise<QemuOffer>>();
+// Refreshed when the binary changes on disk (an upgrade may add machines and devices); bounded.
+const cache = new BinaryFactsCache<QemuOffer>();
 
 /** Names from `-device help` (`name "virtio-blk-pci", bus PCI, alias "virtio-blk"`). */
 export function parseDeviceHelp(text: string): Set<string> {
@@ -54,22 +56,18 @@ function run(qemu: string, args: string[]): Promise<string> {
  * @throws Error when the binary cannot be run (the caller names the field)
  */
 export function qemuOffer(qemu: string): Promise<QemuOffer> {
-  let p = cache.get(qemu);
-  if (p === undefined) {
-    p = Promise.all([run(qemu, ['-machine', 'help']), run(qemu, ['-device', 'help'])]).then(([m, d]) => {
-      const { machines, aliases } = parseMachineHelp(m);
-      return { machines, aliases, devices: parseDeviceHelp(d), deviceAliases: parseDeviceAliases(d) };
-    });
-    cache.set(qemu, p);
-    p.catch(() => cache.delete(qemu)); // a binary installed later is asked again
-  }
-  return p;
+  // A failure is not cached: a binary installed later is asked again.
+  return cache.get(qemu, () => Promise.all([run(qemu, ['-machine', 'help']), run(qemu, ['-device', 'help'])]).then(([m, d]) => {
+    const { machines, aliases } = parseMachineHelp(m);
+    return { machines, aliases, devices: parseDeviceHelp(d), deviceAliases: parseDeviceAliases(d) };
+  }));
 }
 
 /**
  * The device aliases of QEMU binary `qemu`, for drift checks; QEMU 7.2's x86
- * list when the binary cannot be run here.
+ * list when the binary cannot (or may not) be run here.
  */
-export async function deviceAliasesOf(qemu: string): Promise<Readonly<Record<string, string>>> {
+export async function deviceAliasesOf(qemu: string | undefined): Promise<Readonly<Record<string, string>>> {
+  if (qemu === undefined) return QEMU_DEVICE_ALIASES;
   return qemuOffer(qemu).then((o) => ({ ...QEMU_DEVICE_ALIASES, ...o.deviceAliases }), () => QEMU_DEVICE_ALIASES);
 }

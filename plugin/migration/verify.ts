@@ -34,13 +34,23 @@ export interface VerifyResult {
   repaired: boolean;
 }
 
+/** The binary to ask for device aliases; undefined (built-in aliases) when the context may not run kvm_cmd[0]. */
+function binaryOf(runtime: RuntimeV2_16, ctx: Pick<MigrationContext, 'qemuBinary'> | undefined): string | undefined {
+  const kvm = String(runtime[0][0]);
+  try {
+    return ctx?.qemuBinary === undefined ? kvm : ctx.qemuBinary(kvm, 'runtime[0][0]');
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Differences between `runtime` (the 2.16 form of a file read in `format`)
  * and the QEMU behind `qmp`. Drivers are compared through the aliases of
  * the QEMU binary kvm_cmd names.
  */
-export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient, format: RuntimeFormatId = '2.16'): Promise<Difference[]> {
-  const aliases = await deviceAliasesOf(String(runtime[0][0]));
+export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient, format: RuntimeFormatId = '2.16', ctx?: Pick<MigrationContext, 'qemuBinary'>): Promise<Difference[]> {
+  const aliases = await deviceAliasesOf(binaryOf(runtime, ctx));
   return findDrift(expectedLayout(runtime), await readLiveState(qmp), { aliases, unplaced: unplacedDevices(runtime, format) });
 }
 
@@ -58,7 +68,7 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
   const qmp = await ctx.connections.get(options.qmp ?? ctx.qmpSocket(name));
   if (options.repair === undefined || options.repair === false) {
     const { upgraded, format } = await ctx.store.read(name);
-    const differences = await runtimeDrift(upgraded, qmp, format);
+    const differences = await runtimeDrift(upgraded, qmp, format, ctx);
     return { clean: differences.length === 0, differences, repaired: false };
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
@@ -66,12 +76,12 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
   return ctx.store.withLock(name, async () => {
     const read = await ctx.store.read(name);
     const live = await readLiveState(qmp);
-    const aliases = await deviceAliasesOf(String(read.upgraded[0][0]));
+    const aliases = await deviceAliasesOf(binaryOf(read.upgraded, ctx));
     const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format) });
     if (differences.length === 0) return { clean: true, differences, repaired: false };
     const next = repairRuntime(read.upgraded, differences, live, known);
     await ctx.store.write(name, next, { expect: read.stamp });
-    const after = await runtimeDrift(next, qmp);
+    const after = await runtimeDrift(next, qmp, '2.16', ctx);
     return { clean: after.length === 0, differences, repaired: true };
   });
 }

@@ -14,7 +14,7 @@ import type { HvInfo, InstanceSpec, KvmCmdItem, NicBackend, RuntimeDiskEntry, Ru
 import { deviceId } from './device-id';
 import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLER_ID, SCSI_CONTROLLERS, isScsiDiskType } from './drivers';
 import { fillHvParams, type PlannerHvParams } from './hvparams';
-import { claimedSlots, shellSplit } from './kvm-extra';
+import { checkExtraClaims, claimedSlots, shellSplit } from './kvm-extra';
 import { resolveMachine, type MachineLayout } from './machine';
 import { escapeOptionValue } from './option-escape';
 import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
@@ -82,6 +82,8 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
   const nicIds = nics.map((n, i) => idOf('nic', n.uuid, `nics[${i}].uuid`));
   nics.forEach((n, i) => {
     if (typeof n.mac !== 'string' || !MAC_RE.test(n.mac)) throw specError(`nics[${i}].mac`, `Cannot plan nics[${i}]: mac ${JSON.stringify(n.mac)} is not a MAC address like "aa:00:00:bf:2f:16"`);
+    // The low bit of the first octet marks a group address (multicast; ff:ff:ff:ff:ff:ff is broadcast): no NIC may have one.
+    if ((parseInt(n.mac.slice(0, 2), 16) & 1) === 1) throw specError(`nics[${i}].mac`, `Cannot plan nics[${i}]: mac "${n.mac}" is a multicast or broadcast address; a NIC needs a unicast one (first octet even), like "aa:00:00:bf:2f:16"`);
   });
   disks.forEach((d, i) => {
     if (typeof d.path !== 'string' || d.path === '') throw specError(`disks[${i}].path`, `Cannot plan disks[${i}]: path must be a non-empty string`);
@@ -150,6 +152,13 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
     return { ...rest, hvinfo };
   });
 
+  // Ids of every kind the plan uses: device ids, and the same ids as netdev ids and block node names.
+  const plannedIds = new Set<string>([...diskIds, ...nicIds, ...(scsi ? [SCSI_CONTROLLER_ID] : [])]);
+  for (const f of layout.fixedDevices) {
+    const id = /(?:^|,)id=([^,]+)/.exec(f)?.[1];
+    if (id !== undefined) plannedIds.add(id);
+  }
+  checkExtraClaims(extra, plannedIds);
   const kvmCmd = fixedCommand(spec, hv, machine, layout.fixedDevices, extra);
   return { runtime: [kvmCmd, runtimeNics, filled, runtimeDisks], devices, backends, machine };
 }

@@ -9,7 +9,7 @@
  * same topology.
  */
 import { GkdError } from '../errors';
-import { claimedSlots, deviceOptions } from './kvm-extra';
+import { claimedSlots, deviceOptions, extraDevices } from './kvm-extra';
 import { lowestFreeSlot, parseDevfnText } from './pci-slots';
 
 export const PORT_DRIVER = 'pcie-root-port';
@@ -49,9 +49,7 @@ export const NO_CLAIMS: RootClaims = { slots: new Set(), chassis: new Set(), ids
 export function rootClaims(args: readonly string[], rootBus: string): RootClaims {
   const chassis = new Set<number>();
   const ids = new Set<string>();
-  for (let i = 0; i < args.length - 1; i++) {
-    if (args[i] !== '-device') continue;
-    const kv = deviceOptions(args[i + 1]);
+  for (const kv of extraDevices(args)) {
     const id = kv.get('id');
     if (id !== undefined) ids.add(String(id));
     const c = kv.get('chassis');

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, statSync } from 'node:fs';
+import { BinaryFactsCache } from './qemu-binary';
 
 /** True when `path` (after symlinks, as Ganeti's instance-disks links are) is a block device. */
 export function isBlockDevice(path: string): boolean {
@@ -15,7 +16,9 @@ export function isBlockDevice(path: string): boolean {
   }
 }
 
-const aliasCache = new Map<string, Promise<Record<string, string>>>();
+// Keyed by the binary's path and refreshed when the file changes: QEMU upgraded in place may map
+// `pc` to a newer version. Bounded, though only configured binaries reach it from the daemon.
+const aliasCache = new BinaryFactsCache<Record<string, string>>();
 
 /**
  * Alias → versioned machine type from `QEMU -machine help`
@@ -24,17 +27,12 @@ const aliasCache = new Map<string, Promise<Record<string, string>>>();
  * planning still works on a node without QEMU (the alias stays unfrozen).
  */
 export function localMachineAliases(qemu: string): Promise<Record<string, string>> {
-  let p = aliasCache.get(qemu);
-  if (p === undefined) {
-    p = new Promise((resolve) => {
-      execFile(qemu, ['-machine', 'help'], { timeout: 10_000 }, (err, stdout) => {
-        if (err) return resolve({});
-        resolve(parseMachineHelp(stdout).aliases);
-      });
+  return aliasCache.get(qemu, () => new Promise((resolve) => {
+    execFile(qemu, ['-machine', 'help'], { timeout: 10_000 }, (err, stdout) => {
+      if (err) return resolve({});
+      resolve(parseMachineHelp(stdout).aliases);
     });
-    aliasCache.set(qemu, p);
-  }
-  return p;
+  }));
 }
 
 /** Parses `-machine help` output into alias map and the set of machine names. */

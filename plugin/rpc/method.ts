@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config';
+import type { RpcParams } from './param-types.generated';
 
 /** An opaque handle on one connected client, used to address notifications. */
 export interface RpcPeer {
@@ -40,4 +41,22 @@ export interface RpcMethod {
   /** JSON Schema (2020-12) of the params object. */
   schema: Record<string, unknown>;
   handler(params: Record<string, unknown>, ctx: CallContext): unknown | Promise<unknown>;
+}
+
+/** A method whose handler takes the params type generated from its schema (param-types.generated.ts). */
+export interface TypedRpcMethod<K extends keyof RpcParams> {
+  name: K;
+  summary: string;
+  /** `schemas/rpc/<name>.schema.json`: the schema `RpcParams[K]` is generated from. */
+  schema: Record<string, unknown>;
+  handler(params: RpcParams[K], ctx: CallContext): unknown | Promise<unknown>;
+}
+
+/**
+ * An {@link RpcMethod} from a typed one. The server validates params against
+ * `schema` before any handler runs, and RpcParams is generated from the same
+ * schema, so this is the one place the params type is asserted.
+ */
+export function defineMethod<K extends keyof RpcParams>(m: TypedRpcMethod<K>): RpcMethod {
+  return m as unknown as RpcMethod;
 }

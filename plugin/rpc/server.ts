@@ -8,7 +8,7 @@
  * once with method, instance, duration and request id.
  */
 import { createServer, type Server } from 'node:http';
-import { unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import {
   JSONRPCErrorCode, JSONRPCServer, createJSONRPCErrorResponse, createJSONRPCNotification, createJSONRPCSuccessResponse,
   type JSONRPCID, type JSONRPCRequest, type JSONRPCResponse,
@@ -17,10 +17,11 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
 import { ERROR_CODES } from '../errors';
+import { checkBudget } from '../value-budget';
 import { isExpectedError, toRpcError } from './error-map';
 import type { CallContext, RpcMethod, RpcPeer } from './method';
 import { ParamsValidator } from './params';
-import { applySocketPermissions, claimSocketPath } from './socket-file';
+import { applySocketPermissions, claimSocketPath, type SocketLock } from './socket-file';
 
 /**
  * Most requests in one batch. A batch larger than this is refused whole
@@ -76,6 +77,9 @@ export class RpcServer {
   #nextPeer = 1;
   #nextCall = 1;
   #closing: Promise<void> | undefined;
+  #lock: SocketLock | undefined;
+  /** The inode of the socket file this server bound, so shutdown removes only its own. */
+  #socketIno: number | undefined;
 
   private constructor(options: RpcServerOptions) {
     this.#config = options.config;
@@ -96,16 +100,24 @@ export class RpcServer {
   /** Claims the socket path, listens, and applies the socket's mode and owner. */
   static async start(options: RpcServerOptions): Promise<RpcServer> {
     const server = new RpcServer(options);
-    const { createdDirs } = await claimSocketPath(server.socketPath);
-    await new Promise<void>((resolve, reject) => {
-      server.#http.once('error', reject);
-      server.#http.listen(server.socketPath, () => {
-        server.#http.off('error', reject);
-        resolve();
+    const { createdDirs, lock } = await claimSocketPath(server.socketPath);
+    server.#lock = lock;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.#http.once('error', reject);
+        server.#http.listen(server.socketPath, () => {
+          server.#http.off('error', reject);
+          resolve();
+        });
       });
-    });
-    const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
-    await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
+      server.#socketIno = (await lstat(server.socketPath)).ino;
+      const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
+      await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
+    } catch (e) {
+      server.#http.close();
+      await lock.release();
+      throw e;
+    }
     server.#log.info({ socket: server.socketPath, methods: [...server.#methods.keys()] }, 'daemon listening');
     return server;
   }
@@ -117,7 +129,13 @@ export class RpcServer {
 
   /** Sends a notification to one client or to all; a closed client is skipped. */
   notify(target: RpcPeer | 'all', method: string, params?: Record<string, unknown>): void {
-    const text = JSON.stringify(createJSONRPCNotification(method, params));
+    let text: string;
+    try {
+      text = JSON.stringify(createJSONRPCNotification(method, params));
+    } catch (err) {
+      this.#log.error({ err: { message: (err as Error).message }, method }, 'cannot serialise notification');
+      return;
+    }
     const peers = target === 'all' ? [...this.#peers] : [...this.#peers].filter((p) => p.id === target.id);
     for (const p of peers) this.#send(p, text);
   }
@@ -173,7 +191,10 @@ export class RpcServer {
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
     await stopped;
     clearTimeout(kill);
-    await unlink(this.socketPath).catch(() => undefined);
+    // Only the socket this server bound: never one another daemon made at the same path since.
+    const st = await lstat(this.socketPath).catch(() => undefined);
+    if (st !== undefined && st.ino === this.#socketIno) await unlink(this.socketPath).catch(() => undefined);
+    await this.#lock?.release();
     this.#log.info('daemon stopped');
   }
 
@@ -210,13 +231,42 @@ export class RpcServer {
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const work = this.#onMessage(peer, data, isBinary).then(
         (reply) => {
-          if (reply !== null) this.#send(peer, JSON.stringify(reply));
+          if (reply !== null) this.#send(peer, this.#serialize(reply, log));
         },
-        (err: unknown) => log.error({ err }, 'cannot answer message'),
+        (err: unknown) => {
+          // A bug, not the client's fault: the client still gets an answer (id unknown here).
+          const rid = `${process.pid}-${this.#nextCall++}`;
+          log.error({ err, rid }, 'cannot answer message');
+          this.#send(peer, JSON.stringify({ jsonrpc: '2.0', id: null, error: toRpcError(err, rid) }));
+        },
       );
       this.#inflight.add(work);
       void work.finally(() => this.#inflight.delete(work));
     });
+  }
+
+  /**
+   * The reply's text. Params are budget-checked before any handler runs, so
+   * this should never fail; if a result still cannot be serialised (too
+   * deep, a cycle, a BigInt), each failed reply becomes GKD_INTERNAL for its
+   * id instead of an exception that would end the process.
+   */
+  #serialize(reply: JSONRPCResponse | JSONRPCResponse[], log: Logger): string {
+    try {
+      return JSON.stringify(reply);
+    } catch {
+      const one = (r: JSONRPCResponse): JSONRPCResponse => {
+        try {
+          JSON.stringify(r);
+          return r;
+        } catch (err) {
+          const rid = `${process.pid}-${this.#nextCall++}`;
+          log.error({ err: { message: (err as Error).message }, rid, id: r.id }, 'cannot serialise reply');
+          return { jsonrpc: '2.0', id: r.id, error: toRpcError(err, rid) };
+        }
+      };
+      return JSON.stringify(Array.isArray(reply) ? reply.map(one) : one(reply));
+    }
   }
 
   async #onMessage(peer: Peer, data: RawData, isBinary: boolean): Promise<JSONRPCResponse | JSONRPCResponse[] | null> {
@@ -248,7 +298,8 @@ export class RpcServer {
     const id = req.id;
     const idOk = id === undefined || id === null || typeof id === 'string' || typeof id === 'number';
     if (!idOk || req.jsonrpc !== '2.0' || typeof req.method !== 'string') return invalidRequest(idOk ? (id as JSONRPCID) ?? null : null);
-    const method = req.method;
+    // The name is the caller's text: keep a long one out of every log line.
+    const method = req.method.length > 128 ? `${req.method.slice(0, 128)}…` : req.method;
     const instance = instanceOf(req.params);
     const log = this.#log.child({ method, rid, client: peer.id, ...(instance === undefined ? {} : { instance }) });
     const reply = (code: number, message: string, data?: unknown): JSONRPCResponse | null =>
@@ -261,6 +312,12 @@ export class RpcServer {
     if (req.params !== undefined && (req.params === null || typeof req.params !== 'object' || Array.isArray(req.params))) {
       const errors = [{ path: '', message: 'must be an object (params are passed by name)' }];
       return reply(JSONRPCErrorCode.InvalidParams, 'Invalid params: params must be an object', { errors });
+    }
+    // Before anything walks the params recursively (validation, handlers, the reply's serialisation).
+    const over = checkBudget(req.params ?? {});
+    if (over !== undefined) {
+      log.info({ outcome: JSONRPCErrorCode.InvalidParams, path: over.path.slice(0, 512) }, 'call refused');
+      return reply(JSONRPCErrorCode.InvalidParams, `Invalid params for "${method}": ${over.path || '/'} ${over.message}`, { errors: [over] });
     }
     if (peer.calls.size >= MAX_INFLIGHT_PER_CLIENT) {
       log.warn({ outcome: 'GKD_OVERLOADED', inflight: peer.calls.size }, 'call refused');

@@ -2,14 +2,22 @@
  * The daemon's socket file: claiming the path (refusing a live one, removing
  * a stale one), then tightening its mode and ownership once listening.
  */
-import { connect } from 'node:net';
-import { chmod, chown, lstat, mkdir, readFile, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, createServer, type Server } from 'node:net';
+import { chmod, chown, link, lstat, mkdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 
 /** What {@link claimSocketPath} did. */
 export interface ClaimedSocketPath {
   /** Directories it created for the socket, the socket's own first (empty when they all existed). */
   createdDirs: string[];
+  /** The daemon's hold on the socket path: release it after the socket file is removed. */
+  lock: SocketLock;
+}
+
+/** An exclusive hold on one socket path, for as long as this process lives or until released. */
+export interface SocketLock {
+  release(): Promise<void>;
 }
 
 /** Another live daemon answers on the socket path: starting a second one would steal it. */
@@ -33,6 +41,20 @@ export const SOCKET_DIR_MODE = 0o750;
  * @throws Error naming the path and the reason
  */
 export async function claimSocketPath(socketPath: string): Promise<ClaimedSocketPath> {
+  const createdDirs = await makeSocketDir(socketPath);
+  // Taken before anything looks at the path: of any number of daemons started together, only the
+  // holder goes on to remove a stale socket and bind, so no two ever serve (or unlink) one path.
+  const lock = await lockSocketPath(socketPath);
+  try {
+    await removeStaleSocket(socketPath);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+  return { createdDirs, lock };
+}
+
+async function makeSocketDir(socketPath: string): Promise<string[]> {
   const dir = dirname(socketPath);
   // mkdir's mode is filtered by the umask; chmod only directories we created,
   // never an existing one like /tmp.
@@ -46,19 +68,84 @@ export async function claimSocketPath(socketPath: string): Promise<ClaimedSocket
     }
     for (const d of createdDirs) await chmod(d, SOCKET_DIR_MODE);
   }
+  return createdDirs;
+}
+
+async function removeStaleSocket(socketPath: string): Promise<void> {
   let st;
   try {
     st = await lstat(socketPath);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { createdDirs };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw e;
   }
   if (!st.isSocket()) throw new Error(`Cannot listen on "${socketPath}": the path exists and is not a socket`);
+  // A daemon of a release without the lock may still serve it.
   if (await isLive(socketPath)) throw new SocketInUseError(socketPath);
   await unlink(socketPath).catch((e: NodeJS.ErrnoException) => {
     if (e.code !== 'ENOENT') throw e;
   });
-  return { createdDirs };
+}
+
+/**
+ * Takes the one-daemon-per-socket lock: a listening socket in Linux's
+ * abstract namespace, whose name is derived from the socket path. Binding
+ * it is atomic (EADDRINUSE for everyone but the first), and the kernel
+ * releases it when the process dies however it dies, so a crashed daemon
+ * leaves no stale lock and a restart never waits. The name also mixes in a
+ * random key kept in a file only the daemon's user can read, next to the
+ * socket, so other local users cannot squat the name to keep the daemon
+ * from starting.
+ * @throws SocketInUseError when another process holds the lock
+ */
+export async function lockSocketPath(socketPath: string): Promise<SocketLock> {
+  const dir = await realpath(dirname(socketPath));
+  const key = await socketLockKey(join(dir, `.${basename(socketPath)}.lock-key`));
+  const name = createHash('sha256').update(key).update('\0').update(join(dir, basename(socketPath))).digest('hex');
+  const server: Server = createServer((c) => c.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' ? new SocketInUseError(socketPath) : e));
+    server.listen(`\0ganeti-kvm-devices/${name}`, () => resolve());
+  });
+  // The lock must not keep a process alive on its own.
+  server.unref();
+  let released = false;
+  return {
+    release: async () => {
+      if (released) return;
+      released = true;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** The lock key in `file`, created (atomically, mode 0600) when missing; refused when others could read or replace it. */
+async function socketLockKey(file: string): Promise<string> {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const st = await lstat(file);
+      if (!st.isFile() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+        throw new Error(`Cannot lock the socket: "${file}" must be a regular file owned by uid ${uid} with mode 0600; remove it`);
+      }
+      const key = (await readFile(file, 'utf8')).trim();
+      if (/^[0-9a-f]{64}$/.test(key)) return key;
+      throw new Error(`Cannot lock the socket: "${file}" does not hold a key; remove it`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 3) throw e;
+    }
+    // Written in full under a temp name, then linked into place: a racing daemon either
+    // finds no key file or a complete one, and link() fails for all but the first.
+    const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+    await writeFile(tmp, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      await link(tmp, file).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
 }
 
 /** True when something accepts connections on `socketPath`. */

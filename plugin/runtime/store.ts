@@ -142,7 +142,9 @@ export class RuntimeStore {
   /**
    * Instance names with a runtime file in the dir, sorted. Entries whose name
    * isn't a safe instance name (temp files, locks, `.hidden`) are skipped;
-   * symlinks are listed (reading them fails with a clear error).
+   * anything else named `<name>.runtime` is listed whatever its type (a
+   * symlink, a FIFO, a directory): reading it then fails with a clear error,
+   * so bulk tools and cluster-verify report it instead of passing over it.
    */
   async list(): Promise<string[]> {
     let entries;
@@ -152,7 +154,7 @@ export class RuntimeStore {
       throw new GkdError('GKD_RUNTIME_IO', `Cannot list runtime dir "${this.dir}": ${(e as Error).message}`, { field: 'dir', cause: e });
     }
     return entries
-      .filter((e) => (e.isFile() || e.isSymbolicLink()) && e.name.endsWith(RUNTIME_SUFFIX))
+      .filter((e) => e.name.endsWith(RUNTIME_SUFFIX))
       .map((e) => e.name.slice(0, -RUNTIME_SUFFIX.length))
       .filter(isSafeInstanceName)
       .sort();

@@ -8,49 +8,47 @@
 import { hotplugSupported, type HotplugEngine, type QmpConnections } from '../../hotplug';
 import { qmpSocketFor } from '../../config';
 import type { RuntimeStore } from '../../runtime';
-import type { DiskSpec, NicSpec } from '../../types';
-import type { RpcMethod } from '../method';
+import { defineMethod, type RpcMethod } from '../method';
+import { checkPathParam } from './confine';
 import supportedSchema from '../../../schemas/rpc/hotplug.supported.schema.json';
 import diskAddSchema from '../../../schemas/rpc/disk.add.schema.json';
 import diskRemoveSchema from '../../../schemas/rpc/disk.remove.schema.json';
 import nicAddSchema from '../../../schemas/rpc/nic.add.schema.json';
 import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
 
-interface Target {
-  name: string;
-  qmp?: string;
-}
-
 /** The five hotplug methods. */
 export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
-  const opts = (p: Target): { qmp?: string } => (p.qmp === undefined ? {} : { qmp: p.qmp });
+  const opts = (p: { qmp?: string }): { qmp?: string } => (p.qmp === undefined ? {} : { qmp: p.qmp });
   return [
-    {
+    defineMethod({
       name: 'hotplug.supported',
       summary: 'Says whether a disk or NIC can be hot-added or hot-removed on this instance now',
       schema: supportedSchema,
       handler: async (p, ctx) => {
-        const t = p as unknown as Target & { kind: 'disk' | 'nic'; action: 'add' | 'remove' };
-        const { upgraded } = await store.read(t.name);
-        const qmp = await connections.get(t.qmp ?? qmpSocketFor(ctx.config, t.name));
-        return hotplugSupported(upgraded, qmp, t.kind, t.action);
+        const { upgraded } = await store.read(p.name);
+        const qmp = await connections.get(p.qmp ?? qmpSocketFor(ctx.config, p.name));
+        return hotplugSupported(upgraded, qmp, p.kind, p.action);
       },
-    },
-    {
+    }),
+    defineMethod({
       name: 'disk.add', summary: 'Hot-adds a disk', schema: diskAddSchema,
-      handler: (p) => engine.addDisk(p.name as string, p.disk as DiskSpec, opts(p as unknown as Target)),
-    },
-    {
+      handler: async (p, ctx) => {
+        // Without a uri the path is a host file QEMU (as root) opens for the guest.
+        if (p.disk.uri === undefined || p.disk.uri === null) await checkPathParam('disk.add', '/disk/path', p.disk.path, ctx.config.storageRoots);
+        return engine.addDisk(p.name, p.disk, opts(p));
+      },
+    }),
+    defineMethod({
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
-      handler: (p) => engine.removeDisk(p.name as string, p.uuid as string, opts(p as unknown as Target)),
-    },
-    {
+      handler: (p) => engine.removeDisk(p.name, p.uuid, opts(p)),
+    }),
+    defineMethod({
       name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
-      handler: (p) => engine.addNic(p.name as string, p.nic as NicSpec, opts(p as unknown as Target)),
-    },
-    {
+      handler: (p) => engine.addNic(p.name, p.nic, opts(p)),
+    }),
+    defineMethod({
       name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
-      handler: (p) => engine.removeNic(p.name as string, p.uuid as string, opts(p as unknown as Target)),
-    },
+      handler: (p) => engine.removeNic(p.name, p.uuid, opts(p)),
+    }),
   ];
 }

@@ -16,6 +16,8 @@ import { lifecycleMethods, type Launched } from './instance-lifecycle';
 import { instancePlan } from './instance-plan';
 import { migrationMethods } from './migration-methods';
 import { withQmpCheck } from './qmp-param';
+import { confinementProblem } from './confine';
+import { resolveQemuBinary } from '../../process/qemu-binary';
 import { runtimeMethods } from './runtime-methods';
 
 export type { Launched } from './instance-lifecycle';
@@ -59,6 +61,8 @@ export function methodDeps(config: Config): MethodDeps {
     engine: undefined as unknown as HotplugEngine,
     migration: {
       store, connections, qmpSocket,
+      qemuBinary: (kvmPath, field) => resolveQemuBinary(kvmPath, config.qemuBinaries, field),
+      pathProblem: (path, kind) => confinementProblem(path, kind === 'kernel' ? config.kernelRoots : config.storageRoots),
       node: { runDir: config.runDir, ...(config.accel === undefined ? {} : { accel: config.accel }) },
     },
   };

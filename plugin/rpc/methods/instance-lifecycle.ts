@@ -9,7 +9,7 @@ import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess } from '../../process';
 import type { QmpConnections } from '../../hotplug';
 import type { RuntimeStore } from '../../runtime';
-import type { CallContext, RpcMethod } from '../method';
+import { defineMethod, type CallContext, type RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import startSchema from '../../../schemas/rpc/instance.start.schema.json';
 import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
@@ -61,13 +61,13 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
   };
 
   return [
-    {
+    defineMethod({
       name: 'instance.start',
       summary: 'Plans an instance and writes its runtime file; with the daemon option launch, starts QEMU',
       schema: startSchema,
       handler: async (p, ctx) => {
-        const plan = await planForDaemon(p as { instance: unknown; qmp?: string }, ctx);
-        const name = (p.instance as { name: string }).name;
+        const plan = await planForDaemon(p, ctx, 'instance.start');
+        const name = p.instance.name;
         if (starting.has(name)) {
           throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": another instance.start or migration.accept of it is in progress`, { field: 'instance.name' });
         }
@@ -79,13 +79,13 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
           starting.delete(name);
         }
       },
-    },
-    {
+    }),
+    defineMethod({
       name: 'instance.cleanup',
       summary: "Removes an instance's runtime file (after it stopped)",
       schema: cleanupSchema,
       handler: async (p, ctx) => {
-        const name = p.name as string;
+        const name = p.name;
         // Ganeti removes the file itself when QEMU stops; while QEMU runs the file is its only record
         // of the guest's hot-plugged devices (a stop that failed, a post hook on the wrong node).
         const pid = runningPid(join(ctx.config.runDir, 'pid', name));
@@ -95,7 +95,7 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
         const removed = await store.withLock(name, () => store.remove(name));
         return { name, removed };
       },
-    },
+    }),
   ];
 }
 

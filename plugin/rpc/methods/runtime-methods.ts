@@ -8,7 +8,7 @@ import { isGkdError } from '../../errors';
 import { existsSync } from 'node:fs';
 import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
 import type { RuntimeFormatId } from '../../types';
-import type { RpcMethod } from '../method';
+import { defineMethod, type RpcMethod } from '../method';
 import getSchema from '../../../schemas/rpc/runtime.get.schema.json';
 import validateSchema from '../../../schemas/rpc/runtime.validate.schema.json';
 import convertSchema from '../../../schemas/rpc/runtime.convert.schema.json';
@@ -32,31 +32,31 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
     return { value: p.runtime, format };
   };
   return [
-    {
+    defineMethod({
       name: 'runtime.get',
       summary: "Reads an instance's runtime file and its detected format",
       schema: getSchema,
       handler: async (p) => {
-        const r = await store.read(p.name as string);
+        const r = await store.read(p.name);
         return { name: r.name, path: r.path, format: r.format, runtime: r.value };
       },
-    },
-    {
+    }),
+    defineMethod({
       name: 'runtime.validate',
       summary: 'Validates a runtime (an instance file or inline) for its detected format',
       schema: validateSchema,
       handler: async (p) => {
-        const { format } = await load(p as Source);
+        const { format } = await load(p);
         return { valid: true, format };
       },
-    },
-    {
+    }),
+    defineMethod({
       name: 'runtime.convert',
       summary: 'Converts a runtime to another format; refuses when information would be lost',
       schema: convertSchema,
       handler: async (p) => {
-        const to = p.to as RuntimeFormatId;
-        const name = p.name as string | undefined;
+        const to: RuntimeFormatId = p.to;
+        const name = p.name;
         if (p.write === true) {
           if (name === undefined) {
             throw new JSONRPCErrorException('Invalid params: "write" needs "name"', JSONRPCErrorCode.InvalidParams, {
@@ -70,17 +70,17 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
             return { from: c.from, to: c.to, runtime: c.value, changes: c.changes, written: c.from !== c.to };
           });
         }
-        const { value } = await load(p as Source);
+        const { value } = await load(p);
         const c = convertRuntime(structuredClone(value), to, name === undefined ? {} : { name });
         return { from: c.from, to: c.to, runtime: c.value, changes: c.changes, written: false };
       },
-    },
-    {
+    }),
+    defineMethod({
       name: 'runtime.list',
       summary: "Lists the runtime dir's files with their formats; with expect, flags the others",
       schema: listSchema,
-      handler: async (p) => {
-        const expect = p.expect as RuntimeFormatId | undefined;
+      handler: async (p, ctx) => {
+        const expect: RuntimeFormatId | undefined = p.expect;
         const files = [];
         // No runtime dir yet (Ganeti creates it at the first start): no files.
         const names = existsSync(store.dir) ? await store.list() : [];
@@ -89,15 +89,21 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
             const r = await store.read(name);
             files.push({ name, format: r.format, ...(expect === undefined ? {} : { matches: r.format === expect }) });
           } catch (e) {
-            if (!isGkdError(e)) throw e;
             // A file that vanished between list and read is not a finding.
-            if (e.code === 'GKD_RUNTIME_NOT_FOUND') continue;
-            files.push({ name, error: { code: e.code, message: e.message }, ...(expect === undefined ? {} : { matches: false }) });
+            if (isGkdError(e) && e.code === 'GKD_RUNTIME_NOT_FOUND') continue;
+            // Any other failure is this file's alone: report it by name and go on with the rest.
+            let error: { code: string; message: string };
+            if (isGkdError(e)) error = { code: e.code, message: e.message };
+            else {
+              ctx.log.error({ err: e, file: name }, 'cannot read runtime file');
+              error = { code: 'GKD_INTERNAL', message: `Cannot read the runtime file of "${name}": internal error, see the daemon log` };
+            }
+            files.push({ name, error, ...(expect === undefined ? {} : { matches: false }) });
           }
         }
         const mismatched = expect === undefined ? 0 : files.filter((f) => f.matches === false).length;
         return { dir: store.dir, ...(expect === undefined ? {} : { expect, mismatched }), files };
       },
-    },
+    }),
   ];
 }

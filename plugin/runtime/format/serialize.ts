@@ -7,6 +7,7 @@
  * parsing accepts any valid JSON.
  */
 import { GkdError } from '../../errors';
+import { checkBudget, pointerToDotted } from '../../value-budget';
 
 /** Python's `json` escapes for these characters; every other non-printable-ASCII one becomes `\uXXXX`. */
 const SHORT_ESCAPES: Record<string, string> = {
@@ -92,10 +93,18 @@ export function serializeRuntime(value: unknown): string {
  * @throws GkdError `GKD_RUNTIME_INVALID`, e.g. `Cannot parse runtime file: Unexpected end of JSON input`
  */
 export function parseRuntime(text: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     throw new GkdError('GKD_RUNTIME_INVALID', `Cannot parse runtime file: ${why}`, { field: 'runtime', cause: e });
   }
+  // Detection, validation, conversion and the encoder all recurse: measure the value first.
+  const over = checkBudget(value);
+  if (over !== undefined) {
+    const field = pointerToDotted(over.path, 'runtime');
+    throw new GkdError('GKD_RUNTIME_INVALID', `Cannot read runtime file: ${field} ${over.message}`, { field, data: { path: over.path } });
+  }
+  return value;
 }

@@ -11,7 +11,8 @@
 # namespace (GKD_LAB_NS, default gkd-ganeti) holding every address of the
 # lab, the host name (Ganeti takes the node name from the host name, which is
 # not per namespace), two lines in /etc/hosts, /etc/ganeti/file-storage-paths,
-# a TCG wrapper as the cluster's kvm_path, and the cluster itself. Nothing of
+# a TCG wrapper as the cluster's kvm_path, the daemon's config file when
+# there is none (listing the wrapper in qemuBinaries), and the cluster itself. Nothing of
 # the lab listens or sends outside the namespace.
 set -Eeuo pipefail
 
@@ -24,6 +25,7 @@ CLUSTER=cluster.example.com
 IF=gnt0
 BRIDGE=br0
 QEMU_WRAPPER=/usr/local/sbin/gkd-qemu-tcg
+DAEMON_CONFIG=/etc/ganeti-kvm-devices/config.json
 FILE_DIR=/srv/ganeti/file-storage
 SHARED_DIR=/srv/ganeti/shared-file-storage
 STATE=/var/lib/gkd-ganeti-lab
@@ -129,6 +131,13 @@ shift $n
 exec /usr/bin/qemu-system-x86_64 "$@"
 EOF
   chmod 755 "$QEMU_WRAPPER.new"; mv "$QEMU_WRAPPER.new" "$QEMU_WRAPPER"
+  # The daemon runs only the QEMU binaries its configuration lists: as an operator
+  # with a custom kvm_path would, list the wrapper (unless a config is there already).
+  if [ ! -f "$DAEMON_CONFIG" ]; then
+    mkdir -p "$(dirname "$DAEMON_CONFIG")"
+    printf '{"qemuBinaries": ["%s", "/usr/bin/qemu-system-x86_64"]}\n' "$QEMU_WRAPPER" >"$DAEMON_CONFIG"
+    touch "$STATE/created-daemon-config"
+  fi
 }
 
 cluster_init() {
@@ -230,6 +239,7 @@ down() {
   [ -f "$STATE/orig-etc-hostname" ] && cat "$STATE/orig-etc-hostname" >/etc/hostname
   [ -f "$STATE/initd-disabled" ] && update-rc.d ganeti enable >/dev/null 2>&1
   [ -f "$STATE/created-file-storage-paths" ] && rm -f /etc/ganeti/file-storage-paths
+  [ -f "$STATE/created-daemon-config" ] && rm -f "$DAEMON_CONFIG"
   rm -f "$QEMU_WRAPPER"
   rm -rf "$STATE"
   log "lab removed"

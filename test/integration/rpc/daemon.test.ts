@@ -210,6 +210,40 @@ describe('kvm-devices serve: socket lifecycle', function () {
     assert.equal(await d.stop(), 0);
   });
 
+  it('of many daemons started at once over a stale socket, exactly one serves and the others exit 3; stopping it leaves no socket', async () => {
+    for (let round = 0; round < 3; round++) {
+      const dir = tempDir();
+      const sockDir = join(dir, 'sock');
+      const sock = join(sockDir, 'rpc.sock');
+      const holder = spawn(process.execPath, ['-e', `require('fs').mkdirSync(${JSON.stringify(sockDir)},{mode:0o750});require('net').createServer().listen(${JSON.stringify(sock)},()=>console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((r) => holder.stdout?.once('data', r));
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
+      const n = 6;
+      const children = Array.from({ length: n }, () => spawn(process.execPath, [
+        MAIN, 'serve', '--socket', sock, '--runtime-dir', join(dir, 'conf'), '--run-dir', join(dir, 'run'), '--log-level', 'silent',
+      ], { stdio: 'ignore', env: { ...process.env, GKD_CONFIG: '' } }));
+      const exits = children.map((ch) => new Promise<number | null>((r) => ch.once('exit', (code) => r(code))));
+      // Every loser exits on its own; wait for n-1 exits (or a deadline), then look.
+      const deadline = Date.now() + 20_000;
+      while (children.filter((ch) => ch.exitCode !== null).length < n - 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      const running = children.filter((ch) => ch.exitCode === null && ch.signalCode === null);
+      const codes = children.filter((ch) => ch.exitCode !== null).map((ch) => ch.exitCode);
+      try {
+        assert.equal(running.length, 1, `round ${round}: ${running.length} daemons running, exit codes ${codes.join(',')}`);
+        assert.deepEqual(codes, Array(n - 1).fill(3), `round ${round}`);
+        const c = await RpcClient.connect(sock);
+        await c.call('rpc.discover');
+        await c.close();
+      } finally {
+        for (const ch of running) ch.kill('SIGTERM');
+        await Promise.all(exits);
+      }
+      assert.equal(existsSync(sock), false, 'the one daemon removed its socket on SIGTERM');
+    }
+  });
+
   it('refuses a path that is not a socket', () => {
     const dir = tempDir();
     const file = join(dir, 'rpc.sock');

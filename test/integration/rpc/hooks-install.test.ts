@@ -127,6 +127,12 @@ describe('Ganeti hooks and install.sh', function () {
     assert.match(start.out, /ok: inst1\.example\.com: WARNING: Cannot place 8 SCSI disks on "lsi".*the start goes ahead/);
   });
 
+  it('a kvm_path the daemon does not run (not in qemuBinaries) is reported, and Ganeti still starts the instance', () => {
+    const start = runHook('instance-start-pre', { GANETI_INSTANCE_HV_kvm_path: '/opt/other/qemu-system-x86_64' });
+    assert.equal(start.status, 0, start.out);
+    assert.match(start.out, /ok: inst1\.example\.com: WARNING: Cannot use hvparams\.kvm_path .*qemuBinaries.*the start goes ahead/);
+  });
+
   it('9 SCSI disks on lsi (QEMU refuses scsi-id 8) are refused at start too', () => {
     const r = runHook('instance-start-pre', lsiDisks(9));
     assert.equal(r.status, 1, r.out);

@@ -23,8 +23,10 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
       writeFileSync(disk(i), '');
       truncateSync(disk(i), 16 << 20);
     }
-    src = await spawnDaemon({ dir: join(dir, 'src'), args: ['--launch', '--accel', 'tcg'] });
-    dst = await spawnDaemon({ dir: join(dir, 'dst'), args: ['--launch', '--accel', 'tcg'] });
+    // The test's disk images live in its temp dir: that is the storage root here.
+    const env = { GKD_STORAGE_ROOTS: `${dir}:/dev/` };
+    src = await spawnDaemon({ dir: join(dir, 'src'), args: ['--launch', '--accel', 'tcg'], env });
+    dst = await spawnDaemon({ dir: join(dir, 'dst'), args: ['--launch', '--accel', 'tcg'], env });
     a = await RpcClient.connect(src.socket);
     b = await RpcClient.connect(dst.socket);
   });

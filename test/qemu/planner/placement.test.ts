@@ -47,6 +47,9 @@ describe('planner argv on real QEMU', function () {
   cases.push(['SCSI with -vga std from kvm_extra', { disk_type: 'scsi-hd', kvm_extra: '-vga std' }, 2, 1]);
   cases.push(['q35 with -vga std from kvm_extra', { machine_version: 'q35', kvm_extra: '-vga std' }, 2, 1]);
   cases.push(['5 virtio disks beside a kvm_extra device at addr=10 (hex)', { kvm_extra: '-device virtio-rng-pci,id=rng,addr=10' }, 5, 2]);
+  cases.push(['virtio disks beside a kvm_extra --device at addr=0xc (the double-dash spelling)', { kvm_extra: '--device virtio-rng-pci,id=rng,addr=0xc' }, 2, 1]);
+  cases.push(['virtio disks beside a kvm_extra device moved to 0xc by -set device.rng.addr', { kvm_extra: '-device virtio-rng-pci,id=rng -set device.rng.addr=0xc' }, 2, 1]);
+  cases.push(['q35 beside a kvm_extra --device at addr=2', { machine_version: 'q35', kvm_extra: '--device virtio-rng-pci,id=rng,addr=2' }, 2, 1]);
   cases.push(['pc-q35-7.2 with 40 spare ports', { machine_version: 'pc-q35-7.2', kvm_pcie_spare_ports: 40 }, 2, 1]);
 
   for (const [title, hvparams, disks, nics] of cases) {

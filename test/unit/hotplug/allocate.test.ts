@@ -213,3 +213,13 @@ describe('freeCapacity', () => {
     assert.equal(JSON.stringify(rt), before);
   });
 });
+
+describe('allocate with a stored value this release does not know', () => {
+  it('an unknown stored scsi_controller_type is refused naming the field, not an internal error', () => {
+    const rt = runtimeOf(1, 0, { disk_type: 'scsi-hd', scsi_controller_type: 'lsi' });
+    (rt[2] as Record<string, unknown>).scsi_controller_type = 'bogus-hba';
+    throwsGkd(() => allocate(rt, 'disk', 'disk-x', NONE), 'GKD_HOTPLUG_UNSUPPORTED', 'hvparams.scsi_controller_type', /"bogus-hba" is not one this release knows/);
+    // hotplug.supported counts what still fits: nothing, rather than an internal error.
+    assert.equal(freeCapacity(rt, 'disk', NONE), 0);
+  });
+});

@@ -29,6 +29,7 @@ const EXTRA: RpcMethod[] = [
   { name: 'test.big', summary: 'a 1 MiB answer', schema: ANY, handler: () => 'x'.repeat(1024 * 1024) },
   { name: 'test.fail', summary: 'domain error', schema: ANY, handler: () => { throw new GkdError('GKD_CAPACITY', 'Cannot place disk "disk-1": no free slot', { field: 'disks[0]' }); } },
   { name: 'test.crash', summary: 'bug', schema: ANY, handler: () => { throw new TypeError('secret internal detail at /srv/x.js:12'); } },
+  { name: 'test.unserialisable', summary: 'a result JSON cannot encode', schema: ANY, handler: () => ({ n: BigInt(1) }) },
   {
     name: 'test.notify', summary: 'notifies', schema: ANY,
     handler: (_p, ctx) => {
@@ -119,6 +120,17 @@ describe('RpcServer (in process)', () => {
     const batch = (await exchange(ws, '[{"jsonrpc":"2.0","method":"rpc.discover","id":1},{"x":1},{"jsonrpc":"2.0","method":"rpc.discover"}]')) as { id: unknown; error?: { code: number } }[];
     assert.equal(batch.length, 2);
     assert.equal(batch[1]?.error?.code, -32600);
+    ws.close();
+  });
+
+  it('answers a result it cannot serialise with GKD_INTERNAL for that id, in a batch too, and keeps serving', async () => {
+    const ws = await rawSocket(socket);
+    const one = (await exchange(ws, '{"jsonrpc":"2.0","method":"test.unserialisable","id":3}')) as { id: number; error: { data: { code: string } } };
+    assert.deepEqual([one.id, one.error.data.code], [3, 'GKD_INTERNAL']);
+    const batch = (await exchange(ws, '[{"jsonrpc":"2.0","method":"test.unserialisable","id":4},{"jsonrpc":"2.0","method":"rpc.discover","id":5}]')) as Array<{ id: number; result?: unknown; error?: { data: { code: string } } }>;
+    assert.equal(batch.find((r) => r.id === 4)?.error?.data.code, 'GKD_INTERNAL');
+    assert.ok(batch.find((r) => r.id === 5)?.result !== undefined);
+    assert.ok(logLines.some((l) => l.msg === 'cannot serialise reply'));
     ws.close();
   });
 

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BulkFileResult, RuntimeStore, convertAll, convertRuntime, serializeRuntime } from '../../../plugin/runtime';
 import { hashDir } from '../../helpers/dir-hash';
@@ -162,5 +162,20 @@ describe('convertAll()', () => {
     const report = await convertAll(dir, { to: '2.9', direction: 'downgrade' });
     assert.deepEqual(report.counts, { converted: 0, unchanged: 0, refused: 1, error: 1 });
     assert.equal(hashDir(dir), before);
+  });
+
+  it('reports a FIFO or a directory named *.runtime as an error and converts the others', async () => {
+    putRuntime(dir, 'good', tiny210());
+    assert.equal(spawnSync('mkfifo', [join(dir, 'fifo.runtime')]).status, 0);
+    mkdirSync(join(dir, 'dir.runtime'));
+    for (const dryRun of [true, false]) {
+      const r = await convertAll(dir, { to: '2.16', direction: 'upgrade', dryRun });
+      const f = byName(r.files);
+      assert.equal(f.good?.status, 'converted');
+      assert.equal(f.fifo?.status, 'error');
+      assert.equal(f.fifo?.code, 'GKD_RUNTIME_IO');
+      assert.equal(f.dir?.status, 'error');
+      assert.equal(r.ok, false);
+    }
   });
 });

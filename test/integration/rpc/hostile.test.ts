@@ -1,0 +1,247 @@
+/**
+ * Hostile input against the real daemon (a child process): values nested
+ * far deeper than any real spec, in fields a reply echoes, in batches, in
+ * runtime files. Each must be refused with a typed error naming the field,
+ * and the daemon must keep serving afterwards.
+ */
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WebSocket } from 'ws';
+import { RpcClient } from '../../../plugin/rpc';
+import { sampleSpec, spawnDaemon, type DaemonProcess } from './daemon-process';
+
+/** JSON text of a value nested `n` arrays deep (built as text: the client's own JSON.stringify would overflow). */
+function deepText(n: number): string {
+  return '['.repeat(n) + ']'.repeat(n);
+}
+
+/** Sends raw frames on one connection and resolves to the parsed replies, in order. */
+async function rawCall(socket: string, frame: string): Promise<any> {
+  const ws = new WebSocket(`ws+unix://${socket}:/`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  try {
+    return await new Promise((resolve, reject) => {
+      ws.once('message', (data) => resolve(JSON.parse(String(data))));
+      ws.once('close', (code) => reject(new Error(`connection closed (${code}) without a reply`)));
+      ws.send(frame);
+    });
+  } finally {
+    ws.close();
+  }
+}
+
+/** A request frame whose params are `params` with the string "@DEEP@" replaced by a value `depth` deep. */
+function frameWithDeep(method: string, params: unknown, depth: number, id: number | string = 1): string {
+  return JSON.stringify({ jsonrpc: '2.0', id, method, params }).replace('"@DEEP@"', deepText(depth));
+}
+
+describe('hostile input (real daemon)', function () {
+  this.timeout(60_000);
+  let d: DaemonProcess;
+
+  before(async () => {
+    d = await spawnDaemon();
+  });
+  after(async () => {
+    await d?.stop();
+  });
+
+  async function assertAlive(): Promise<void> {
+    const c = await RpcClient.connect(d.socket);
+    try {
+      const r = await c.call<{ methods: unknown[] }>('rpc.discover');
+      assert.ok(r.methods.length > 0);
+    } finally {
+      await c.close();
+    }
+    assert.equal(d.child.exitCode, null, `daemon exited: ${d.log().slice(-2000)}`);
+  }
+
+  const echoed: Array<[string, (deep: string) => Record<string, unknown>, string]> = [
+    ['hvparams.x', (x) => ({ instance: { ...sampleSpec(), hvparams: { x } } }), '/instance/hvparams/x'],
+    ['an extra disk field', (x) => {
+      const s = sampleSpec() as { disks: Record<string, unknown>[] };
+      s.disks[0] = { ...s.disks[0], extra: x };
+      return { instance: s };
+    }, '/instance/disks/0/extra'],
+    ['nicparams', (x) => {
+      const s = sampleSpec() as { nics: Record<string, unknown>[] };
+      s.nics[0] = { ...s.nics[0], nicparams: { mode: 'bridged', link: 'br0', x } };
+      return { instance: s };
+    }, '/instance/nics/0/nicparams/x'],
+  ];
+  for (const [what, params, path] of echoed) {
+    it(`refuses a 9 KB request nesting ${what} 4,500 deep with -32602 naming it, and keeps serving`, async () => {
+      const frame = frameWithDeep('instance.plan', params('@DEEP@'), 4500);
+      const reply = await rawCall(d.socket, frame);
+      assert.equal(reply.id, 1);
+      assert.equal(reply.error?.code, -32602, JSON.stringify(reply).slice(0, 500));
+      assert.ok(String(reply.error.data.errors[0].path).startsWith(path), reply.error.data.errors[0].path);
+      assert.match(reply.error.data.errors[0].message, /nested deeper than \d+ levels/);
+      await assertAlive();
+    });
+  }
+
+  it('refuses the same inside a batch, answering every member', async () => {
+    const one = frameWithDeep('instance.plan', { instance: { ...sampleSpec(), hvparams: { x: '@DEEP@' } } }, 4500, 7);
+    const reply = await rawCall(d.socket, `[${one},{"jsonrpc":"2.0","id":8,"method":"rpc.discover"}]`);
+    assert.ok(Array.isArray(reply));
+    const byId = new Map(reply.map((r: { id: number }) => [r.id, r]));
+    assert.equal((byId.get(7) as any).error.code, -32602);
+    assert.ok((byId.get(8) as any).result.methods.length > 0);
+    await assertAlive();
+  });
+
+  for (const [method, params, path] of [
+    ['instance.start', { instance: { ...sampleSpec(), hvparams: { x: '@DEEP@' } } }, '/instance/hvparams/x'],
+    ['runtime.convert', { runtime: '@DEEP@', to: '2.10' }, '/runtime'],
+    ['migration.accept', { name: 'inst1.example.com', runtime: [[], [], { x: '@DEEP@' }, []], incoming: 'defer' }, '/runtime/2/x'],
+  ] as const) {
+    it(`${method} with a deep value names the field instead of GKD_INTERNAL`, async () => {
+      const reply = await rawCall(d.socket, frameWithDeep(method, params, 5000));
+      assert.equal(reply.error?.code, -32602, JSON.stringify(reply).slice(0, 500));
+      assert.ok(String(reply.error.data.errors[0].path).startsWith(path), reply.error.data.errors[0].path);
+      await assertAlive();
+    });
+  }
+
+  it('a deep runtime file is refused by name; runtime.list still lists every other file, and FIFOs or directories named *.runtime are reported', async () => {
+    const c = await RpcClient.connect(d.socket);
+    try {
+      await c.call('instance.start', { instance: sampleSpec('good1') });
+      writeFileSync(join(d.runtimeDir, 'deep1.runtime'), `[${deepText(4600)}, [], {}, []]\n`);
+      mkdirSync(join(d.runtimeDir, 'dir1.runtime'));
+      assert.equal(spawnSync('mkfifo', [join(d.runtimeDir, 'fifo1.runtime')]).status, 0);
+      await assert.rejects(c.call('runtime.get', { name: 'deep1' }), (e: any) => {
+        assert.equal(e.data.code, 'GKD_RUNTIME_INVALID');
+        assert.match(e.data.field, /^runtime\[0\]\[0\]/);
+        return true;
+      });
+      const list = await c.call<{ files: Array<{ name: string; format?: string; error?: { code: string } }> }>('runtime.list', {});
+      const by = new Map(list.files.map((f) => [f.name, f]));
+      assert.equal(by.get('good1')?.format, '2.16');
+      assert.equal(by.get('deep1')?.error?.code, 'GKD_RUNTIME_INVALID');
+      assert.equal(by.get('dir1')?.error?.code, 'GKD_RUNTIME_IO');
+      assert.equal(by.get('fifo1')?.error?.code, 'GKD_RUNTIME_IO');
+    } finally {
+      await c.close();
+    }
+    await assertAlive();
+  });
+});
+
+describe('privilege: what a caller may make the daemon run or open (real daemon)', function () {
+  this.timeout(60_000);
+  let d: DaemonProcess;
+  let c: RpcClient;
+  let marker: string;
+  let script: string;
+
+  before(async () => {
+    // The node's own config file may list other binaries: pin the allow-list this test is about.
+    d = await spawnDaemon({ env: { GKD_QEMU_BINARIES: '/usr/bin/qemu-system-x86_64' } });
+    c = await RpcClient.connect(d.socket);
+    marker = join(d.dir, 'ran-as-daemon');
+    script = join(d.dir, 'not-qemu.sh');
+    writeFileSync(script, `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+  });
+  after(async () => {
+    await c?.close();
+    await d?.stop();
+  });
+
+  it('instance.plan never runs a kvm_path outside qemuBinaries, refusing it by field', async () => {
+    const spec = { ...sampleSpec(), hvparams: { kvm_path: script } };
+    await assert.rejects(c.call('instance.plan', { instance: spec }), (e: any) => {
+      assert.equal(e.data.code, 'GKD_UNSUPPORTED_VALUE');
+      assert.equal(e.data.field, 'hvparams.kvm_path');
+      return true;
+    });
+    await assert.rejects(c.call('instance.start', { instance: spec }), (e: any) => e.data.field === 'hvparams.kvm_path');
+    assert.equal(existsSync(marker), false, 'the binary was executed');
+    assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
+  });
+
+  it('distinct and overlong kvm_paths are refused by field, not run, cached or answered GKD_INTERNAL', async () => {
+    for (let i = 0; i < 50; i++) {
+      const kvm_path = `/usr/bin/qemu-${i}-${'x'.repeat(i === 0 ? 5000 : 10)}`;
+      await assert.rejects(c.call('instance.plan', { instance: { ...sampleSpec(), hvparams: { kvm_path } } }), (e: any) =>
+        e.data?.code === 'GKD_UNSUPPORTED_VALUE' && e.data.field === 'hvparams.kvm_path' && e.message.length < 1000);
+    }
+  });
+
+  it('maps Ganeti\'s default kvm_path /usr/bin/kvm onto the configured binary', async () => {
+    const plan = await c.call<{ argv: string[]; runtime: unknown[][] }>('instance.plan', { instance: { ...sampleSpec(), hvparams: { kvm_path: '/usr/bin/kvm' } } });
+    assert.equal(plan.argv[0], '/usr/bin/qemu-system-x86_64');
+    assert.equal(plan.runtime[0][0], '/usr/bin/kvm', 'the runtime keeps the instance\'s kvm_path');
+  });
+
+  for (const [what, path, message] of [
+    ['a host file', '/etc/hostname', /storage roots/],
+    ['a relative path', '../../../etc/hostname', /absolute/],
+    ['a NUL byte', '/var/run/ganeti/instance-disks/inst1:0\u0000x', /NUL/],
+  ] as const) {
+    it(`disk.add and instance.plan refuse ${what} as a disk path, naming the field`, async () => {
+      await assert.rejects(c.call('disk.add', { name: 'inst1.example.com', disk: { uuid: '2e7c85f6-b6e5-4243-b27d-680b78c6d205', path } }), (e: any) => {
+        assert.equal(e.code, -32602, e.message);
+        assert.equal(e.data.errors[0].path, '/disk/path');
+        return true;
+      });
+      const spec = sampleSpec() as { disks: Array<Record<string, unknown>> };
+      spec.disks[1].path = path;
+      await assert.rejects(c.call('instance.plan', { instance: spec }), (e: any) => {
+        assert.equal(e.code, -32602, e.message);
+        assert.equal(e.data.errors[0].path, '/instance/disks/1/path');
+        assert.match(e.data.errors[0].message, message);
+        return true;
+      });
+    });
+  }
+
+  it('instance.verify refuses a repair spec whose disk is a host file, before touching QEMU', async () => {
+    const disk = { uuid: '2e7c85f6-b6e5-4243-b27d-680b78c6d205', path: '/etc/hostname' };
+    await assert.rejects(c.call('instance.verify', { name: 'inst1.example.com', repair: { known: { disks: [disk] } } }), (e: any) =>
+      e.code === -32602 && e.data.errors[0].path === '/repair/known/disks/0/path');
+  });
+
+  it('migration.accept refuses an incoming runtime whose disk is a host file, naming the runtime field', async () => {
+    const plan = await c.call<{ runtime: any[] }>('instance.plan', { instance: sampleSpec() });
+    const runtime = plan.runtime;
+    runtime[3][0][1] = '/etc/hostname';
+    await assert.rejects(c.call('migration.accept', { name: 'inst1.example.com', runtime, incoming: 'defer' }), (e: any) => {
+      assert.equal(e.data.code, 'GKD_MIGRATION_REFUSED');
+      assert.equal(e.data.field, 'runtime[3][0][1]');
+      return true;
+    });
+    assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
+  });
+
+  it('with storage roots configured, a link in one root leading into another is accepted and one leading out is refused', async () => {
+    const links = join(d.dir, 'links');
+    const files = join(d.dir, 'files');
+    mkdirSync(links);
+    mkdirSync(files);
+    writeFileSync(join(files, 'disk0'), '');
+    symlinkSync(join(files, 'disk0'), join(links, 'i:0'));
+    symlinkSync('/etc/hostname', join(links, 'i:1'));
+    const e2 = await spawnDaemon({ env: { GKD_STORAGE_ROOTS: `${links}:${files}` } });
+    const c2 = await RpcClient.connect(e2.socket);
+    try {
+      const spec = sampleSpec() as { disks: Array<Record<string, unknown>> };
+      spec.disks[0].path = join(links, 'i:0');
+      spec.disks[1].path = join(files, 'disk0');
+      await c2.call('instance.plan', { instance: spec });
+      spec.disks[1].path = join(links, 'i:1');
+      await assert.rejects(c2.call('instance.plan', { instance: spec }), (e: any) =>
+        e.code === -32602 && e.data.errors[0].path === '/instance/disks/1/path' && /symlink to "\/etc\/hostname"/.test(e.data.errors[0].message));
+    } finally {
+      await c2.close();
+      await e2.stop();
+    }
+  });
+});
