@@ -10,8 +10,8 @@
  */
 import { GkdError } from '../errors';
 import { type LiveDevice } from '../inspect';
-import { DISK_MODELS, NIC_MODELS, deviceId } from '../planner';
-import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic, RuntimeV2_16 } from '../types';
+import { DISK_MODELS, NIC_MODELS, deviceId, diskEntry, nicEntry } from '../planner';
+import type { DiskSpec, HvInfo, NicSpec, RuntimeV2_16 } from '../types';
 import type { Difference } from './drift';
 import type { LiveState } from './live-state';
 
@@ -103,17 +103,16 @@ export function repairRuntime(runtime: RuntimeV2_16, differences: readonly Diffe
       else if (block === undefined) refuse.push({ device: d.device, reason: 'QEMU has no block backend attached to it' });
       else if (file === undefined && (spec.uri ?? null) === null) refuse.push({ device: d.device, reason: 'QEMU reports no plain file for its block backend and the spec has no uri' });
       else {
-        const { path, uri, backend: _b, ...rest } = spec as DiskSpec & { backend?: unknown };
-        const entry: RuntimeDiskEntry = [{ ...rest, mode: block.readOnly ? 'ro' : 'rw', hvinfo: h }, file ?? path, uri ?? null];
+        // The spec says what Ganeti needs to know of the disk; QEMU says where it is, what it opened and how.
+        const entry = diskEntry({ ...spec, mode: block.readOnly ? 'ro' : 'rw' }, h, next[3].length, `known disk "${l.id}"`);
+        entry[1] = file ?? spec.path;
         next[3].push(entry);
       }
     } else if (NIC_DRIVERS.has(l.driver)) {
       const spec = known.nics?.find((s) => safeId('nic', s.uuid) === l.id);
       if (spec === undefined) refuse.push({ device: d.device, reason: 'its Ganeti UUID is unknown; pass its NIC spec to record it' });
       else {
-        const { backend: _b, ...rest } = spec;
-        const entry: RuntimeNic = { ...rest, mac: live.macs.get(l.id) ?? spec.mac, hvinfo: h };
-        next[1].push(entry);
+        next[1].push(nicEntry({ ...spec, mac: live.macs.get(l.id) ?? spec.mac }, h));
       }
     } else {
       refuse.push({ device: d.device, reason: `"${l.driver}" is neither a disk nor a NIC model` });

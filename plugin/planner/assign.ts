@@ -17,6 +17,7 @@ import { fillHvParams, type PlannerHvParams } from './hvparams';
 import { claimedSlots, shellSplit } from './kvm-extra';
 import { resolveMachine, type MachineLayout } from './machine';
 import { escapeOptionValue } from './option-escape';
+import { diskEntry, nicEntry } from './runtime-entry';
 import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
 import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
 
@@ -24,6 +25,8 @@ import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
 export interface PlanOptions {
   /** Alias → versioned machine type of the local QEMU (`{pc: 'pc-i440fx-7.2'}`), to freeze `pc`/`q35`. */
   machineAliases?: Readonly<Record<string, string>>;
+  /** Tells a block device from a file, for a disk's Ganeti `dev_type` when the spec gives none; default: a file. */
+  isBlockDevice?: (path: string) => boolean;
 }
 
 /** One planned disk or NIC, for people and tests. */
@@ -137,17 +140,15 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
     else if (diskModel.bus === 'scsi') hvinfo = { driver: diskModel.driver, id, bus: SCSI_BUS, channel: 0, 'scsi-id': i, lun: 0 };
     else hvinfo = { driver: diskModel.driver, id, bus: `ide.${Math.floor(i / machine.ide.units)}`, unit: i % machine.ide.units };
     devices.push({ kind: 'disk', index: i, uuid: d.uuid, id, hvinfo, hotpluggable: diskModel.hotpluggable });
-    const { path, uri, backend: _b, ...rest } = d as typeof d & { backend?: unknown };
-    return [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
+    return diskEntry(d, hvinfo, i, `disks[${i}]`, options);
   });
   const backends: Record<string, NicBackend> = {};
   const runtimeNics: RuntimeNic[] = nics.map((n, i) => {
     const id = nicIds[i];
     const hvinfo: HvInfo = nicModel.bus === 'pci' ? { driver: nicModel.driver, id, ...layout.nics[i] } : { driver: nicModel.driver, id, bus: 'isa.0' };
     devices.push({ kind: 'nic', index: i, uuid: n.uuid, id, hvinfo, hotpluggable: nicModel.hotpluggable });
-    const { backend, ...rest } = n;
-    backends[n.uuid] = backend ?? { type: 'tap' };
-    return { ...rest, hvinfo };
+    backends[n.uuid] = n.backend ?? { type: 'tap' };
+    return nicEntry(n, hvinfo);
   });
 
   const kvmCmd = fixedCommand(spec, hv, machine, layout.fixedDevices, extra);

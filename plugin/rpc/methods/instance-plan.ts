@@ -22,7 +22,7 @@ interface PlanParams {
  */
 export async function planForDaemon(params: PlanParams, ctx: CallContext): Promise<{ argv: string[]; runtime: unknown; devices: unknown; qmp: string }> {
   const spec = parseInstanceSpec(params.instance);
-  const plan = planInstance(spec, { machineAliases: await localMachineAliases(fillHvParams(spec.hvparams).hv.kvm_path) });
+  const plan = planInstance(spec, { machineAliases: await localMachineAliases(fillHvParams(spec.hvparams).hv.kvm_path), isBlockDevice });
   const qmp = params.qmp ?? qmpSocketFor(ctx.config, spec.name);
   const accel = params.accel ?? ctx.config.accel;
   const argv = buildArgv(plan.runtime, {
