@@ -99,7 +99,8 @@ function liveFields(d: LiveDevice): Record<string, unknown> {
 }
 
 function where(e: ExpectedDevice): string {
-  return e.recordedIn === 'kvm_cmd' ? `kvm_cmd[${e.index}]` : `${e.recordedIn}s[${e.index}]`;
+  if (e.recordedIn === 'kvm_cmd') return e.index < 0 ? 'kvm_cmd (implied by disk_type)' : `kvm_cmd[${e.index}]`;
+  return `${e.recordedIn}s[${e.index}]`;
 }
 
 interface CompareContext {

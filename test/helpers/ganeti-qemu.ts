@@ -7,7 +7,7 @@
  * SCM_RIGHTS and so runs in Python (test/ganeti-code/qmp-steps.py).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
 
@@ -108,4 +108,80 @@ export function ganetiHotAddDisk(socket: string, file: string, hvinfo: object): 
     { execute: 'remove-fd', arguments: { 'fdset-id': '$fdset' } },
     { execute: 'device_add', arguments: { ...h, drive: id } },
   ]);
+}
+
+/** A Ganeti 3.0 fixture (test/fixtures/runtime/ganeti-3.0): its runtime file and the argv Ganeti started QEMU with. */
+export interface GanetiFixture {
+  name: string;
+  /** The runtime file's text, as Ganeti wrote it. */
+  text: string;
+  /** QEMU's arguments at start, without the binary. */
+  launch: string[];
+}
+
+const FIXTURES = resolve(__dirname, __dirname.includes('/dist/') ? '../../../test/fixtures/runtime/ganeti-3.0' : '../fixtures/runtime/ganeti-3.0');
+
+export function ganetiFixture(name: string): GanetiFixture {
+  const text = readFileSync(resolve(FIXTURES, `${name}.runtime`), 'utf8');
+  const line = readFileSync(resolve(FIXTURES, 'launch-argv.txt'), 'utf8').split('\n').find((l) => l.startsWith(`-name ${name} `));
+  if (line === undefined) throw new Error(`no launch argv for ${name}`);
+  return { name, text, launch: line.trim().split(/\s+/) };
+}
+
+/** Where a Ganeti-shaped instance lives in a test: its links, QMP sockets and pid file. */
+export interface GanetiPlaces {
+  /** Disk i's link (Ganeti's `/var/run/ganeti/instance-disks/NAME:i`). */
+  link(i: number): string;
+  /** The monitor the product talks to (Ganeti's `.qmp`). */
+  qmp: string;
+  /** The second monitor (Ganeti's `.kvmd`), used for raw steps. */
+  raw: string;
+  pidFile: string;
+}
+
+/**
+ * Ganeti's launch argv made runnable here: the test's binary, no
+ * `-daemonize`, the test's pid file and sockets, no HMP monitor or log
+ * file, TCG, disks at the test's links, and each tap passed by fd
+ * (`-netdev type=tap,id=X,fd=N`) replaced by user networking with the same
+ * id, which the target gets too through its NIC backends.
+ */
+export function runnableLaunchArgv(launch: readonly string[], binary: string, at: GanetiPlaces): string[] {
+  const out = [binary];
+  let qmps = 0;
+  for (let i = 0; i < launch.length; i++) {
+    const a = launch[i];
+    const v = launch[i + 1];
+    if (a === '-daemonize') continue;
+    if (a === '-D' || a === '-monitor') {
+      i++;
+      continue;
+    }
+    if (a === '-pidfile') out.push(a, at.pidFile);
+    else if (a === '-qmp') out.push(a, `unix:${qmps++ === 0 ? at.qmp : at.raw},server=on,wait=off`);
+    else if (a === '-machine') out.push(a, v.replace(/accel=\w+/, 'accel=tcg'));
+    else if (a === '-netdev') out.push(a, v.replace(/^type=tap,id=([^,]+),.*$/, 'type=user,id=$1'));
+    else if (a === '-drive') out.push(a, v.replace(/^file=[^,]*:(\d+),/, (_, n: string) => `file=${at.link(Number(n))},`));
+    else {
+      out.push(a);
+      continue;
+    }
+    i++;
+  }
+  return out;
+}
+
+/**
+ * Ganeti's runtime file for the test's node: the test's binary, pid file
+ * and disk links in place of the node's. Everything else is as Ganeti
+ * wrote it.
+ */
+export function localRuntime(text: string, binary: string, at: GanetiPlaces): [Array<string | number>, Array<Record<string, unknown>>, Record<string, unknown>, Array<[Record<string, unknown>, string, string | null]>] {
+  const rt = JSON.parse(text) as ReturnType<typeof localRuntime>;
+  rt[0][0] = binary;
+  const p = rt[0].indexOf('-pidfile');
+  if (p >= 0) rt[0][p + 1] = at.pidFile;
+  rt[2].kvm_path = binary;
+  rt[3].forEach((d, i) => (d[1] = at.link(i)));
+  return rt;
 }
