@@ -18,7 +18,8 @@
  * end (`/proc/net/unix` gives its inode), checked first among the pids in
  * the pid files the caller names. Linux only; elsewhere nothing resolves.
  */
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { QmpClient } from '../qmp';
 
 /** `/dev/fdset/N` → N; undefined for any other name. */
@@ -27,9 +28,23 @@ export function fdsetOf(file: string | undefined): number | undefined {
   return m === null ? undefined : Number(m[1]);
 }
 
-/** The inodes of sockets listening on the Unix path `path` (from `/proc/net/unix`). */
+function realpathOf(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The inodes of sockets listening on the Unix path `path` (from
+ * `/proc/net/unix`, which shows the path as QEMU bound it: Ganeti binds
+ * `/var/run/ganeti/…`, which may be `/run/ganeti/…` here, so a path with
+ * the same name is compared through its symlinks too).
+ */
 export function listeningInodes(path: string, netUnix = '/proc/net/unix'): Set<string> {
   const out = new Set<string>();
+  let real: string | undefined | null = null;
   let text: string;
   try {
     text = readFileSync(netUnix, 'utf8');
@@ -39,7 +54,13 @@ export function listeningInodes(path: string, netUnix = '/proc/net/unix'): Set<s
   for (const line of text.split('\n').slice(1)) {
     // Num RefCount Protocol Flags Type St Inode Path
     const f = line.trim().split(/\s+/);
-    if (f.length < 8 || f.slice(7).join(' ') !== path) continue;
+    if (f.length < 8) continue;
+    const bound = f.slice(7).join(' ');
+    if (bound !== path) {
+      if (basename(bound) !== basename(path)) continue;
+      if (real === null) real = realpathOf(path);
+      if (real === undefined || realpathOf(bound) !== real) continue;
+    }
     // Flags 00010000 is __SO_ACCEPTCON: the listening end, which only the server holds.
     if ((parseInt(f[3], 16) & 0x10000) !== 0) out.add(f[6]);
   }

@@ -171,11 +171,14 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
     argv.push('-netdev', renderFlat(netdevArgs(h.id, backend, vhost), 'type'));
     argv.push('-device', renderFlat(nicDeviceArgs(h, String(nic.mac ?? '')), 'driver'));
   });
+  // A kvm_cmd with -boot (Ganeti stores -boot d / n / a for a cdrom, network or floppy boot_order) decides
+  // the boot device itself; a bootindex on the first disk would override it.
+  const bootFromDisk = !cmd.includes('-boot');
   disks.forEach(([disk, link, uri], i) => {
     const h = requireHvInfo(disk.hvinfo, `disks[${i}]`);
     const src = { path: link, uri, readOnly: diskReadOnly(disk.mode, h.driver), blockDevice: options.isBlockDevice?.(link) ?? false };
     argv.push('-blockdev', renderFlat(blockdevArgs(h.id, src, io, `disks[${i}]`)));
-    const dev = diskDeviceArgs(h, io, { bootindex: i === 0 ? 1 : undefined });
+    const dev = diskDeviceArgs(h, io, { bootindex: i === 0 && bootFromDisk ? 1 : undefined });
     argv.push('-device', renderFlat(dev, 'driver'));
   });
   if (options.paused) argv.push('-S');
