@@ -16,6 +16,7 @@ import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLER
 import { fillHvParams, type PlannerHvParams } from './hvparams';
 import { claimedSlots, shellSplit } from './kvm-extra';
 import { resolveMachine, type MachineLayout } from './machine';
+import { DEFAULT_RUN_DIR } from './build-args';
 import { escapeOptionValue } from './option-escape';
 import { diskEntry, nicEntry } from './runtime-entry';
 import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
@@ -232,7 +233,12 @@ function fixedCommand(spec: InstanceSpec, hv: PlannerHvParams, m: MachineLayout,
   const vcpus = be.vcpus ?? 1;
   const cmd: KvmCmdItem[] = [hv.kvm_path, '-name', escapeOptionValue(spec.name), '-m', mem, '-smp', String(vcpus)];
   if (typeof spec.uuid === 'string' && spec.uuid !== '') cmd.push('-uuid', spec.uuid);
-  cmd.push('-machine', m.type, '-nodefaults', '-display', 'none');
+  // The serial port is part of the machine, so it is stored as Ganeti stores it (its own socket path,
+  // `-serial none` when serial_console is off): a Ganeti target builds exactly the kvm_cmd, and a port
+  // only the source has kills the migration ("Unknown savevm section or instance 'serial' 0"). Our own
+  // command line replaces the path with this node's (nodeNeutralCommand counts the ports).
+  const serial = spec.hvparams?.serial_console === false ? 'none' : `unix:${escapeOptionValue(`${DEFAULT_RUN_DIR}/ctrl/${spec.name}.serial`)},server,nowait`;
+  cmd.push('-machine', m.type, '-nodefaults', '-serial', serial, '-display', 'none');
   if (hv.cpu_type !== '') cmd.push('-cpu', hv.cpu_type);
   if (hv.kernel_path !== '') {
     cmd.push('-kernel', hv.kernel_path);

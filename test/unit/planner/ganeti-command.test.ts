@@ -49,6 +49,16 @@ describe('command lines from Ganeti 3.0 runtime files', () => {
     assert.ok(!build(ours).includes('-net'));
   });
 
+  it('stores the serial port in kvm_cmd as Ganeti does, so a Ganeti target builds it too; serial_console false: none', () => {
+    const on = planInstance(makeSpec({ disks: 1, nics: 0 })).runtime;
+    assert.equal(on[0][on[0].indexOf('-serial') + 1], 'unix:/var/run/ganeti/kvm-hypervisor/ctrl/inst1.example.com.serial,server,nowait');
+    // Our command line has the same one port, at this node's path.
+    assert.deepEqual(build(on).filter((_, i, a) => a[i - 1] === '-serial'), ['unix:/tmp/run/ctrl/inst1.example.com.serial,server=on,wait=off']);
+    const off = planInstance(makeSpec({ disks: 1, nics: 0, hvparams: { serial_console: false } })).runtime;
+    assert.equal(off[0][off[0].indexOf('-serial') + 1], 'none');
+    assert.deepEqual(build(off).filter((_, i, a) => a[i - 1] === '-serial'), ['none']);
+  });
+
   it('leaves the boot device to a -boot in kvm_cmd (a cdrom, network or floppy boot_order)', () => {
     const rt = fixture('inst1.example.com');
     rt[0].push('-boot', 'd');
