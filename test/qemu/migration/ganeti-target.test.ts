@@ -7,12 +7,14 @@
  */
 import { strict as assert } from 'node:assert';
 import { dirname, join } from 'node:path';
+import { HotplugEngine } from '../../../plugin/hotplug';
 import { startMigration } from '../../../plugin/migration';
 import type { RuntimeV2_16 } from '../../../plugin/types';
 import { ganetiRebuild } from '../../helpers/ganeti';
 import { migrationLab, startSource, type MigrationLab, type TestNode } from '../../helpers/migration-pair';
 import { startQemu, useQemuCleanup } from '../../helpers/qemu';
-import { makeSpec } from '../../helpers/specs';
+import { makeImage } from '../../helpers/plan-vm';
+import { macN, makeSpec, uuidN } from '../../helpers/specs';
 
 /**
  * The argv a Ganeti 3.0 target runs for `runtime` (its _ExecuteKVMRuntime
@@ -42,6 +44,33 @@ describe('a Ganeti 3.0 target for an instance we started', function () {
     src = lab.node('src');
   });
   afterEach(async () => lab.cleanup());
+
+  it('with disks and NICs hot-added through the engine (disk.add, nic.add): Ganeti rebuilds them too', async () => {
+    for (const hvparams of [{ kvm_pci_reservations: 6 }, { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' }]) {
+      const name = 'inst1.example.com';
+      const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams }), { paused: false });
+      const engine = new HotplugEngine({ store: src.store, connections: src.pool, qmpSocket: src.qmpSocket, accel: 'tcg' });
+      for (const n of [1, 2]) {
+        await engine.addDisk(name, { uuid: uuidN(0x5000 + n), path: makeImage(join(src.dir, `hot${n}.img`)) });
+        await engine.addNic(name, { uuid: uuidN(0x6000 + n), mac: macN(0x60 + n), backend: { type: 'user' } });
+      }
+      const runtime = (await src.store.read(name)).upgraded;
+      assert.equal(runtime[3].length, 3);
+      const qmp = join(lab.root, 'ganeti-target.qmp');
+      const incoming = `unix:${join(lab.root, 'mig.sock')}`;
+      const target = await startQemu(ganetiTargetArgv(runtime, qmp, incoming), { qmpSocket: qmp });
+      src.pool.adopt(qmp, target.qmp);
+      const result = await startMigration(src.ctx, { name, uri: incoming, targetQmp: qmp }).catch((e: Error) => {
+        throw new Error(`${e.message}; the target said: ${target.stderr()}`);
+      });
+      assert.equal(result.status, 'completed', JSON.stringify(hvparams));
+      assert.equal((await target.qmp.execute<{ status: string }>('query-status')).status, 'running');
+      await src.pool.closeAll();
+      await target.stop();
+      await s.vm.stop();
+      await src.store.remove(name);
+    }
+  });
 
   const cases: Array<[string, Record<string, unknown>, number, number]> = [
     ['paravirtual', {}, 3, 2],
