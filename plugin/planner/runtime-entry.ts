@@ -81,7 +81,7 @@ function pick<T extends string>(src: Record<string, unknown>, fields: readonly T
  * at `hvinfo`. Fields the spec gives (dev_type, logical_id, iv_name, size,
  * params, name, nodes, …) are taken as given; missing ones get what Ganeti
  * needs to read it: `dev_type` from the spec else inferred, a `logical_id`
- * for the types that have an obvious one, `children: []`, `iv_name:
+ * for the types that have an obvious one, `iv_name:
  * "disk/<index>"`, `mode: "rw"`, `params: {}` (with `access: "userspace"`
  * for a disk with a URI, which is what makes Ganeti open the URI rather
  * than the link, as we do). Spec fields Ganeti does not
@@ -112,7 +112,6 @@ export function diskEntry(spec: DiskSpec, hvinfo: HvInfo, index: number, field: 
     ...given,
     dev_type: devType,
     ...(logicalId === undefined ? {} : { logical_id: logicalId }),
-    children: Array.isArray(s.children) ? s.children : [],
     iv_name: typeof s.iv_name === 'string' ? s.iv_name : `disk/${index}`,
     mode: spec.mode ?? 'rw',
     params,

@@ -9,11 +9,12 @@
  * devices are not drift).
  */
 import { strict as assert } from 'node:assert';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { acceptMigration, startMigration, verifyInstance } from '../../../plugin/migration';
 import type { QmpClient } from '../../../plugin/qmp';
 import type { RuntimeV2_16 } from '../../../plugin/types';
+import { ganetiRebuild } from '../../helpers/ganeti';
 import { ganetiFixture, ganetiHotAddDisk, localRuntime, qmpSteps, runnableLaunchArgv, spawnQemuWithFds, type FdQemu, type GanetiPlaces } from '../../helpers/ganeti-qemu';
 import { migrationLab, userBackends, type MigrationLab, type TestNode } from '../../helpers/migration-pair';
 import { makeImage } from '../../helpers/plan-vm';
@@ -91,6 +92,34 @@ describe('migrating a QEMU Ganeti 3.0 started, to a target built from its runtim
     await src.store.write(name, runtime);
     return { runtime, at };
   }
+
+  it('inst1: a hot-added disk the runtime lost is repaired from its Ganeti spec (the link, never /dev/fdset/N), Ganeti reads the result, and the migration works', async () => {
+    const name = 'inst1.example.com';
+    const { runtime, at } = await ganetiSource(name);
+    // The runtime as it would be had Ganeti's write after the hot-add been lost.
+    const [lost, ...kept] = [runtime[3][1], runtime[3][0]];
+    const partial = structuredClone(runtime);
+    partial[3] = kept;
+    await src.store.write(name, partial);
+    const before = await verifyInstance(src.ctx, name);
+    assert.deepEqual(before.differences.map((d) => [d.device, d.kind]), [[(lost[0].hvinfo as { id: string }).id, 'missing-in-runtime']]);
+    // The caller knows the disk as Ganeti's configuration has it: every Ganeti field, and the link as path.
+    const { hvinfo: _h, ...known } = lost[0];
+    const r = await verifyInstance(src.ctx, name, { repair: { known: { disks: [{ ...(known as { uuid: string }), path: at.link(1) }] } } });
+    assert.equal(r.clean, true, JSON.stringify(r));
+    const text = readFileSync(src.store.path(name), 'utf8');
+    assert.doesNotMatch(text, /\/dev\/fdset/);
+    const repaired = (await src.store.read(name)).upgraded;
+    // Recorded as Ganeti recorded it, field for field.
+    assert.deepEqual(repaired[3][1], lost);
+    const g = ganetiRebuild(text);
+    assert.deepEqual(g.disks.map((d) => d.hvinfo), runtime[3].map(([d]) => d.hvinfo));
+
+    const incoming = `unix:${join(lab.root, 'mig.sock')}`;
+    await acceptMigration(dst.ctx, { name, runtime: repaired, incoming, launch: true, build: { nicBackends: userBackends(repaired) } });
+    assert.equal((await startMigration(src.ctx, { name, uri: incoming, targetQmp: dst.qmpSocket(name) })).status, 'completed');
+    assert.deepEqual(await verifyInstance(dst.ctx, name), { clean: true, differences: [], repaired: false });
+  });
 
   const cases: Array<[string, string, Variant]> = [
     ['inst1.example.com', 'paravirtual disks, a disk and a NIC hot-added', {}],
