@@ -55,9 +55,10 @@ type FileVerdict = { same: true; byOpenFiles?: boolean } | { same: false; qemu: 
  * compared as real paths (a Ganeti link and the file it points to are the
  * same disk). `/dev/fdset/N` is resolved to the file its descriptors are
  * open on; when QEMU no longer lists them, the disk is the runtime's file
- * if QEMU has that file open at all.
+ * if QEMU has that file open and no other disk accounts for it.
  */
-function fileVerdict(path: string, b: LiveBlock, live: LiveState, realpath: (p: string) => string | undefined): FileVerdict {
+function fileVerdict(path: string, b: LiveBlock, live: LiveState, c: Pick<CompareContext, 'realpath' | 'unclaimed'>): FileVerdict {
+  const { realpath } = c;
   const file = b.file as string;
   const set = fdsetOf(file);
   if (set === undefined) {
@@ -72,7 +73,7 @@ function fileVerdict(path: string, b: LiveBlock, live: LiveState, realpath: (p: 
     if (b.opened === want) return { same: true };
     return { same: false, qemu: { file, opened: b.opened, nodeName: b.nodeName }, why: `QEMU reads ${file}, which is ${JSON.stringify(b.opened)}, not ${JSON.stringify(want)}` };
   }
-  const open = live.fdsets?.open;
+  const open = c.unclaimed();
   if (open === undefined) return { unverifiable: `QEMU reads it through ${file}, which cannot be resolved here: ${live.fdsets?.problem ?? 'QEMU\'s descriptors were not read'}` };
   if (open.has(want)) return { same: true, byOpenFiles: true };
   return { same: false, qemu: { file, nodeName: b.nodeName }, why: `QEMU reads ${file} and has no descriptor open on ${JSON.stringify(want)}` };
@@ -109,6 +110,20 @@ interface CompareContext {
   notes: string[];
   /** Disks read through an fd set QEMU no longer lists, matched only by QEMU's open files. */
   byOpenFiles: string[];
+  /** QEMU's open files that no disk with a known file accounts for; undefined when they could not be read. */
+  unclaimed: () => Set<string> | undefined;
+}
+
+/** QEMU's open files minus the ones disks with a plain path or a listed fd set read. */
+function unclaimedFiles(live: LiveState, realpath: (p: string) => string | undefined): Set<string> | undefined {
+  const open = live.fdsets?.open;
+  if (open === undefined) return undefined;
+  const out = new Set(open);
+  for (const b of live.blocks.values()) {
+    const known = fdsetOf(b.file) !== undefined ? b.opened : b.file?.startsWith('/') === true ? realpath(b.file) : undefined;
+    if (known !== undefined) out.delete(known);
+  }
+  return out;
 }
 
 function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live: LiveState, c: CompareContext): Difference[] {
@@ -125,7 +140,7 @@ function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live
     if (b === undefined) {
       out.push({ device: e.id, kind: 'property', runtime: { path: e.path }, qemu: {}, recordedIn: 'disk', detail: `${where(e)} "${e.id}": QEMU has the device but no block backend attached to it` });
     } else if ((e.uri ?? null) === null && b.file !== undefined && e.path !== undefined) {
-      const v = fileVerdict(e.path, b, live, c.realpath);
+      const v = fileVerdict(e.path, b, live, c);
       if ('unverifiable' in v) c.notes.push(`${where(e)} "${e.id}": disk file unverifiable: ${v.unverifiable}`);
       else if (v.same && v.byOpenFiles === true) c.byOpenFiles.push(e.id);
       else if (!v.same) {
@@ -155,7 +170,12 @@ function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live
 export function findDrift(expected: readonly ExpectedDevice[], live: LiveState, options: DriftOptions = {}): Difference[] {
   const aliases = options.aliases ?? QEMU_DEVICE_ALIASES;
   const typeOf = (driver: unknown): unknown => (typeof driver === 'string' && Object.hasOwn(aliases, driver) ? aliases[driver] : driver);
-  const c: CompareContext = { typeOf, realpath: options.realpath ?? ((p) => p), notes: options.notes ?? [], byOpenFiles: [] };
+  const realpath = options.realpath ?? ((p: string) => p);
+  let unclaimed: Set<string> | undefined | null = null;
+  const c: CompareContext = {
+    typeOf, realpath, notes: options.notes ?? [], byOpenFiles: [],
+    unclaimed: () => (unclaimed === null ? (unclaimed = unclaimedFiles(live, realpath)) : unclaimed),
+  };
   const out: Difference[] = [];
   const byId = new Map(live.devices.map((d) => [d.id, d] as const));
   const recordedIds = new Set<string>();

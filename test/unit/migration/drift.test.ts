@@ -100,6 +100,9 @@ describe('disks QEMU reads through a passed descriptor (/dev/fdset/N)', () => {
     const diffs = findDrift(expectedLayout(rt), live, { realpath: moved });
     assert.deepEqual(diffs.map((d) => [d.device, d.kind]), [[d0, 'property'], [d1, 'property']]);
     assert.deepEqual(diffs[0].qemu, { file: '/dev/fdset/3', opened: '/data/d0.img', nodeName: undefined });
+    // An emptied set is not matched by a file another disk accounts for: the runtime naming disk 0's file for disk 1 is drift.
+    const swapped = real({ '/srv/d0': '/data/d0.img', '/srv/d1': '/data/d0.img' });
+    assert.deepEqual(findDrift(expectedLayout(rt), live, { realpath: swapped }).map((d) => [d.device, d.kind]), [[d1, 'property']]);
   });
 
   it('reports a descriptor it cannot resolve as unverifiable in a note, not as a difference', () => {
