@@ -77,6 +77,10 @@ describe('a Ganeti 3.0 target for an instance we started', function () {
     ['scsi-hd on lsi', { disk_type: 'scsi-hd', scsi_controller_type: 'lsi' }, 2, 1],
     ['scsi-hd on virtio-scsi-pci', { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' }, 3, 2],
     ['scsi-hd on megasas', { disk_type: 'scsi-hd', scsi_controller_type: 'megasas' }, 2, 1],
+    ['e1000 NICs, kvm_pci_reservations 4', { nic_type: 'e1000', kvm_pci_reservations: 4 }, 2, 2],
+    ['serial_console false (no serial port on either side)', { serial_console: false }, 1, 1],
+    ['q35: devices behind root ports', { machine_version: 'q35' }, 2, 1],
+    ['q35: scsi-hd on virtio-scsi-pci behind a root port', { machine_version: 'q35', disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' }, 2, 1],
   ];
   for (const [what, hvparams, disks, nics] of cases) {
     it(`${what}: Ganeti's target QEMU accepts the stream and runs`, async () => {
