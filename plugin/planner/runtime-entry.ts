@@ -77,6 +77,14 @@ function pick<T extends string>(src: Record<string, unknown>, fields: readonly T
 }
 
 /**
+ * Fields a spec may not set: the placement is ours (`hvinfo`; a `pci` slot
+ * beside it would make the file unreadable as 2.16), and Ganeti never
+ * stores `dynamic_params` (node-local).
+ */
+const NOT_FROM_SPEC = new Set(['pci', 'hvinfo', 'dynamic_params']);
+const fromSpec = <T extends string>(fields: readonly T[]): T[] => fields.filter((f) => !NOT_FROM_SPEC.has(f));
+
+/**
  * The runtime entry of disk `index` (`[dict, path, uri]`) for `spec` placed
  * at `hvinfo`. Fields the spec gives (dev_type, logical_id, iv_name, size,
  * params, name, nodes, …) are taken as given; missing ones get what Ganeti
@@ -107,7 +115,7 @@ export function diskEntry(spec: DiskSpec, hvinfo: HvInfo, index: number, field: 
       throw new GkdError('GKD_SPEC_INVALID', `Cannot record ${field}: it has a uri but params.access ${JSON.stringify(params.access)}; a uri is opened in userspace (drop the uri to open the path)`, { field: `${field}.params.access` });
     }
   }
-  const given = pick(s, GANETI_DISK_FIELDS);
+  const given = pick(s, fromSpec(GANETI_DISK_FIELDS));
   const filled: Record<string, unknown> = {
     ...given,
     dev_type: devType,
@@ -129,7 +137,7 @@ export function diskEntry(spec: DiskSpec, hvinfo: HvInfo, index: number, field: 
  */
 export function nicEntry(spec: NicSpec, hvinfo: HvInfo): RuntimeNic {
   const s = spec as Record<string, unknown>;
-  const given = pick(s, GANETI_NIC_FIELDS);
+  const given = pick(s, fromSpec(GANETI_NIC_FIELDS));
   const nicparams = typeof spec.nicparams === 'object' && spec.nicparams !== null ? spec.nicparams : {};
   const filled: Record<string, unknown> = { ...given, mac: spec.mac, nicparams: { ...DEFAULT_NICPARAMS, ...nicparams }, hvinfo, uuid: spec.uuid };
   return pick(filled, GANETI_NIC_FIELDS) as RuntimeNic;

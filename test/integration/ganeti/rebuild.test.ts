@@ -92,7 +92,7 @@ describe('Ganeti 3.0 reads what we write and rebuilds the same devices', functio
   it('carries the Ganeti fields a spec gives and fills the rest honestly', () => {
     const spec = makeSpec({ disks: 3, nics: 2 });
     Object.assign(spec.disks[0], { dev_type: 'plain', logical_id: ['xenvg', 'lv0'], iv_name: 'disk/0', size: 1024, params: { stripes: 1 }, spindles: 1 });
-    Object.assign(spec.disks[1], { custom_field: 'x', backend: { type: 'user' } });
+    Object.assign(spec.disks[1], { custom_field: 'x', backend: { type: 'user' }, pci: 5, dynamic_params: { x: 1 }, hvinfo: { driver: 'x' } });
     Object.assign(spec.disks[2], { uri: 'rbd:rbd/image-2', params: { access: 'userspace' } });
     delete (spec.nics[1] as { nicparams?: unknown }).nicparams;
     Object.assign(spec.nics[0], { network: 'net-uuid', netinfo: null, ip: '192.0.2.7', name: 'eth0', custom: 1 });
@@ -109,6 +109,10 @@ describe('Ganeti 3.0 reads what we write and rebuilds the same devices', functio
     // Fields Ganeti does not know would make its reader fail; they are not stored.
     assert.equal('custom_field' in rt[3][1][0], false);
     assert.equal('backend' in rt[3][1][0], false);
+    // The placement is ours, and node-local params are never stored.
+    assert.equal('pci' in rt[3][1][0], false);
+    assert.equal('dynamic_params' in rt[3][1][0], false);
+    assert.equal(rt[3][1][0].hvinfo?.driver, 'virtio-blk-pci');
     assert.equal('custom' in rt[1][0], false);
     assert.deepEqual(g.nics[0].nicparams, { mode: 'bridged', link: 'br0', vlan: '' });
     assert.deepEqual(g.nics[1].nicparams, { mode: 'bridged', link: 'xen-br0', vlan: '' });
