@@ -64,7 +64,7 @@ export const planCommand: Command = {
       }
       const spec = parseInstanceSpec(json);
       const { hv } = fillHvParams(spec.hvparams);
-      const plan = planInstance(spec, { machineAliases: await localMachineAliases(hv.kvm_path) });
+      const plan = planInstance(spec, { machineAliases: await localMachineAliases(hv.kvm_path), isBlockDevice });
       const argv = buildArgv(plan.runtime, {
         accel: values.accel as 'kvm' | 'tcg' | undefined,
         qmp: values.qmp,

@@ -8,7 +8,7 @@
 import { GkdError, isGkdError } from '../errors';
 import { readLiveDevice } from '../inspect';
 import {
-  blockdevArgs, deviceId, diskDeviceArgs, diskIo, diskReadOnly, runtimeHvParams, netdevArgs, nicDeviceArgs, SCSI_BUS, type QemuDict,
+  blockdevArgs, deviceId, diskDeviceArgs, diskEntry, diskIo, diskReadOnly, runtimeHvParams, netdevArgs, nicDeviceArgs, nicEntry, SCSI_BUS, type QemuDict,
 } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
@@ -170,18 +170,16 @@ export class HotplugEngine {
         if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
         const io = diskIo(runtime);
         const readOnly = diskReadOnly(d.mode, hvinfo.driver);
+        entry = diskEntry(d, hvinfo, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice });
         await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
         await steps.run('device_add', diskDeviceArgs(hvinfo, io));
-        const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
-        entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
       } else {
         const n = spec as NicSpec;
         const hv = runtimeHvParams(runtime[2]);
         const backend = n.backend ?? { type: 'tap' as const };
         await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
         await steps.run('device_add', nicDeviceArgs(hvinfo, n.mac));
-        const { backend: _b, ...rest } = n;
-        entry = { ...rest, hvinfo };
+        entry = nicEntry(n, hvinfo);
       }
       steps.step = 'verify';
       await verifyAdded(qmp, id, hvinfo, kind);

@@ -11,7 +11,8 @@
  */
 import { hvinfoDifferences, type LiveDevice } from '../inspect';
 import type { ExpectedDevice } from './expected-layout';
-import type { LiveState } from './live-state';
+import { fdsetOf } from './fd-paths';
+import type { LiveBlock, LiveState } from './live-state';
 import { UNPLACED_REASON, type UnplacedDevice } from './unplaced';
 
 /**
@@ -40,6 +41,42 @@ export interface DriftOptions {
   aliases?: Readonly<Record<string, string>>;
   /** Devices the runtime records without an id (see `unplacedDevices`). @default none */
   unplaced?: readonly UnplacedDevice[];
+  /** The real path of a path on this node (symlinks resolved), undefined when it does not resolve. @default the path itself */
+  realpath?: (path: string) => string | undefined;
+  /** Receives what could not be checked (a disk whose file QEMU's descriptors don't tell). */
+  notes?: string[];
+}
+
+/** Whether QEMU's file for a disk is the runtime's path. */
+type FileVerdict = { same: true; byOpenFiles?: boolean } | { same: false; qemu: Record<string, unknown>; why: string } | { unverifiable: string };
+
+/**
+ * The runtime's `path` against what QEMU reports for the disk. Paths are
+ * compared as real paths (a Ganeti link and the file it points to are the
+ * same disk). `/dev/fdset/N` is resolved to the file its descriptors are
+ * open on; when QEMU no longer lists them, the disk is the runtime's file
+ * if QEMU has that file open and no other disk accounts for it.
+ */
+function fileVerdict(path: string, b: LiveBlock, live: LiveState, c: Pick<CompareContext, 'realpath' | 'unclaimed'>): FileVerdict {
+  const { realpath } = c;
+  const file = b.file as string;
+  const set = fdsetOf(file);
+  if (set === undefined) {
+    if (file === path) return { same: true };
+    const a = realpath(path);
+    if (a !== undefined && file.startsWith('/') && a === realpath(file)) return { same: true };
+    return { same: false, qemu: { file, nodeName: b.nodeName }, why: `QEMU has ${JSON.stringify(file)} open` };
+  }
+  const want = realpath(path);
+  if (want === undefined) return { unverifiable: `QEMU reads it through ${file} and the runtime path ${JSON.stringify(path)} does not resolve on this node` };
+  if (b.opened !== undefined) {
+    if (b.opened === want) return { same: true };
+    return { same: false, qemu: { file, opened: b.opened, nodeName: b.nodeName }, why: `QEMU reads ${file}, which is ${JSON.stringify(b.opened)}, not ${JSON.stringify(want)}` };
+  }
+  const open = c.unclaimed();
+  if (open === undefined) return { unverifiable: `QEMU reads it through ${file}, which cannot be resolved here: ${live.fdsets?.problem ?? 'QEMU\'s descriptors were not read'}` };
+  if (open.has(want)) return { same: true, byOpenFiles: true };
+  return { same: false, qemu: { file, nodeName: b.nodeName }, why: `QEMU reads ${file} and has no descriptor open on ${JSON.stringify(want)}` };
 }
 
 /** One difference between the runtime file and QEMU. */
@@ -63,10 +100,34 @@ function liveFields(d: LiveDevice): Record<string, unknown> {
 }
 
 function where(e: ExpectedDevice): string {
-  return e.recordedIn === 'kvm_cmd' ? `kvm_cmd[${e.index}]` : `${e.recordedIn}s[${e.index}]`;
+  if (e.recordedIn === 'kvm_cmd') return e.index < 0 ? 'kvm_cmd (implied by disk_type)' : `kvm_cmd[${e.index}]`;
+  return `${e.recordedIn}s[${e.index}]`;
 }
 
-function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live: LiveState, typeOf: (driver: unknown) => unknown): Difference[] {
+interface CompareContext {
+  typeOf: (driver: unknown) => unknown;
+  realpath: (path: string) => string | undefined;
+  notes: string[];
+  /** Disks read through an fd set QEMU no longer lists, matched only by QEMU's open files. */
+  byOpenFiles: string[];
+  /** QEMU's open files that no disk with a known file accounts for; undefined when they could not be read. */
+  unclaimed: () => Set<string> | undefined;
+}
+
+/** QEMU's open files minus the ones disks with a plain path or a listed fd set read. */
+function unclaimedFiles(live: LiveState, realpath: (p: string) => string | undefined): Set<string> | undefined {
+  const open = live.fdsets?.open;
+  if (open === undefined) return undefined;
+  const out = new Set(open);
+  for (const b of live.blocks.values()) {
+    const known = fdsetOf(b.file) !== undefined ? b.opened : b.file?.startsWith('/') === true ? realpath(b.file) : undefined;
+    if (known !== undefined) out.delete(known);
+  }
+  return out;
+}
+
+function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live: LiveState, c: CompareContext): Difference[] {
+  const { typeOf } = c;
   const out: Difference[] = [];
   // QEMU reports the type an alias stands for: `virtio-balloon` is a `virtio-balloon-pci`.
   const diffs = hvinfoDifferences({ ...e.fields, ...(e.fields.driver === undefined ? {} : { driver: typeOf(e.fields.driver) }) }, l);
@@ -78,11 +139,16 @@ function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live
     const b = live.blocks.get(e.id);
     if (b === undefined) {
       out.push({ device: e.id, kind: 'property', runtime: { path: e.path }, qemu: {}, recordedIn: 'disk', detail: `${where(e)} "${e.id}": QEMU has the device but no block backend attached to it` });
-    } else if ((e.uri ?? null) === null && b.file !== undefined && b.file !== e.path) {
-      out.push({
-        device: e.id, kind: 'property', runtime: { path: e.path }, qemu: { file: b.file, nodeName: b.nodeName }, recordedIn: 'disk',
-        detail: `${where(e)} "${e.id}": runtime path ${JSON.stringify(e.path)}, QEMU has ${JSON.stringify(b.file)} open`,
-      });
+    } else if ((e.uri ?? null) === null && b.file !== undefined && e.path !== undefined) {
+      const v = fileVerdict(e.path, b, live, c);
+      if ('unverifiable' in v) c.notes.push(`${where(e)} "${e.id}": disk file unverifiable: ${v.unverifiable}`);
+      else if (v.same && v.byOpenFiles === true) c.byOpenFiles.push(e.id);
+      else if (!v.same) {
+        out.push({
+          device: e.id, kind: 'property', runtime: { path: e.path }, qemu: v.qemu, recordedIn: 'disk',
+          detail: `${where(e)} "${e.id}": runtime path ${JSON.stringify(e.path)}, ${v.why}`,
+        });
+      }
     }
   }
   if (e.recordedIn === 'nic' && e.mac !== undefined) {
@@ -104,6 +170,12 @@ function compareRecorded(e: ExpectedDevice & { id: string }, l: LiveDevice, live
 export function findDrift(expected: readonly ExpectedDevice[], live: LiveState, options: DriftOptions = {}): Difference[] {
   const aliases = options.aliases ?? QEMU_DEVICE_ALIASES;
   const typeOf = (driver: unknown): unknown => (typeof driver === 'string' && Object.hasOwn(aliases, driver) ? aliases[driver] : driver);
+  const realpath = options.realpath ?? ((p: string) => p);
+  let unclaimed: Set<string> | undefined | null = null;
+  const c: CompareContext = {
+    typeOf, realpath, notes: options.notes ?? [], byOpenFiles: [],
+    unclaimed: () => (unclaimed === null ? (unclaimed = unclaimedFiles(live, realpath)) : unclaimed),
+  };
   const out: Difference[] = [];
   const byId = new Map(live.devices.map((d) => [d.id, d] as const));
   const recordedIds = new Set<string>();
@@ -120,7 +192,11 @@ export function findDrift(expected: readonly ExpectedDevice[], live: LiveState, 
       out.push({ device: e.id, kind: 'missing-in-qemu', runtime: e.fields, recordedIn: e.recordedIn, detail: `${where(e)} "${e.id}" (${String(e.fields.driver)}) is not in QEMU` });
       continue;
     }
-    out.push(...compareRecorded(e as ExpectedDevice & { id: string }, l, live, typeOf));
+    out.push(...compareRecorded(e as ExpectedDevice & { id: string }, l, live, c));
+  }
+  if (c.byOpenFiles.length > 1) {
+    // Each file is open in QEMU, but which fd set holds which of them QEMU no longer tells.
+    c.notes.push(`disks ${c.byOpenFiles.map((d) => `"${d}"`).join(', ')} read emptied fd sets; QEMU has each runtime file open, but which disk reads which file is unverifiable`);
   }
   const anon = [...live.anon];
   for (const u of options.unplaced ?? []) {

@@ -6,7 +6,7 @@
  * command is built (`nodeNeutralCommand`): Ganeti's `-balloon virtio[,…]`
  * is the `-device virtio-balloon[,…]` QEMU gets. Pure.
  */
-import { deviceOptions, nodeNeutralCommand } from '../planner';
+import { deviceOptions, nodeNeutralCommand, withImplicitDevices } from '../planner';
 import type { RuntimeV2_16 } from '../types';
 
 /** Where a device is recorded in the runtime. */
@@ -17,7 +17,7 @@ export interface ExpectedDevice {
   /** QEMU id; for a kvm_cmd device without one, undefined (QEMU files it under peripheral-anon). */
   id?: string;
   recordedIn: RecordedIn;
-  /** Index in the runtime's disks / NICs / kvm_cmd (for kvm_cmd: of the option's value as stored). */
+  /** Index in the runtime's disks / NICs / kvm_cmd (for kvm_cmd: of the option's value as stored; -1 for a device Ganeti adds without storing it, the SCSI controller). */
   index: number;
   /** hvinfo-shaped fields to compare with QEMU (driver, bus, addr, SCSI address, unit). */
   fields: Record<string, unknown>;
@@ -54,7 +54,7 @@ function hvinfoFields(h: Record<string, unknown>): Record<string, unknown> {
 export function expectedLayout(runtime: RuntimeV2_16): ExpectedDevice[] {
   const [kvmCmd, nics, , disks] = runtime;
   const out: ExpectedDevice[] = [];
-  const { cmd, origin } = nodeNeutralCommand(kvmCmd);
+  const { cmd, origin } = withImplicitDevices(nodeNeutralCommand(kvmCmd), runtime);
   for (let i = 0; i < cmd.length - 1; i++) {
     if (cmd[i] !== '-device') continue;
     const { id, fields } = deviceOptionFields(cmd[i + 1]);

@@ -7,14 +7,17 @@
 import { readLiveLayout, type LiveDevice } from '../inspect';
 import { NIC_MODELS } from '../planner';
 import type { QmpClient } from '../qmp';
+import { fdsetOf, readFdsets, type FdsetFacts } from './fd-paths';
 
 /** The block backend QEMU attached to a device (query-block). */
 export interface LiveBlock {
   /** The top node's name (our `-blockdev` uses the device id). */
   nodeName?: string;
-  /** The file the node reads, as QEMU reports it (`json:{…}` for network protocols). */
+  /** The file the node reads, as QEMU reports it (`json:{…}` for network protocols, `/dev/fdset/N` for a passed descriptor). */
   file?: string;
   readOnly: boolean;
+  /** For `/dev/fdset/N`: the real file the set's descriptors are open on, when QEMU still lists them. */
+  opened?: string;
 }
 
 /** A device without an id. */
@@ -30,6 +33,15 @@ export interface LiveState {
   blocks: Map<string, LiveBlock>;
   /** MAC addresses by NIC device id. */
   macs: Map<string, string>;
+  /** Read only when a disk reads `/dev/fdset/N`: QEMU's fd sets and open files. */
+  fdsets?: FdsetFacts;
+}
+
+/** Where the QEMU behind the QMP connection is, to read its descriptors (see fd-paths.ts). */
+export interface LiveStateWhere {
+  qmpSocket?: string;
+  /** Pid files that may name the QEMU (tried before all processes). */
+  pidFiles?: readonly string[];
 }
 
 interface QueryBlockEntry {
@@ -52,7 +64,7 @@ export function qdevToId(qdev: string | undefined): string | undefined {
 }
 
 /** Reads the whole live state; a few dozen QMP round trips for a usual instance. */
-export async function readLiveState(qmp: QmpClient): Promise<LiveState> {
+export async function readLiveState(qmp: QmpClient, where: LiveStateWhere = {}): Promise<LiveState> {
   const devices = await readLiveLayout(qmp);
   const anon: AnonDevice[] = [];
   const children = await qmp.execute<Array<{ name: string; type: string }>>('qom-list', { path: '/machine/peripheral-anon' });
@@ -73,5 +85,14 @@ export async function readLiveState(qmp: QmpClient): Promise<LiveState> {
     const mac = await qmp.execute('qom-get', { path: `/machine/peripheral/${d.id}`, property: 'mac' }).catch(() => undefined);
     if (typeof mac === 'string') macs.set(d.id, mac);
   }
-  return { devices, anon, blocks, macs };
+  let fdsets: FdsetFacts | undefined;
+  if ([...blocks.values()].some((b) => fdsetOf(b.file) !== undefined)) {
+    fdsets = await readFdsets(qmp, where);
+    for (const b of blocks.values()) {
+      const files = fdsets.sets.get(fdsetOf(b.file) ?? -1) ?? [];
+      // A set whose descriptors are open on different files names no one file.
+      if (files.length > 0 && files.every((f) => f === files[0])) b.opened = files[0];
+    }
+  }
+  return { devices, anon, blocks, macs, ...(fdsets === undefined ? {} : { fdsets }) };
 }

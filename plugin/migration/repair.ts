@@ -10,10 +10,11 @@
  */
 import { GkdError } from '../errors';
 import { type LiveDevice } from '../inspect';
-import { DISK_MODELS, NIC_MODELS, deviceId } from '../planner';
-import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic, RuntimeV2_16 } from '../types';
+import { DISK_MODELS, NIC_MODELS, deviceId, diskEntry, nicEntry } from '../planner';
+import type { DiskSpec, HvInfo, NicSpec, RuntimeV2_16 } from '../types';
 import type { Difference } from './drift';
-import type { LiveState } from './live-state';
+import { fdsetOf } from './fd-paths';
+import type { LiveBlock, LiveState } from './live-state';
 
 /** Ganeti specs of devices QEMU has but the runtime lacks, matched by their derived id. */
 export interface KnownDevices {
@@ -38,9 +39,24 @@ function hvinfoOf(l: LiveDevice): HvInfo | string {
   return { driver: l.driver, id: l.id, bus: l.bus };
 }
 
-/** A plain path QEMU reports for a file node (`json:{…}` and protocol URIs are not). */
-function plainFile(file: string | undefined): string | undefined {
-  return file !== undefined && file.startsWith('/') ? file : undefined;
+/** Options of {@link repairRuntime}. */
+export interface RepairOptions {
+  /** The real path of a path on this node, undefined when it does not exist. @default every absolute path exists */
+  realpath?: (path: string) => string | undefined;
+}
+
+/**
+ * The path a repair may record for QEMU's block backend: a real file QEMU
+ * opened. `/dev/fdset/N` is QEMU's name for a passed descriptor, not a path
+ * (it becomes the file the descriptor is open on, when known); `json:{…}`
+ * and protocol URIs are no paths either, and neither is a path that does not
+ * exist here.
+ */
+function realFile(block: LiveBlock | undefined, realpath: (p: string) => string | undefined): string | undefined {
+  if (block?.file === undefined) return undefined;
+  if (fdsetOf(block.file) !== undefined) return block.opened;
+  if (!block.file.startsWith('/') || block.file.startsWith('/dev/fdset/')) return undefined;
+  return realpath(block.file) === undefined ? undefined : block.file;
 }
 
 /**
@@ -48,7 +64,8 @@ function plainFile(file: string | undefined): string | undefined {
  * @throws GkdError `GKD_DRIFT` naming every device that cannot be described,
  *   with the reasons in `data.undescribable`; nothing is returned then
  */
-export function repairRuntime(runtime: RuntimeV2_16, differences: readonly Difference[], live: LiveState, known: KnownDevices = {}): RuntimeV2_16 {
+export function repairRuntime(runtime: RuntimeV2_16, differences: readonly Difference[], live: LiveState, known: KnownDevices = {}, options: RepairOptions = {}): RuntimeV2_16 {
+  const realpath = options.realpath ?? ((p: string) => p);
   const next = structuredClone(runtime);
   const byId = new Map(live.devices.map((d) => [d.id, d] as const));
   const refuse: Array<{ device: string; reason: string }> = [];
@@ -86,8 +103,8 @@ export function repairRuntime(runtime: RuntimeV2_16, differences: readonly Diffe
         next[1][nicIndex(d.device)].mac = String(d.qemu?.mac);
         continue;
       }
-      const file = plainFile(live.blocks.get(l.id)?.file);
-      if (file === undefined) refuse.push({ device: d.device, reason: 'QEMU reports no plain file for its block backend' });
+      const file = realFile(live.blocks.get(l.id), realpath);
+      if (file === undefined) refuse.push({ device: d.device, reason: `QEMU reports no real file for its block backend (${JSON.stringify(live.blocks.get(l.id)?.file ?? null)})` });
       else next[3][diskIndex(d.device)][1] = file;
       continue;
     }
@@ -98,22 +115,27 @@ export function repairRuntime(runtime: RuntimeV2_16, differences: readonly Diffe
     } else if (DISK_DRIVERS.has(l.driver)) {
       const spec = known.disks?.find((s) => safeId('disk', s.uuid) === l.id);
       const block = live.blocks.get(l.id);
-      const file = plainFile(block?.file);
+      let file = realFile(block, realpath);
+      const specReal = realpath(spec?.path ?? '');
+      const viaFd = fdsetOf(block?.file) !== undefined;
+      const fileReal = file === undefined ? undefined : viaFd ? file : realpath(file);
+      // The spec's path (Ganeti's link) is recorded when it is the file QEMU has open; QEMU's own name for a
+      // passed descriptor never is. An emptied fd set names no file: then QEMU's open files are the evidence.
+      if (spec !== undefined && specReal !== undefined && ((fileReal !== undefined && fileReal === specReal) || (file === undefined && viaFd && live.fdsets?.open?.has(specReal) === true))) file = spec.path;
       if (spec === undefined) refuse.push({ device: d.device, reason: 'its Ganeti UUID is unknown; pass its disk spec to record it' });
       else if (block === undefined) refuse.push({ device: d.device, reason: 'QEMU has no block backend attached to it' });
-      else if (file === undefined && (spec.uri ?? null) === null) refuse.push({ device: d.device, reason: 'QEMU reports no plain file for its block backend and the spec has no uri' });
+      else if (file === undefined && (spec.uri ?? null) === null) refuse.push({ device: d.device, reason: `QEMU reports no real file for its block backend (${JSON.stringify(block.file ?? null)}) and the spec's path is not a file QEMU has open` });
       else {
-        const { path, uri, backend: _b, ...rest } = spec as DiskSpec & { backend?: unknown };
-        const entry: RuntimeDiskEntry = [{ ...rest, mode: block.readOnly ? 'ro' : 'rw', hvinfo: h }, file ?? path, uri ?? null];
+        // The spec says what Ganeti needs to know of the disk; QEMU says where it is, what it opened and how.
+        const entry = diskEntry({ ...spec, mode: block.readOnly ? 'ro' : 'rw' }, h, next[3].length, `known disk "${l.id}"`);
+        entry[1] = file ?? spec.path;
         next[3].push(entry);
       }
     } else if (NIC_DRIVERS.has(l.driver)) {
       const spec = known.nics?.find((s) => safeId('nic', s.uuid) === l.id);
       if (spec === undefined) refuse.push({ device: d.device, reason: 'its Ganeti UUID is unknown; pass its NIC spec to record it' });
       else {
-        const { backend: _b, ...rest } = spec;
-        const entry: RuntimeNic = { ...rest, mac: live.macs.get(l.id) ?? spec.mac, hvinfo: h };
-        next[1].push(entry);
+        next[1].push(nicEntry({ ...spec, mac: live.macs.get(l.id) ?? spec.mac }, h));
       }
     } else {
       refuse.push({ device: d.device, reason: `"${l.driver}" is neither a disk nor a NIC model` });

@@ -11,7 +11,7 @@ import { settleTarget } from './failure';
 import { migrationSettings } from './migration-settings';
 import { judgeTarget, type TargetVerdict } from './target-verdict';
 import { describeUnplaced, unplacedDevices } from './unplaced';
-import { runtimeDrift } from './verify';
+import { pidFilesOf, runtimeDrift } from './verify';
 
 /** Params of {@link startMigration}. */
 export interface StartParams {
@@ -143,7 +143,8 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   if (unplaced.length > 0) {
     throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": ${describeUnplaced(unplaced)}`, { field: 'name', data: { unplaced } });
   }
-  const src = await ctx.connections.get(params.qmp ?? ctx.qmpSocket(name));
+  const srcSocket = params.qmp ?? ctx.qmpSocket(name);
+  const src = await ctx.connections.get(srcSocket);
 
   const before = await status(src);
   if (before === 'inmigrate') throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": its QEMU is itself waiting for an incoming migration`, { field: 'name' });
@@ -151,7 +152,7 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   if (current !== undefined && RUNNING_MIGRATION.has(current)) {
     throw new GkdError('GKD_INSTANCE_BUSY', `Cannot migrate instance "${name}": QEMU already runs a migration (status "${current}")`, { field: 'name' });
   }
-  const differences = await runtimeDrift(upgraded, src, format);
+  const differences = await runtimeDrift(upgraded, src, format, { qmpSocket: srcSocket, pidFiles: pidFilesOf(upgraded, name, ctx.node?.runDir) }, ctx);
   if (differences.length > 0) {
     const list = differences.map((d) => `"${d.device}" (${d.kind})`).join(', ');
     throw new GkdError('GKD_DRIFT', `Cannot migrate instance "${name}": the runtime file and QEMU disagree on ${list}; run instance.verify`, {

@@ -2,12 +2,14 @@
  * `instance.verify`: the runtime file against the live QEMU, and optionally
  * the file rewritten from QEMU.
  */
+import { realpathSync } from 'node:fs';
+import { DEFAULT_RUN_DIR } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeFormatId, RuntimeV2_16 } from '../types';
 import type { MigrationContext } from './context';
 import { findDrift, type Difference } from './drift';
 import { expectedLayout } from './expected-layout';
-import { readLiveState } from './live-state';
+import { readLiveState, type LiveStateWhere } from './live-state';
 import { deviceAliasesOf } from './node-facts';
 import { repairRuntime, type KnownDevices } from './repair';
 import { unplacedDevices } from './unplaced';
@@ -32,6 +34,34 @@ export interface VerifyResult {
   differences: Difference[];
   /** The runtime file was rewritten from QEMU. */
   repaired: boolean;
+  /** What could not be checked, e.g. a disk QEMU reads through a descriptor that cannot be resolved here; absent when nothing. */
+  notes?: string[];
+}
+
+/** A path with its symlinks resolved; undefined when it does not exist here. */
+export function realpathOrUndefined(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pid files that may name instance `name`'s QEMU: the one in kvm_cmd (Ganeti's) and this node's. */
+export function pidFilesOf(runtime: RuntimeV2_16, name: string, runDir = DEFAULT_RUN_DIR): string[] {
+  const cmd = runtime[0];
+  const i = cmd.indexOf('-pidfile');
+  const out = i >= 0 && typeof cmd[i + 1] === 'string' ? [String(cmd[i + 1])] : [];
+  return [...out, `${runDir}/pid/${name}`];
+}
+
+function withNotes(r: VerifyResult, notes: string[]): VerifyResult {
+  return notes.length === 0 ? r : { ...r, notes };
+}
+
+/** Where the QEMU of `name` is, for reading its descriptors. */
+function whereOf(ctx: MigrationContext, runtime: RuntimeV2_16, name: string, qmpSocket: string): LiveStateWhere {
+  return { qmpSocket, pidFiles: pidFilesOf(runtime, name, ctx.node?.runDir) };
 }
 
 /** The binary to ask for device aliases; undefined (built-in aliases) when the context may not run kvm_cmd[0]. */
@@ -49,9 +79,13 @@ function binaryOf(runtime: RuntimeV2_16, ctx: Pick<MigrationContext, 'qemuBinary
  * and the QEMU behind `qmp`. Drivers are compared through the aliases of
  * the QEMU binary kvm_cmd names.
  */
-export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient, format: RuntimeFormatId = '2.16', ctx?: Pick<MigrationContext, 'qemuBinary'>): Promise<Difference[]> {
+export async function runtimeDrift(
+  runtime: RuntimeV2_16, qmp: QmpClient, format: RuntimeFormatId = '2.16', where: LiveStateWhere & { notes?: string[] } = {},
+  ctx?: Pick<MigrationContext, 'qemuBinary'>,
+): Promise<Difference[]> {
   const aliases = await deviceAliasesOf(binaryOf(runtime, ctx));
-  return findDrift(expectedLayout(runtime), await readLiveState(qmp), { aliases, unplaced: unplacedDevices(runtime, format) });
+  const live = await readLiveState(qmp, where);
+  return findDrift(expectedLayout(runtime), live, { aliases, unplaced: unplacedDevices(runtime, format), realpath: realpathOrUndefined, ...(where.notes === undefined ? {} : { notes: where.notes }) });
 }
 
 /**
@@ -65,23 +99,26 @@ export async function runtimeDrift(runtime: RuntimeV2_16, qmp: QmpClient, format
  *   (the file is then unchanged) and `GKD_INSTANCE_BUSY` during a migration
  */
 export async function verifyInstance(ctx: MigrationContext, name: string, options: VerifyOptions = {}): Promise<VerifyResult> {
-  const qmp = await ctx.connections.get(options.qmp ?? ctx.qmpSocket(name));
+  const socket = options.qmp ?? ctx.qmpSocket(name);
+  const qmp = await ctx.connections.get(socket);
+  const notes: string[] = [];
   if (options.repair === undefined || options.repair === false) {
     const { upgraded, format } = await ctx.store.read(name);
-    const differences = await runtimeDrift(upgraded, qmp, format, ctx);
-    return { clean: differences.length === 0, differences, repaired: false };
+    const differences = await runtimeDrift(upgraded, qmp, format, { ...whereOf(ctx, upgraded, name, socket), notes }, ctx);
+    return withNotes({ clean: differences.length === 0, differences, repaired: false }, notes);
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
   // Under the lock: a hotplug between reading QEMU and writing the file would be lost.
   return ctx.store.withLock(name, async () => {
     const read = await ctx.store.read(name);
-    const live = await readLiveState(qmp);
+    const where = whereOf(ctx, read.upgraded, name, socket);
+    const live = await readLiveState(qmp, where);
     const aliases = await deviceAliasesOf(binaryOf(read.upgraded, ctx));
-    const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format) });
-    if (differences.length === 0) return { clean: true, differences, repaired: false };
-    const next = repairRuntime(read.upgraded, differences, live, known);
+    const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format), realpath: realpathOrUndefined, notes });
+    if (differences.length === 0) return withNotes({ clean: true, differences, repaired: false }, notes);
+    const next = repairRuntime(read.upgraded, differences, live, known, { realpath: realpathOrUndefined });
     await ctx.store.write(name, next, { expect: read.stamp });
-    const after = await runtimeDrift(next, qmp, '2.16', ctx);
-    return { clean: after.length === 0, differences, repaired: true };
+    const after = await runtimeDrift(next, qmp, '2.16', where, ctx);
+    return withNotes({ clean: after.length === 0, differences, repaired: true }, notes);
   });
 }

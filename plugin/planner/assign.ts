@@ -16,7 +16,9 @@ import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLER
 import { fillHvParams, type PlannerHvParams } from './hvparams';
 import { checkExtraClaims, claimedSlots, shellSplit } from './kvm-extra';
 import { resolveMachine, type MachineLayout } from './machine';
+import { DEFAULT_RUN_DIR } from './build-args';
 import { escapeOptionValue } from './option-escape';
+import { diskEntry, nicEntry } from './runtime-entry';
 import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
 import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
 
@@ -24,6 +26,8 @@ import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
 export interface PlanOptions {
   /** Alias → versioned machine type of the local QEMU (`{pc: 'pc-i440fx-7.2'}`), to freeze `pc`/`q35`. */
   machineAliases?: Readonly<Record<string, string>>;
+  /** Tells a block device from a file, for a disk's Ganeti `dev_type` when the spec gives none; default: a file. */
+  isBlockDevice?: (path: string) => boolean;
 }
 
 /** One planned disk or NIC, for people and tests. */
@@ -139,17 +143,15 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
     else if (diskModel.bus === 'scsi') hvinfo = { driver: diskModel.driver, id, bus: SCSI_BUS, channel: 0, 'scsi-id': i, lun: 0 };
     else hvinfo = { driver: diskModel.driver, id, bus: `ide.${Math.floor(i / machine.ide.units)}`, unit: i % machine.ide.units };
     devices.push({ kind: 'disk', index: i, uuid: d.uuid, id, hvinfo, hotpluggable: diskModel.hotpluggable });
-    const { path, uri, backend: _b, ...rest } = d as typeof d & { backend?: unknown };
-    return [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
+    return diskEntry(d, hvinfo, i, `disks[${i}]`, options);
   });
   const backends: Record<string, NicBackend> = {};
   const runtimeNics: RuntimeNic[] = nics.map((n, i) => {
     const id = nicIds[i];
     const hvinfo: HvInfo = nicModel.bus === 'pci' ? { driver: nicModel.driver, id, ...layout.nics[i] } : { driver: nicModel.driver, id, bus: 'isa.0' };
     devices.push({ kind: 'nic', index: i, uuid: n.uuid, id, hvinfo, hotpluggable: nicModel.hotpluggable });
-    const { backend, ...rest } = n;
-    backends[n.uuid] = backend ?? { type: 'tap' };
-    return { ...rest, hvinfo };
+    backends[n.uuid] = n.backend ?? { type: 'tap' };
+    return nicEntry(n, hvinfo);
   });
 
   // Ids of every kind the plan uses: device ids, and the same ids as netdev ids and block node names.
@@ -240,7 +242,12 @@ function fixedCommand(spec: InstanceSpec, hv: PlannerHvParams, m: MachineLayout,
   const vcpus = be.vcpus ?? 1;
   const cmd: KvmCmdItem[] = [hv.kvm_path, '-name', escapeOptionValue(spec.name), '-m', mem, '-smp', String(vcpus)];
   if (typeof spec.uuid === 'string' && spec.uuid !== '') cmd.push('-uuid', spec.uuid);
-  cmd.push('-machine', m.type, '-nodefaults', '-display', 'none');
+  // The serial port is part of the machine, so it is stored as Ganeti stores it (its own socket path,
+  // `-serial none` when serial_console is off): a Ganeti target builds exactly the kvm_cmd, and a port
+  // only the source has kills the migration ("Unknown savevm section or instance 'serial' 0"). Our own
+  // command line replaces the path with this node's (nodeNeutralCommand counts the ports).
+  const serial = spec.hvparams?.serial_console === false ? 'none' : `unix:${escapeOptionValue(`${DEFAULT_RUN_DIR}/ctrl/${spec.name}.serial`)},server,nowait`;
+  cmd.push('-machine', m.type, '-nodefaults', '-serial', serial, '-display', 'none');
   if (hv.cpu_type !== '') cmd.push('-cpu', hv.cpu_type);
   if (hv.kernel_path !== '') {
     cmd.push('-kernel', hv.kernel_path);

@@ -8,6 +8,8 @@ import { GkdError } from '../errors';
 import type { HvInfo, NicBackend, RuntimeV2_16 } from '../types';
 import { blockdevArgs, diskDeviceArgs, diskReadOnly, netdevArgs, nicDeviceArgs, renderFlat, type DiskIoParams } from './device-args';
 import { runtimeHvParams, type PlannerHvParams } from './hvparams';
+import { SCSI_BUS, SCSI_CONTROLLER_ID, isScsiDiskType } from './drivers';
+import { deviceOptions } from './kvm-extra';
 import { escapeOptionValue } from './option-escape';
 
 /** Node-local options of a command line: none of them is stored in the runtime file. */
@@ -101,6 +103,30 @@ export function nodeNeutralCommand(kvmCmd: readonly (string | number)[]): { cmd:
   return { cmd, serialPorts, origin };
 }
 
+/**
+ * What Ganeti adds to the command line of an instance it starts without
+ * storing it in kvm_cmd, for a runtime that lacks it: the SCSI controller
+ * of a SCSI disk_type (`-device <scsi_controller_type>,id=scsi`, no
+ * address, ahead of kvm_cmd's other devices, as Ganeti 3.0 places it, so
+ * QEMU gives it the same slot), unless kvm_cmd has a device with id `scsi`.
+ * Ganeti 3.0 stores its controller in kvm_cmd, and so does the planner; a
+ * runtime from another writer may not, and its disks need the bus.
+ * Inserted items come from no kvm_cmd index: their origin is -1.
+ */
+export function withImplicitDevices(neutral: { cmd: string[]; origin: number[] }, runtime: RuntimeV2_16): { cmd: string[]; origin: number[] } {
+  const { cmd, origin } = neutral;
+  const hv = runtimeHvParams(runtime[2]);
+  const scsiDisks = isScsiDiskType(hv.disk_type) || runtime[3].some(([d]) => (d.hvinfo as { bus?: string } | undefined)?.bus === SCSI_BUS);
+  const hasController = cmd.some((a, i) => i > 0 && cmd[i - 1] === '-device' && deviceOptions(a).get('id') === SCSI_CONTROLLER_ID);
+  if (!scsiDisks || hasController) return neutral;
+  const at = cmd.indexOf('-device');
+  const pos = at < 0 ? cmd.length : at;
+  return {
+    cmd: [...cmd.slice(0, pos), '-device', `${hv.scsi_controller_type},id=${SCSI_CONTROLLER_ID}`, ...cmd.slice(pos)],
+    origin: [...origin.slice(0, pos), -1, -1, ...origin.slice(pos)],
+  };
+}
+
 /** Longest Unix socket path: sun_path holds 108 bytes with the terminating NUL (QEMU: "Path must be less than 108 bytes"). */
 export const MAX_SOCKET_PATH = 107;
 
@@ -119,7 +145,9 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
   const name = runtimeName(runtime);
   const runDir = options.runDir ?? DEFAULT_RUN_DIR;
   const io = ioOf(hv);
-  const { cmd, serialPorts } = nodeNeutralCommand(kvmCmd);
+  const neutral = nodeNeutralCommand(kvmCmd);
+  const { serialPorts } = neutral;
+  const { cmd } = withImplicitDevices(neutral, runtime);
   const argv = cmd;
   argv.push('-accel', options.accel ?? 'kvm');
   argv.push('-pidfile', `${runDir}/pid/${name}`);
@@ -132,6 +160,9 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
   for (const s of options.serials ?? defaultSerials) argv.push('-serial', s);
   if (options.qmp !== undefined) argv.push('-qmp', `unix:${escapeOptionValue(options.qmp)},server=on,wait=off`);
 
+  // Without -nodefaults (Ganeti's command lines), QEMU adds a NIC of its own when no network option is
+  // given; Ganeti passes "-net none" for an instance without NICs, outside kvm_cmd, so must we.
+  if (nics.length === 0 && !cmd.includes('-nodefaults') && !cmd.some((a) => a === '-net' || a === '-netdev' || a === '-nic')) argv.push('-net', 'none');
   nics.forEach((nic, i) => {
     const h = requireHvInfo(nic.hvinfo, `nics[${i}]`);
     const backend = (nic.uuid !== undefined ? options.nicBackends?.[nic.uuid] : undefined) ?? { type: 'tap' };
@@ -140,11 +171,14 @@ export function buildArgv(runtime: RuntimeV2_16, options: BuildOptions = {}): st
     argv.push('-netdev', renderFlat(netdevArgs(h.id, backend, vhost), 'type'));
     argv.push('-device', renderFlat(nicDeviceArgs(h, String(nic.mac ?? '')), 'driver'));
   });
+  // A kvm_cmd with -boot (Ganeti stores -boot d / n / a for a cdrom, network or floppy boot_order) decides
+  // the boot device itself; a bootindex on the first disk would override it.
+  const bootFromDisk = !cmd.includes('-boot');
   disks.forEach(([disk, link, uri], i) => {
     const h = requireHvInfo(disk.hvinfo, `disks[${i}]`);
     const src = { path: link, uri, readOnly: diskReadOnly(disk.mode, h.driver), blockDevice: options.isBlockDevice?.(link) ?? false };
     argv.push('-blockdev', renderFlat(blockdevArgs(h.id, src, io, `disks[${i}]`)));
-    const dev = diskDeviceArgs(h, io, { bootindex: i === 0 ? 1 : undefined });
+    const dev = diskDeviceArgs(h, io, { bootindex: i === 0 && bootFromDisk ? 1 : undefined });
     argv.push('-device', renderFlat(dev, 'driver'));
   });
   if (options.paused) argv.push('-S');

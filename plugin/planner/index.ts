@@ -3,7 +3,7 @@
  * Pure functions over plain data.
  */
 export { planInstance, autoSparePorts, type Plan, type PlanOptions, type PlannedDevice } from './assign';
-export { buildArgv, runtimeName, diskIo, nodeNeutralCommand, DEFAULT_RUN_DIR, type BuildOptions } from './build-args';
+export { buildArgv, runtimeName, diskIo, nodeNeutralCommand, withImplicitDevices, DEFAULT_RUN_DIR, type BuildOptions } from './build-args';
 export { parseInstanceSpec } from './spec';
 export { blockdevArgs, diskDeviceArgs, diskReadOnly, netdevArgs, nicDeviceArgs, renderFlat, type QemuDict, type DiskIoParams } from './device-args';
 export { deviceId, isUuid, isQemuId } from './device-id';
@@ -13,3 +13,4 @@ export { resolveMachine, type MachineLayout } from './machine';
 export { lowestFreeSlot, slotToAddr, addrToSlot } from './pci-slots';
 export { parsePorts, portId, type RootPort } from './pcie-ports';
 export { claimedSlots, deviceOptions, shellSplit, splitOptions } from './kvm-extra';
+export { diskEntry, nicEntry, inferDevType, DEFAULT_NICPARAMS, GANETI_DISK_FIELDS, GANETI_NIC_FIELDS, type EntryOptions } from './runtime-entry';

@@ -23,7 +23,7 @@ export async function planForDaemon(params: PlanParams, ctx: CallContext, method
   // Before anything touches the host: which binary may run, which files QEMU may be handed.
   const qemu = qemuBinaryFor(spec, ctx.config);
   await checkSpecPaths(method, spec, '/instance', ctx.config);
-  const plan = planInstance(spec, { machineAliases: await localMachineAliases(qemu) });
+  const plan = planInstance(spec, { machineAliases: await localMachineAliases(qemu), isBlockDevice });
   const qmp = params.qmp ?? qmpSocketFor(ctx.config, spec.name);
   const accel = params.accel ?? ctx.config.accel;
   const argv = buildArgv(plan.runtime, {

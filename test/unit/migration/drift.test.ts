@@ -83,6 +83,67 @@ describe('repairRuntime()', () => {
   });
 });
 
+describe('disks QEMU reads through a passed descriptor (/dev/fdset/N)', () => {
+  const real = (map: Record<string, string>) => (p: string): string | undefined => map[p];
+
+  it('compares the file the descriptor is open on with the runtime path through its symlink', () => {
+    const rt = plan();
+    const [d0, d1] = rt[3].map(([d]) => (d.hvinfo as { id: string }).id);
+    const live = liveOf(rt);
+    live.blocks.set(d0, { file: '/dev/fdset/3', opened: '/data/d0.img', readOnly: false });
+    live.blocks.set(d1, { file: '/dev/fdset/4', readOnly: false });
+    live.fdsets = { sets: new Map([[3, ['/data/d0.img']], [4, []]]), open: new Set(['/data/d0.img', '/data/d1.img']) };
+    const realpath = real({ '/srv/d0': '/data/d0.img', '/srv/d1': '/data/d1.img' });
+    assert.deepEqual(findDrift(expectedLayout(rt), live, { realpath }), []);
+    // Another file behind the link: drift, named with what QEMU really has.
+    const moved = real({ '/srv/d0': '/data/other.img', '/srv/d1': '/data/gone.img' });
+    const diffs = findDrift(expectedLayout(rt), live, { realpath: moved });
+    assert.deepEqual(diffs.map((d) => [d.device, d.kind]), [[d0, 'property'], [d1, 'property']]);
+    assert.deepEqual(diffs[0].qemu, { file: '/dev/fdset/3', opened: '/data/d0.img', nodeName: undefined });
+    // An emptied set is not matched by a file another disk accounts for: the runtime naming disk 0's file for disk 1 is drift.
+    const swapped = real({ '/srv/d0': '/data/d0.img', '/srv/d1': '/data/d0.img' });
+    assert.deepEqual(findDrift(expectedLayout(rt), live, { realpath: swapped }).map((d) => [d.device, d.kind]), [[d1, 'property']]);
+  });
+
+  it('reports a descriptor it cannot resolve as unverifiable in a note, not as a difference', () => {
+    const rt = plan();
+    const [d0] = rt[3].map(([d]) => (d.hvinfo as { id: string }).id);
+    const live = liveOf(rt);
+    live.blocks.set(d0, { file: '/dev/fdset/0', readOnly: false });
+    live.fdsets = { sets: new Map(), problem: 'no process visible here serves "/run/x.qmp"' };
+    const notes: string[] = [];
+    assert.deepEqual(findDrift(expectedLayout(rt), live, { realpath: (p) => p, notes }), []);
+    assert.equal(notes.length, 1);
+    assert.match(notes[0], /^disks\[0\] "disk-00001000-b6e5-4243": disk file unverifiable: QEMU reads it through \/dev\/fdset\/0, which cannot be resolved here: no process visible/);
+    // Two disks matched only by QEMU's open files: which reads which is unverifiable.
+    live.blocks.set(rt[3][1][0].hvinfo!.id as string, { file: '/dev/fdset/1', readOnly: false });
+    live.fdsets = { sets: new Map([[0, []], [1, []]]), open: new Set(['/srv/d0', '/srv/d1']) };
+    const notes2: string[] = [];
+    assert.deepEqual(findDrift(expectedLayout(rt), live, { notes: notes2 }), []);
+    assert.match(notes2[0], /read emptied fd sets; QEMU has each runtime file open, but which disk reads which file is unverifiable$/);
+  });
+
+  it('repair never records a name QEMU made up: /dev/fdset/N, json:{…}, or a path that does not exist', () => {
+    const rt = plan();
+    const [d0] = rt[3].map(([d]) => (d.hvinfo as { id: string }).id);
+    for (const file of ['/dev/fdset/0', 'json:{"driver":"nbd"}', '/no/such/file']) {
+      const live = liveOf(rt);
+      live.blocks.set(d0, { file, readOnly: false });
+      live.fdsets = { sets: new Map([[0, []]]), open: new Set() };
+      const realpath = real({ '/srv/d0': '/data/d0.img', '/srv/d1': '/srv/d1' });
+      const diffs = findDrift(expectedLayout(rt), live, { realpath });
+      assert.deepEqual(diffs.map((d) => [d.device, d.kind]), [[d0, 'property']], file);
+      assert.throws(() => repairRuntime(rt, diffs, live, {}, { realpath }), (e: GkdError) => e.code === 'GKD_DRIFT' && e.device === d0 && e.message.includes('no real file'), file);
+    }
+    // A descriptor whose set QEMU still lists is recorded as the file it is open on.
+    const live = liveOf(rt);
+    live.blocks.set(d0, { file: '/dev/fdset/0', opened: '/data/new.img', readOnly: false });
+    const realpath = real({ '/srv/d0': '/data/d0.img', '/srv/d1': '/srv/d1', '/data/new.img': '/data/new.img' });
+    const fixed = repairRuntime(rt, findDrift(expectedLayout(rt), live, { realpath }), live, {}, { realpath });
+    assert.equal(fixed[3][0][1], '/data/new.img');
+  });
+});
+
 describe('migration settings and target checks', () => {
   it('converts Ganeti units to QEMU parameters and refuses bad values', () => {
     assert.deepEqual(migrationSettings({ migration_bandwidth: 32, migration_downtime: '30', migration_caps: 'xbzrle:auto-converge' }), {
