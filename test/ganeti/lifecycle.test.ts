@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  addInstance, call, daemonCallsSince, ensureGanetiNode, ganetiCommands, ganetiRuntime, gnt, gntTry, installedHooks,
+  addInstance, call, daemonCallsSince, ensureGanetiNode, ganetiCommands, gnt, gntTry, installedHooks,
   logMark, qemuPid, removeInstance, RUNTIME_DIR, SKIP_GANETI, type LoggedCall,
 } from './helpers/lab';
 
@@ -102,29 +102,6 @@ function assertCalled(calls: LoggedCall[], method: string, instance: string, wha
       }
     });
   }
-
-  it('gnt-instance modify --hotplug adds and removes a disk and a NIC; the runtime file and QEMU agree after each', async () => {
-    const steps: Array<[string, string[]]> = [
-      ['disk add', ['--disk', 'add:size=4M']],
-      ['NIC add', ['--net', 'add:mode=bridged,link=br0']],
-      ['disk remove', ['--disk', '1:remove']],
-      ['NIC remove', ['--net', '1:remove']],
-    ];
-    for (const [what, args] of steps) {
-      const calls = await callsDuring(async () => {
-        const r = await gnt('gnt-instance', 'modify', '--hotplug', ...args, PV);
-        assert.match(r.stdout + r.stderr, /hotplug:done/, `${what}: Ganeti reports the hotplug done`);
-        assert.doesNotMatch(r.stdout + r.stderr, /hotplug:failed|Timeout|hooks? .*fail/i, `${what}: ${r.stdout}${r.stderr}`);
-      });
-      assertCalled(calls, 'instance.plan', PV, `${what} (modify hooks)`);
-      const v = await call<{ clean: boolean; differences: unknown[] }>('instance.verify', { name: PV });
-      assert.deepEqual(v.differences, [], `${what}: instance.verify on Ganeti's own hotplug`);
-      assert.equal(v.clean, true);
-    }
-    const rt = ganetiRuntime(PV);
-    assert.equal(rt[3].length, 1);
-    assert.equal(rt[1].length, 1);
-  });
 
   it('gnt-instance grow-disk on a running instance', async () => {
     await gnt('gnt-instance', 'grow-disk', PV, '0', '4M');

@@ -11,6 +11,7 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { QmpClient } from '../../../plugin/qmp';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc/client';
 
 const execFileP = promisify(execFile);
@@ -183,6 +184,8 @@ export interface AddOptions {
   /** `-H kvm:` hvparams. */
   hv?: Record<string, string | number>;
   start?: boolean;
+  /** -B memory, in MiB. @default 64 */
+  memoryMb?: number;
 }
 
 /** `gnt-instance add` with Ganeti's defaults except what `o` names; returns the command's run. */
@@ -193,7 +196,7 @@ export async function addInstance(name: string, o: AddOptions = {}): Promise<Run
 /** The argv of `gnt-instance add` for {@link addInstance}. */
 export function addArgs(name: string, o: AddOptions = {}): string[] {
   const template = o.template ?? 'file';
-  const args = ['add', '-t', template, '-o', 'noop', '--no-name-check', '--no-ip-check', '-B', 'memory=64M', '--no-install', '-n', NODE];
+  const args = ['add', '-t', template, '-o', 'noop', '--no-name-check', '--no-ip-check', '-B', `memory=${o.memoryMb ?? 64}M`, '--no-install', '-n', NODE];
   if (template !== 'diskless') {
     for (let i = 0; i < (o.disks ?? 1); i++) args.push('--disk', `${i}:size=${o.diskSizeMb ?? 4}M`);
   }
@@ -247,3 +250,36 @@ export function installedHooks(): string[] {
 
 /** Whether the Ganeti suite is left out on purpose (GKD_SKIP_GANETI=1). */
 export const SKIP_GANETI = process.env.GKD_SKIP_GANETI === '1';
+
+/**
+ * One short QMP exchange on Ganeti's socket for `name` (QEMU serves one
+ * client at a time and Ganeti gives up after 5 s: connect, ask, leave).
+ */
+export async function qmpOnce<T = unknown>(name: string, command: string, args?: Record<string, unknown>): Promise<T> {
+  const q = await QmpClient.connect(qmpSocket(name));
+  try {
+    return (await q.execute(command, args)) as T;
+  } finally {
+    await q.close();
+  }
+}
+
+/**
+ * Waits until the guest's Linux drives the instance's first virtio NIC
+ * (its virtio status has DRIVER_OK): the kernel, ACPI included, is up, so
+ * PCI hot-unplug requests are answered. Without a guest OS QEMU never
+ * releases an unplugged PCI device (Ganeti then reports hotplug:failed).
+ */
+export async function waitForGuestDriver(name: string, timeoutMs = 90_000): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    const list = await qmpOnce<Array<{ name: string; path: string }>>(name, 'x-query-virtio');
+    const nic = list.find((d) => d.name === 'virtio-net');
+    if (nic !== undefined) {
+      const st = await qmpOnce<{ status: { statuses?: string[] } }>(name, 'x-query-virtio-status', { path: nic.path });
+      if ((st.status.statuses ?? []).some((x) => /DRIVER_OK/.test(x))) return Date.now() - t0;
+    }
+    if (Date.now() - t0 > timeoutMs) throw new Error(`the guest of ${name} did not bring up its virtio NIC within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -32,12 +32,13 @@ STATE=/var/lib/gkd-ganeti-lab
 DAEMONS="noded wconfd luxid confd rapi mond"
 PKGS="ganeti ganeti-os-noop openssh-server qemu-system-x86 qemu-utils iproute2"
 
+REPO=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
 STEP=start
 log() { printf '[ganeti-lab %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'ganeti-lab.sh: FAILED in step "%s": %s\n' "$STEP" "$*" >&2; exit 1; }
 trap 'printf "ganeti-lab.sh: FAILED in step \"%s\" (line %s): %s\n" "$STEP" "$LINENO" "$BASH_COMMAND" >&2' ERR
 in_ns() { ip netns exec "$NS" "$@"; }
-ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$NS"; }
+ns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -x "$NS" >/dev/null; }
 alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 # pid_in_ns PIDFILE: the file names a live process inside the lab's namespace.
 pid_in_ns() { local p; p=$(cat "$1" 2>/dev/null) && alive "$p" && [ "$(ip netns identify "$p" 2>/dev/null)" = "$NS" ]; }
@@ -46,7 +47,7 @@ packages() {
   STEP=packages
   local missing="" p
   for p in $PKGS; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing="$missing $p"
   done
   if [ -n "$missing" ]; then
     log "apt-get install$missing"
@@ -69,13 +70,14 @@ network() {
     # gets a carrier and nothing is connected to the outside.
     ip -n "$NS" link add "$IF" type veth peer name "$IF-peer"
   fi
-  in_ns ip -4 addr show dev "$IF" | grep -q " $NODE_IP/" || in_ns ip addr add "$NODE_IP/24" dev "$IF"
+  in_ns ip -4 addr show dev "$IF" | grep " $NODE_IP/" >/dev/null || in_ns ip addr add "$NODE_IP/24" dev "$IF"
   in_ns ip link set "$IF-peer" up
   in_ns ip link set "$IF" up
   in_ns ip link show "$BRIDGE" >/dev/null 2>&1 || ip -n "$NS" link add "$BRIDGE" type bridge
   in_ns ip link set "$BRIDGE" up
   # Outside the namespace the lab's addresses are unreachable, never routed.
-  ip route show type unreachable | grep -q "^unreachable $NET" || { ip route add unreachable "$NET" && touch "$STATE/guard-route"; }
+  # (No "grep -q" in pipelines here: under pipefail its early exit can fail the writer.)
+  ip route show type unreachable | grep "^unreachable $NET" >/dev/null || { ip route add unreachable "$NET" && touch "$STATE/guard-route"; }
 }
 
 names() {
@@ -133,9 +135,11 @@ EOF
   chmod 755 "$QEMU_WRAPPER.new"; mv "$QEMU_WRAPPER.new" "$QEMU_WRAPPER"
   # The daemon runs only the QEMU binaries its configuration lists: as an operator
   # with a custom kvm_path would, list the wrapper (unless a config is there already).
-  if [ ! -f "$DAEMON_CONFIG" ]; then
+  # The booted-guest tests give Ganeti the repository's guest kit as kernel_path/initrd_path.
+  if [ ! -f "$DAEMON_CONFIG" ] || [ -f "$STATE/created-daemon-config" ]; then
     mkdir -p "$(dirname "$DAEMON_CONFIG")"
-    printf '{"qemuBinaries": ["%s", "/usr/bin/qemu-system-x86_64"]}\n' "$QEMU_WRAPPER" >"$DAEMON_CONFIG"
+    printf '{"qemuBinaries": ["%s", "/usr/bin/qemu-system-x86_64"], "kernelRoots": ["/boot/", "%s/"]}\n' \
+      "$QEMU_WRAPPER" "${GUEST_KIT_DIR:-$REPO/.lab/guest}" >"$DAEMON_CONFIG"
     touch "$STATE/created-daemon-config"
   fi
 }
@@ -180,7 +184,7 @@ daemons() {
     pid_in_ns "$pf" || die "ganeti-$d did not stay up (see /var/log/ganeti/)"
   done
   for i in $(seq 60); do in_ns gnt-node list --no-headers -o name >/dev/null 2>&1 && break; sleep 0.5; done
-  in_ns ip -4 addr show dev "$IF" | grep -q " $CLUSTER_IP/" || in_ns gnt-cluster activate-master-ip >/dev/null
+  in_ns ip -4 addr show dev "$IF" | grep " $CLUSTER_IP/" >/dev/null || in_ns gnt-cluster activate-master-ip >/dev/null
   [ "$(in_ns gnt-cluster getmaster)" = "$NODE" ] || die "gnt-cluster getmaster does not answer $NODE"
 }
 
