@@ -138,7 +138,8 @@ EOF
   # The booted-guest tests give Ganeti the repository's guest kit as kernel_path/initrd_path.
   if [ ! -f "$DAEMON_CONFIG" ] || [ -f "$STATE/created-daemon-config" ]; then
     mkdir -p "$(dirname "$DAEMON_CONFIG")"
-    printf '{"qemuBinaries": ["%s", "/usr/bin/qemu-system-x86_64"], "kernelRoots": ["/boot/", "%s/"]}\n' \
+    # No KVM here: QEMUs the daemon builds (migration targets) run under TCG, as on any node without KVM.
+    printf '{"qemuBinaries": ["%s", "/usr/bin/qemu-system-x86_64"], "kernelRoots": ["/boot/", "%s/"], "accel": "tcg"}\n' \
       "$QEMU_WRAPPER" "${GUEST_KIT_DIR:-$REPO/.lab/guest}" >"$DAEMON_CONFIG"
     touch "$STATE/created-daemon-config"
   fi
