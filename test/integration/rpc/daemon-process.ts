@@ -2,11 +2,13 @@
  * Starts the real daemon as a child process (`kvm-devices serve`) on a
  * private socket, for the integration tests and the bench.
  */
+import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isLive } from '../../../plugin/rpc';
+import { RpcClient } from '../../../plugin/rpc/client';
 
 /** The repository root (tests run from dist/test/...). */
 export const ROOT = join(__dirname, '..', '..', '..', '..');
@@ -76,4 +78,16 @@ export function sampleSpec(name = 'inst1.example.com'): Record<string, unknown> 
     ],
     nics: [{ uuid: '003fc157-66a8-4e6d-8b7e-ec4f69751396', mac: 'aa:00:00:bf:2f:16', nicparams: { mode: 'bridged', link: 'br0' } }],
   };
+}
+
+/** The daemon still answers (rpc.discover) and its process has not exited. */
+export async function assertDaemonAlive(d: DaemonProcess): Promise<void> {
+  const c = await RpcClient.connect(d.socket);
+  try {
+    const r = await c.call<{ methods: unknown[] }>('rpc.discover');
+    assert.ok(r.methods.length > 0);
+  } finally {
+    await c.close();
+  }
+  assert.equal(d.child.exitCode, null, `daemon exited: ${d.log().slice(-2000)}`);
 }

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { RpcClient } from '../../../plugin/rpc';
-import { sampleSpec, spawnDaemon, type DaemonProcess } from './daemon-process';
+import { assertDaemonAlive, sampleSpec, spawnDaemon, type DaemonProcess } from './daemon-process';
 
 /** JSON text of a value nested `n` arrays deep (built as text: the client's own JSON.stringify would overflow). */
 function deepText(n: number): string {
@@ -51,16 +51,7 @@ describe('hostile input (real daemon)', function () {
     await d?.stop();
   });
 
-  async function assertAlive(): Promise<void> {
-    const c = await RpcClient.connect(d.socket);
-    try {
-      const r = await c.call<{ methods: unknown[] }>('rpc.discover');
-      assert.ok(r.methods.length > 0);
-    } finally {
-      await c.close();
-    }
-    assert.equal(d.child.exitCode, null, `daemon exited: ${d.log().slice(-2000)}`);
-  }
+  const assertAlive = (): Promise<void> => assertDaemonAlive(d);
 
   const echoed: Array<[string, (deep: string) => Record<string, unknown>, string]> = [
     ['hvparams.x', (x) => ({ instance: { ...sampleSpec(), hvparams: { x } } }), '/instance/hvparams/x'],

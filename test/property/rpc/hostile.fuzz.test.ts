@@ -19,7 +19,7 @@ import { WebSocket } from 'ws';
 import { ERROR_CODES } from '../../../plugin/errors';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
 import { HookEnvError, specFromHookEnv } from '../../../plugin/cli/hook-env';
-import { sampleSpec, spawnDaemon, type DaemonProcess } from '../../integration/rpc/daemon-process';
+import { assertDaemonAlive, sampleSpec, spawnDaemon, type DaemonProcess } from '../../integration/rpc/daemon-process';
 
 const SEED = process.env.GKD_FUZZ_SEED !== undefined ? Number(process.env.GKD_FUZZ_SEED) : Date.now() % 2 ** 31;
 const TRANSPORT_CODES = new Set([-32700, -32600, -32601, -32602]);
@@ -202,16 +202,7 @@ describe(`hostile input fuzzing (real daemon; seed ${SEED}, rerun with GKD_FUZZ_
     await d?.stop();
   });
 
-  async function assertAlive(): Promise<void> {
-    const c = await RpcClient.connect(d.socket);
-    try {
-      const r = await c.call<{ methods: unknown[] }>('rpc.discover');
-      assert.ok(r.methods.length > 0);
-    } finally {
-      await c.close();
-    }
-    assert.equal(d.child.exitCode, null, `daemon exited: ${d.log().slice(-2000)}`);
-  }
+  const assertAlive = (): Promise<void> => assertDaemonAlive(d);
 
   it('answers every RPC frame with a typed error or a result, and stays up', async () => {
     let nextId = 1;
