@@ -227,6 +227,50 @@ async function readableHere(env: NodeJS.ProcessEnv, client: RpcClient, config: C
   }
 }
 
+/** The instance tag that lets a migration or failover go ahead despite drift. */
+export const ALLOW_DRIFT_TAG = 'kvm-devices:allow-drift';
+
+interface VerifyAnswer {
+  clean: boolean;
+  differences: Array<{ device: string; detail: string }>;
+}
+
+/**
+ * instance-migrate / instance-failover: the runtime file must be readable in
+ * this node's format and, where the instance's QEMU runs on this node, agree
+ * with it: the target rebuilds the devices from the file, so a device only
+ * QEMU has (a device_add behind Ganeti's back, a half-done hotplug) makes the
+ * target refuse the stream late, with the guest paused. What Ganeti itself
+ * does (its fd-passed disks, its hot-plugged devices, its default devices) is
+ * no drift. The tag {@link ALLOW_DRIFT_TAG} lets an operator go ahead anyway.
+ */
+async function migrateCheck(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+  const readable = await readableHere(env, client, config);
+  if (/no runtime file on this node/.test(readable.message)) return readable;
+  const name = instanceName(env);
+  let v: VerifyAnswer;
+  try {
+    v = await client.call<VerifyAnswer>('instance.verify', { name });
+  } catch (e) {
+    // A stopped instance (a failover of it) has no QEMU to compare with: nothing can drift.
+    const code = codeOf(e);
+    if (code === 'GKD_QMP_CONNECT' || code === 'GKD_QMP_CLOSED') return { ok: true, message: `${readable.message}; no QEMU runs it here, no drift to check` };
+    throw e;
+  }
+  if (v.clean) return { ok: true, message: `${readable.message}; QEMU and the runtime file agree` };
+  const list = v.differences.map((d) => d.detail).join('; ');
+  const tags = (env.GANETI_INSTANCE_TAGS ?? '').split(/\s+/);
+  if (tags.includes(ALLOW_DRIFT_TAG)) {
+    return { ok: true, warning: true, message: `${name}: WARNING: going ahead despite drift (tag ${ALLOW_DRIFT_TAG}): ${list}` };
+  }
+  return {
+    ok: false,
+    message: `${name}: QEMU and the runtime file disagree, so the target could not rebuild the same devices: ${list}. ` +
+      `Repair the runtime file ("kvm-devices call instance.verify '{\"name\":\"${name}\",\"repair\":true}'"), restart the instance, ` +
+      `or go ahead anyway with "gnt-instance add-tags ${name} ${ALLOW_DRIFT_TAG}"`,
+  };
+}
+
 /**
  * Removes the stopped or removed instance's runtime file (idempotent). While
  * its QEMU still runs the daemon refuses (the file is Ganeti's record of a
@@ -298,13 +342,13 @@ export const HOOKS: Record<string, HookDef> = {
   },
   'instance-migrate-pre': {
     phase: 'pre', perInstance: true,
-    summary: "the instance's runtime file is readable in this node's Ganeti format",
-    run: readableHere,
+    summary: `the runtime file is readable in this node's Ganeti format and agrees with the running QEMU (tag ${ALLOW_DRIFT_TAG} bypasses the drift check)`,
+    run: migrateCheck,
   },
   'instance-failover-pre': {
     phase: 'pre', perInstance: true,
-    summary: 'as instance-migrate-pre',
-    run: readableHere,
+    summary: 'as instance-migrate-pre (a stopped instance has no QEMU to drift from)',
+    run: migrateCheck,
   },
   'instance-stop-post': {
     phase: 'post', perInstance: true,
