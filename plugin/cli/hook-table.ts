@@ -227,6 +227,26 @@ async function readableHere(env: NodeJS.ProcessEnv, client: RpcClient, config: C
   }
 }
 
+/**
+ * disk-grow (post): Ganeti 3.0 grows the storage but never tells a running
+ * QEMU, so the guest sees the old size until a full restart. On the node
+ * running the instance, disk.resize makes QEMU see the storage's new size.
+ */
+async function growDisk(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+  const name = instanceName(env);
+  const raw = env.GANETI_DISK ?? '';
+  if (!/^\d+$/.test(raw)) throw new HookEnvError('GANETI_DISK', `Cannot read the Ganeti hook environment: GANETI_DISK="${raw}" is not a disk index`);
+  try {
+    const r = await client.call<{ device: string; before: number; after: number; resized: boolean }>('disk.resize', { name, index: Number(raw) });
+    return { ok: true, message: `${name}: ${r.device} ${r.resized ? `grown in QEMU from ${r.before} to ${r.after} bytes` : `already ${r.after} bytes in QEMU`}` };
+  } catch (e) {
+    // Only the node running the instance has its runtime file and QEMU; a stopped instance sees the new size at its next start.
+    const code = codeOf(e);
+    if (code === 'GKD_RUNTIME_NOT_FOUND' || code === 'GKD_QMP_CONNECT') return { ok: true, message: `${name}: not running on this node, the new size applies at its next start` };
+    throw e;
+  }
+}
+
 /** The instance tag that lets a migration or failover go ahead despite drift. */
 export const ALLOW_DRIFT_TAG = 'kvm-devices:allow-drift';
 
@@ -349,6 +369,11 @@ export const HOOKS: Record<string, HookDef> = {
     phase: 'pre', perInstance: true,
     summary: 'as instance-migrate-pre (a stopped instance has no QEMU to drift from)',
     run: migrateCheck,
+  },
+  'disk-grow-post': {
+    phase: 'post', perInstance: true,
+    summary: 'makes the running QEMU see the grown disk at once (block_resize to the storage\'s size)',
+    run: (env, client) => growDisk(env, client),
   },
   'instance-stop-post': {
     phase: 'post', perInstance: true,

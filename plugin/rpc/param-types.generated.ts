@@ -14,6 +14,13 @@ export interface RpcParams {
     uuid: string;
     qmp?: string;
   };
+  "disk.resize": {
+    name: string;
+    uuid?: string;
+    index?: number;
+    size?: number;
+    qmp?: string;
+  };
   "hotplug.supported": {
     name: string;
     kind: "disk" | "nic";

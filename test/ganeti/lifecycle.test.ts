@@ -45,7 +45,7 @@ function assertCalled(calls: LoggedCall[], method: string, instance: string, wha
 
   it('install.sh --hooks put every hook of this release into Ganeti\'s hooks dir', () => {
     assert.deepEqual(installedHooks(), [
-      'cluster-verify-post', 'instance-add-pre', 'instance-failover-pre', 'instance-migrate-pre', 'instance-modify-post',
+      'cluster-verify-post', 'disk-grow-post', 'instance-add-pre', 'instance-failover-pre', 'instance-migrate-pre', 'instance-modify-post',
       'instance-modify-pre', 'instance-reboot-pre', 'instance-remove-post', 'instance-start-pre', 'instance-stop-post',
     ]);
   });

@@ -11,6 +11,7 @@ import { RuntimeStore } from '../../runtime';
 import type { RpcMethod } from '../method';
 import instanceSchema from '../../../schemas/instance.schema.json';
 import { discoverMethod } from './discover';
+import { diskResizeMethod } from './disk-resize';
 import { hotplugMethods } from './hotplug-methods';
 import { lifecycleMethods, type Launched } from './instance-lifecycle';
 import { instancePlan } from './instance-plan';
@@ -82,6 +83,7 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
     instancePlan,
     ...lifecycleMethods(deps.store, deps.launched, deps.connections, deps.reserved),
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
+    diskResizeMethod(deps.store, deps.connections),
     ...migrationMethods(deps.migration, deps.launched, deps.reserved),
     ...runtimeMethods(deps.store),
   );

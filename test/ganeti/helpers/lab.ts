@@ -9,6 +9,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { QmpClient } from '../../../plugin/qmp';
@@ -282,4 +283,27 @@ export async function waitForGuestDriver(name: string, timeoutMs = 90_000): Prom
     if (Date.now() - t0 > timeoutMs) throw new Error(`the guest of ${name} did not bring up its virtio NIC within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** Ganeti's serial console socket of `name` (serial_console=true), read as text. */
+export async function openSerial(name: string): Promise<{ waitFor(re: RegExp, timeoutMs: number): Promise<string>; close(): void }> {
+  const sock = connect(`/var/run/ganeti/kvm-hypervisor/ctrl/${name}.serial`);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  let text = '';
+  sock.on('data', (b: Buffer) => (text += b.toString('latin1')));
+  return {
+    waitFor: async (re, timeoutMs) => {
+      const t0 = Date.now();
+      for (;;) {
+        const m = re.exec(text);
+        if (m !== null) return m[0];
+        if (Date.now() - t0 > timeoutMs) throw new Error(`the guest console of ${name} did not show ${String(re)} within ${timeoutMs} ms; it showed:\n${text.slice(-2000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    close: () => sock.destroy(),
+  };
 }

@@ -1,0 +1,122 @@
+/**
+ * Live disk grow: after the storage under a running instance's disk grew
+ * (`gnt-instance grow-disk`, which Ganeti 3.0 never tells QEMU about), QEMU
+ * is told the new size with `block_resize`, so the guest sees it at once.
+ * The size comes from the storage itself (file size, or the block device's
+ * size in sysfs), never from the request alone; shrinking is refused. The
+ * runtime file records the new size in the disk's `size` (MiB, as Ganeti),
+ * in the file's own format.
+ */
+import { realpathSync, readFileSync, statSync } from 'node:fs';
+import { GkdError } from '../errors';
+import type { QmpClient } from '../qmp';
+import type { RuntimeStore } from '../runtime';
+import type { RuntimeV2_16 } from '../types';
+
+const MIB = 1024 * 1024;
+
+/** Which disk: its UUID or its index in the runtime file. */
+export type DiskRef = { uuid: string; index?: undefined } | { index: number; uuid?: undefined };
+
+export interface ResizeResult {
+  name: string;
+  device: string;
+  /** Bytes QEMU saw before, and sees now. */
+  before: number;
+  after: number;
+  /** False when QEMU already had the storage's size (nothing to do). */
+  resized: boolean;
+}
+
+/** The disk entry `ref` names, with its index. */
+function findDisk(runtime: RuntimeV2_16, ref: DiskRef, name: string): { index: number; id: string; path: string; field: string } {
+  const disks = runtime[3];
+  const index = ref.uuid !== undefined ? disks.findIndex((d) => d[0].uuid === ref.uuid) : ref.index;
+  const field = ref.uuid !== undefined ? 'uuid' : 'index';
+  const entry = index === undefined || index < 0 ? undefined : disks[index];
+  if (entry === undefined) {
+    throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot resize a disk of "${name}": no disk with ${field} ${JSON.stringify(ref.uuid ?? ref.index)} in its runtime file`, { field });
+  }
+  const id = (entry[0].hvinfo as { id?: unknown } | undefined)?.id;
+  if (typeof id !== 'string') {
+    throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot resize disks[${index}] of "${name}": its runtime entry has no device id (a file from before 2.10)`, { field });
+  }
+  return { index, id, path: entry[1], field };
+}
+
+/**
+ * The size of the storage behind `path` in bytes: a regular file's length,
+ * or a block device's size from sysfs. Symlinks (Ganeti's disk links) are
+ * followed.
+ */
+export function storageBytes(path: string): number {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch (e) {
+    throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot read the size of "${path}": ${(e as Error).message}`, { field: 'path', cause: e });
+  }
+  const st = statSync(real);
+  if (st.isFile()) return st.size;
+  if (st.isBlockDevice()) {
+    const major = Math.floor(st.rdev / 256) & 0xfff;
+    const minor = (st.rdev & 0xff) | ((Math.floor(st.rdev / 0x100000) & 0xfff) << 8);
+    // sysfs counts 512-byte sectors whatever the device's own sector size.
+    return Number(readFileSync(`/sys/dev/block/${major}:${minor}/size`, 'utf8').trim()) * 512;
+  }
+  throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot read the size of "${path}": "${real}" is neither a file nor a block device`, { field: 'path' });
+}
+
+interface BlockInfo {
+  device?: string;
+  qdev?: string;
+  inserted?: { 'node-name'?: string; image?: { 'virtual-size'?: number } };
+}
+
+/** The top block node QEMU attached to device `id` (a -drive BlockBackend or a -blockdev node). */
+async function blockNodeOf(qmp: QmpClient, id: string): Promise<{ node: string; size: number }> {
+  const blocks = (await qmp.execute('query-block')) as BlockInfo[];
+  // qdev is the device's id or its QOM path (virtio devices: .../<id>/virtio-backend).
+  const b = blocks.find((x) => x.qdev === id || x.qdev === `/machine/peripheral/${id}/virtio-backend` || x.qdev === `/machine/peripheral/${id}` || x.device === id);
+  const node = b?.inserted?.['node-name'];
+  const size = b?.inserted?.image?.['virtual-size'];
+  if (node === undefined || size === undefined) {
+    throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot resize "${id}": QEMU has no block node attached to that device`, { device: id });
+  }
+  return { node, size };
+}
+
+/**
+ * Grows disk `ref` of instance `name` in QEMU to the storage's size (or to
+ * `sizeMib`, which must not exceed it), then records the size in the
+ * runtime file. `qmp` is held for two commands only.
+ */
+export async function resizeDisk(store: RuntimeStore, qmp: () => Promise<QmpClient>, name: string, ref: DiskRef, sizeMib?: number): Promise<ResizeResult> {
+  return store.withLock(name, async () => {
+    const read = await store.read(name);
+    const disk = findDisk(read.upgraded, ref, name);
+    const storage = storageBytes(disk.path);
+    let target = storage;
+    if (sizeMib !== undefined) {
+      if (sizeMib * MIB > storage) {
+        throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot resize "${disk.id}" to ${sizeMib} MiB: its storage "${disk.path}" holds only ${Math.floor(storage / MIB)} MiB; grow the storage first (gnt-instance grow-disk)`, { field: 'size', device: disk.id });
+      }
+      target = sizeMib * MIB;
+    }
+    const q = await qmp();
+    const { node, size } = await blockNodeOf(q, disk.id);
+    if (target < size) {
+      throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot shrink "${disk.id}" from ${size} to ${target} bytes: a guest's file systems do not survive a disk shrinking under them`, { field: sizeMib === undefined ? 'path' : 'size', device: disk.id });
+    }
+    if (target > size) await q.execute('block_resize', { 'node-name': node, size: target });
+    // Ganeti keeps a disk's size in MiB in its dict; the file keeps its own format.
+    const raw = read.value as unknown as Array<Array<[Record<string, unknown>, ...unknown[]]>>;
+    const dict = raw[3]?.[disk.index]?.[0];
+    const mib = Math.floor(target / MIB);
+    if (dict !== undefined && dict.size !== mib) {
+      dict.size = mib;
+      await store.write(name, read.value as never, { format: read.format, expect: read.stamp });
+    }
+    return { name, device: disk.id, before: size, after: target, resized: target > size };
+  });
+}
