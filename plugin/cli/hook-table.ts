@@ -141,6 +141,8 @@ function ganetiStartFailure(spec: InstanceSpec): string | undefined {
 /** Preflight: the instance as Ganeti describes it must plan (slots, controller limits, ids). */
 async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, mode: PreflightMode, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
   const spec = specFromHookEnv(env, options);
+  // Ganeti attaches a running instance's CD-ROMs itself (-drive media=cdrom on IDE): nothing to place.
+  if (mode === 'existing' && spec.hvparams !== undefined) for (const k of CDROM_PARAMS) delete spec.hvparams[k];
   const failure = ganetiStartFailure(spec);
   if (failure !== undefined) return { ok: false, message: `${spec.name}: ${failure}` };
   let plan: PlanResult;
@@ -158,6 +160,36 @@ async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, mode: Prefli
     ok: true,
     message: `${spec.name}: ${spec.disks.length} disk(s) and ${spec.nics.length} NIC(s) fit${where.length ? ` (${where.join(', ')})` : ''}`,
   };
+}
+
+/** The hvparams naming CD-ROM images, by drive slot. */
+const CDROM_PARAMS = ['cdrom_image_path', 'cdrom2_image_path'] as const;
+
+/**
+ * A CD-ROM image changed by `gnt-instance modify -H cdrom_image_path=…` on a
+ * running instance: Ganeti 3.0 applies it only at the next start; this
+ * changes the medium now (an empty value ejects). Returns a line per drive.
+ */
+async function cdromChanges(env: NodeJS.ProcessEnv, after: NodeJS.ProcessEnv, client: RpcClient): Promise<{ lines: string[]; failed: boolean }> {
+  const lines: string[] = [];
+  let failed = false;
+  if (after.GANETI_INSTANCE_STATUS !== 'up' && after.GANETI_INSTANCE_STATUS !== 'running') return { lines, failed };
+  for (const [i, param] of CDROM_PARAMS.entries()) {
+    const was = env[`GANETI_INSTANCE_HV_${param}`] ?? '';
+    const now = after[`GANETI_INSTANCE_HV_${param}`] ?? '';
+    if (was === now) continue;
+    try {
+      await client.call('cdrom.change', { name: instanceName(env), slot: i + 1, path: now === '' ? null : now });
+      lines.push(now === '' ? `CD-ROM ${i + 1} ejected` : `CD-ROM ${i + 1} now "${now}"`);
+    } catch (e) {
+      // Not running here (another node's hook run), or no such drive: the change applies at the next start.
+      const code = codeOf(e);
+      if (code === 'GKD_RUNTIME_NOT_FOUND' || code === 'GKD_QMP_CONNECT') continue;
+      failed = true;
+      lines.push(`WARNING: CD-ROM ${i + 1} not changed live, it applies at the next start: ${(e as Error).message}`);
+    }
+  }
+  return { lines, failed };
 }
 
 /** Whether a planner refusal concerns a layout QEMU still starts (the planner says so in `data.startsAnyway`). */
@@ -197,11 +229,13 @@ export function afterOperation(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 async function modifyAfter(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
   const after = afterOperation(env);
   if (after.GANETI_INSTANCE_NAME === undefined) return { ok: true, message: `${instanceName(env)}: Ganeti exported no state after the change, nothing to check` };
+  const cd = await cdromChanges(env, after, client);
+  const extra = cd.lines.length > 0 ? `; ${cd.lines.join('; ')}` : '';
   try {
     const outcome = await preflight(after, client, 'existing');
-    if (!outcome.ok) return { ok: false, message: `${instanceName(env)}: WARNING: after this change the instance would not start again: ${outcome.message}` };
+    if (!outcome.ok) return { ok: false, message: `${instanceName(env)}: WARNING: after this change the instance would not start again: ${outcome.message}${extra}` };
     // Ganeti shows a post hook's output only when it fails: a warning must fail to be seen.
-    return outcome.warning === true ? { ...outcome, ok: false } : outcome;
+    return { ...outcome, message: `${outcome.message}${extra}`, ok: outcome.ok && outcome.warning !== true && !cd.failed };
   } catch (e) {
     if (!(e instanceof RpcCallError)) throw e;
     return { ok: false, message: `${instanceName(env)}: WARNING: after this change the instance would not start again: ${e.message}` };
@@ -352,7 +386,7 @@ export const HOOKS: Record<string, HookDef> = {
   },
   'instance-modify-post': {
     phase: 'post', perInstance: true,
-    summary: 'the instance as changed (disks added or removed included) would start again; warns otherwise',
+    summary: 'the instance as changed (disks added or removed included) would start again, else a warning; a changed CD-ROM image of a running instance is changed live',
     run: (env, client) => modifyAfter(env, client),
   },
   'instance-modify-pre': {

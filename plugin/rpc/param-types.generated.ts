@@ -4,6 +4,13 @@ import type { DiskSpec, InstanceSpec, NicBackend, NicSpec } from '../types';
 
 /** The params of each method, as its schema accepts them. */
 export interface RpcParams {
+  "cdrom.change": {
+    name: string;
+    slot: 1 | 2;
+    path: string | null;
+    force?: boolean;
+    qmp?: string;
+  };
   "disk.add": {
     name: string;
     disk: DiskSpec;

@@ -10,6 +10,7 @@ import type { MigrationContext } from '../../migration';
 import { RuntimeStore } from '../../runtime';
 import type { RpcMethod } from '../method';
 import instanceSchema from '../../../schemas/instance.schema.json';
+import { cdromChangeMethod } from './cdrom-change';
 import { discoverMethod } from './discover';
 import { diskResizeMethod } from './disk-resize';
 import { hotplugMethods } from './hotplug-methods';
@@ -84,6 +85,7 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
     ...lifecycleMethods(deps.store, deps.launched, deps.connections, deps.reserved),
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
     diskResizeMethod(deps.store, deps.connections),
+    cdromChangeMethod(deps.store, deps.connections),
     ...migrationMethods(deps.migration, deps.launched, deps.reserved),
     ...runtimeMethods(deps.store),
   );

@@ -1,0 +1,25 @@
+/**
+ * `cdrom.change`: a live CD-ROM medium change (see plugin/cdrom). Used by
+ * the instance-modify post hook and by callers outside Ganeti.
+ */
+import { changeCdrom } from '../../cdrom/change';
+import { qmpSocketFor } from '../../config';
+import type { QmpConnections } from '../../hotplug';
+import type { RuntimeStore } from '../../runtime';
+import { defineMethod, type RpcMethod } from '../method';
+import { checkPathParam } from './confine';
+import schema from '../../../schemas/rpc/cdrom.change.schema.json';
+
+export function cdromChangeMethod(store: RuntimeStore, connections: QmpConnections): RpcMethod {
+  return defineMethod({
+    name: 'cdrom.change',
+    summary: "Changes or ejects a running instance's CD-ROM medium and records it in the runtime file",
+    schema,
+    handler: async (p, ctx) => {
+      // The image is a host file QEMU (as root) opens for the guest: only under the storage roots.
+      if (p.path !== null) await checkPathParam('cdrom.change', '/path', p.path, ctx.config.storageRoots);
+      const qmp = (): ReturnType<QmpConnections['get']> => connections.get(p.qmp ?? qmpSocketFor(ctx.config, p.name));
+      return changeCdrom(store, qmp, p.name, p.slot, p.path, p.force === true);
+    },
+  });
+}
