@@ -9,7 +9,8 @@
 import { strict as assert } from 'node:assert';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addInstance, callError, ensureGanetiNode, ganetiRuntime, gnt, qmpOnce, removeInstance, SKIP_GANETI } from './helpers/lab';
+import type { GuestConsole } from '../helpers/guest';
+import { addInstance, callError, ensureGanetiNode, ganetiRuntime, gnt, guestHv, qmpOnce, removeInstance, SKIP_GANETI } from './helpers/lab';
 
 interface Block {
   device: string;
@@ -20,6 +21,7 @@ interface Block {
 (SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0: live CD-ROM change through the instance-modify post hook', function () {
   this.timeout(300_000);
   const NAME = 'gkd-cd.example.com';
+  let con: GuestConsole | undefined;
   // Under Ganeti's file storage dir: a storage root of the daemon.
   const DIR = '/srv/ganeti/file-storage/gkd-images';
   const A = join(DIR, 'a.iso');
@@ -40,12 +42,24 @@ interface Block {
     writeFileSync(B, Buffer.alloc(64 * 1024, 'b'));
     // An IDE CD-ROM has a tray and a medium to change; Ganeti's default (cdrom_disk_type taken from
     // disk_type, here paravirtual) is a read-only virtio disk, which QEMU cannot change live.
-    const r = await addInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 1, hv: { cdrom_image_path: A, cdrom_disk_type: 'ide' } });
+    // A booted guest with the IDE CD-ROM driver reads the medium itself.
+    const g = guestHv(NAME, 'gk.modules=ata_piix,sr_mod');
+    const r = await addInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 1, memoryMb: 128, hv: { ...g.hv, cdrom_image_path: A, cdrom_disk_type: 'ide' } });
     assert.equal(r.code, 0, r.stdout + r.stderr);
     await gnt('gnt-instance', 'start', NAME);
+    con = await g.console();
+    await con.waitReady(90_000);
   });
 
+  /** The first bytes of the guest's CD-ROM, as the guest reads them ('' when it has no medium). */
+  const guestReads = async (): Promise<string> => {
+    assert.ok(con !== undefined);
+    // The console ends output with a newline of its own.
+    return (await con.run('head -c 4 /dev/sr0 2>/dev/null')).out.replace(/\n$/, '');
+  };
+
   after(async () => {
+    con?.close();
     await removeInstance(NAME).catch(() => undefined);
     rmSync(DIR, { recursive: true, force: true });
   });
@@ -53,6 +67,7 @@ interface Block {
   it('Ganeti started QEMU with the first image', async () => {
     assert.equal((await drive())?.inserted?.file, A);
     assert.match(kvmCmdDrive(), /^file=.*a\.iso,/);
+    assert.equal(await guestReads(), 'aaaa');
   });
 
   it('modify -H cdrom_image_path on the running instance: QEMU has the new image at once, and kvm_cmd names it', async () => {
@@ -60,6 +75,16 @@ interface Block {
     assert.doesNotMatch(r.stdout + r.stderr, /WARNING/, r.stdout + r.stderr);
     assert.equal((await drive())?.inserted?.file, B);
     assert.match(kvmCmdDrive(), /^file=.*b\.iso,.*media=cdrom/);
+    // The guest reads the new medium without a reboot (after the tray's close, the drive reports
+    // "not ready" for a moment, as a real one does).
+    let seen = '';
+    const t0 = Date.now();
+    while (seen !== 'bbbb' && Date.now() - t0 < 10_000) {
+      seen = await guestReads();
+      if (seen !== 'bbbb') await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(seen, 'bbbb');
+    process.stdout.write(`        the guest read the new medium ${Date.now() - t0} ms after the modify returned\n`);
   });
 
   it('an empty cdrom_image_path ejects the medium', async () => {
@@ -67,6 +92,7 @@ interface Block {
     const d = await drive();
     assert.equal(d?.inserted, undefined, JSON.stringify(d));
     assert.doesNotMatch(kvmCmdDrive(), /file=/);
+    assert.equal(await guestReads(), '');
   });
 
   it('a virtio CD-ROM (Ganeti\'s default cdrom_disk_type with paravirtual disks) cannot change live: the hook says so, the image applies at the next start', async () => {
@@ -78,6 +104,9 @@ interface Block {
     await gnt('gnt-instance', 'stop', '--timeout=0', NAME);
     await gnt('gnt-instance', 'modify', '-H', 'cdrom_disk_type=ide', NAME);
     await gnt('gnt-instance', 'start', NAME);
+    con?.close();
+    con = await guestHv(NAME, 'gk.modules=ata_piix,sr_mod').console();
+    await con.waitReady(90_000);
   });
 
   it('cdrom.change refuses a missing image and an image outside the storage roots, changing nothing', async () => {

@@ -33,6 +33,10 @@ mark() { echo "==GK== $*"; }
 for m in $(cat /etc/modules); do
   modprobe "$m" || mark "MODPROBE-FAILED $m"
 done
+# gk.modules=a,b: modules the kit carries but loads only on request.
+for m in $(sed -n 's/.*gk\.modules=\([^ ]*\).*/\1/p' /proc/cmdline | tr ',' ' '); do
+  modprobe "$m" || mark "MODPROBE-FAILED $m"
+done
 
 grep -qw gk.verbose /proc/cmdline || dmesg -n 1
 

@@ -31,6 +31,9 @@ required_modules="virtio_pci virtio_blk virtio_scsi sd_mod virtio_net"
 # Loaded when the kernel has them: the std kernel's CRC helpers for sd_mod,
 # and the HBAs behind QEMU's lsi53c895a and megasas (std kernel only).
 optional_modules="crct10dif_generic crc64_rocksoft_generic megaraid_sas sym53c8xx"
+# Copied when the kernel has them but loaded only when the kernel command line
+# asks (gk.modules=a,b): the IDE CD-ROM stack for the CD-ROM tests.
+ondemand_modules="ata_piix sr_mod"
 
 die() { echo "prepare.sh: $*" >&2; exit 1; }
 log() { echo "prepare.sh: $*" >&2; }
@@ -123,13 +126,13 @@ build_initrd() {
   rm -rf "$st"
   mkdir -p "$st"/{bin,dev,proc,sys,tmp,etc,lib/modules/$kver}
   cp "$busybox" "$st/bin/busybox"
-  for m in $required_modules $optional_modules; do
+  for m in $required_modules $optional_modules $ondemand_modules; do
     if ! files=$(module_files "$moddir" "$m"); then
       case " $required_modules " in *" $m "*) die "kernel $kver has no module $m";; esac
       continue
     fi
     [ -n "$files" ] || continue            # built in
-    load="$load $m"
+    case " $ondemand_modules " in *" $m "*) ;; *) load="$load $m" ;; esac
     for f in $files; do
       mkdir -p "$st/lib/modules/$kver/$(dirname "$f")"
       cp "$moddir/$f" "$st/lib/modules/$kver/$f"

@@ -8,11 +8,12 @@
  * (`ganeti-lab.sh down` removes it).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { QmpClient } from '../../../plugin/qmp';
+import { GuestConsole, guestAppend, guestKit, guestSerialArgs } from '../../helpers/guest';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc/client';
 
 const execFileP = promisify(execFile);
@@ -305,5 +306,43 @@ export async function openSerial(name: string): Promise<{ waitFor(re: RegExp, ti
       }
     },
     close: () => sock.destroy(),
+  };
+}
+
+/**
+ * hvparams that boot the guest kit under Ganeti, with the guest's command
+ * channel: ttyS0 is Ganeti's own serial console (serial_console=true, a unix
+ * socket Ganeti creates), ttyS1 a second port from kvm_extra (Ganeti appends
+ * kvm_extra after its own -serial). `console()` copies Ganeti's socket into
+ * the log file the guest console reads; call it right after the start (the
+ * socket drops what the guest says while nobody is connected).
+ */
+export function guestHv(name: string, extraKernelArgs?: string): { hv: Record<string, string>; console: () => Promise<GuestConsole> } {
+  const kit = guestKit();
+  const dir = '/var/run/ganeti/kvm-hypervisor/ctrl';
+  const paths = { serialLog: `/var/log/ganeti/kvm/${name}.gk-serial.log`, cmdSocket: `${dir}/${name}.gk-cmd` };
+  const cmdArg = guestSerialArgs(paths).slice(2).join(' ');
+  return {
+    hv: {
+      kernel_path: kit.kernel, initrd_path: kit.initrd, root_path: '/dev/ram0', kernel_args: guestAppend(extraKernelArgs),
+      serial_console: 'true', kvm_extra: cmdArg,
+    },
+    console: async () => {
+      writeFileSync(paths.serialLog, '');
+      const sock = connect(`${dir}/${name}.serial`);
+      await new Promise<void>((resolve, reject) => {
+        sock.once('connect', resolve);
+        sock.once('error', reject);
+      });
+      sock.on('data', (b: Buffer) => appendFileSync(paths.serialLog, b));
+      sock.on('error', () => undefined);
+      const con = new GuestConsole(paths);
+      const close = con.close.bind(con);
+      con.close = () => {
+        sock.destroy();
+        close();
+      };
+      return con;
+    },
   };
 }
