@@ -41,14 +41,28 @@ import {
     await removeInstance(NAME).catch(() => undefined);
   });
 
-  const steps: Array<[string, string[], (rt: ReturnType<typeof ganetiRuntime>) => void]> = [
-    ['disk add', ['--disk', 'add:size=4M'], (rt) => assert.equal(rt[3].length, 2)],
-    ['NIC add', ['--net', 'add:mode=bridged,link=br0'], (rt) => assert.equal(rt[1].length, 2)],
-    ['second disk add', ['--disk', 'add:size=4M'], (rt) => assert.equal(rt[3].length, 3)],
-    ['disk remove', ['--disk', '1:remove'], (rt) => assert.equal(rt[3].length, 2)],
-    ['NIC remove', ['--net', '1:remove'], (rt) => assert.equal(rt[1].length, 1)],
+  // [what, gnt-instance modify args, disks and NICs Ganeti then records and the guest then has]
+  const steps: Array<[string, string[], number, number]> = [
+    ['disk add', ['--disk', 'add:size=4M'], 2, 1],
+    ['NIC add', ['--net', 'add:mode=bridged,link=br0'], 2, 2],
+    ['second disk add', ['--disk', 'add:size=4M'], 3, 2],
+    ['disk remove', ['--disk', '1:remove'], 2, 2],
+    ['NIC remove', ['--net', '1:remove'], 2, 1],
   ];
-  for (const [what, args, check] of steps) {
+
+  /** The guest's virtio disks and NICs, once they reach the expected counts (hotplug events take a moment). */
+  async function guestSees(disks: number, nics: number): Promise<{ disks: string[]; nics: string[] }> {
+    assert.ok(con !== undefined);
+    const t0 = Date.now();
+    for (;;) {
+      const st = await con.state();
+      const seen = { disks: st.block.filter((b) => /^vd[a-z]+$/.test(b)), nics: st.net.map((n) => n.name).filter((n) => n !== 'lo') };
+      if ((seen.disks.length === disks && seen.nics.length === nics) || Date.now() - t0 > 10_000) return seen;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  for (const [what, args, disks, nics] of steps) {
     it(`gnt-instance modify --hotplug: ${what}, reported done; instance.verify clean`, async () => {
       const mark = logMark();
       const r = await gnt('gnt-instance', 'modify', '--hotplug', ...args, NAME);
@@ -59,7 +73,12 @@ import {
       const calls = daemonCallsSince(mark).filter((c) => c.method === 'instance.plan');
       assert.ok(calls.length >= 2, `pre and post hooks: ${JSON.stringify(calls)}`);
       for (const c of calls) assert.equal(c.outcome, 'ok');
-      check(ganetiRuntime(NAME));
+      const rt = ganetiRuntime(NAME);
+      assert.equal(rt[3].length, disks);
+      assert.equal(rt[1].length, nics);
+      const seen = await guestSees(disks, nics);
+      assert.equal(seen.disks.length, disks, `the guest's disks: ${seen.disks.join(' ')}`);
+      assert.equal(seen.nics.length, nics, `the guest's NICs: ${seen.nics.join(' ')}`);
       const v = await call<{ clean: boolean; differences: unknown[]; notes?: string[] }>('instance.verify', { name: NAME });
       assert.deepEqual(v.differences, [], `${what}: ${JSON.stringify(v)}`);
       assert.equal(v.clean, true);
