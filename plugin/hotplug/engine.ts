@@ -5,6 +5,7 @@
  * the runtime file's cross-process lock, held across the QMP work);
  * different instances proceed in parallel.
  */
+import pino, { type Logger } from 'pino';
 import { GkdError, isGkdError } from '../errors';
 import { readLiveDevice } from '../inspect';
 import {
@@ -17,6 +18,7 @@ import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
+import { dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
 import { AddSteps } from './add-steps';
 import { UndoLog } from './undo';
@@ -26,8 +28,6 @@ import { verifyAdded } from './verify';
 export const HOTPLUG_DEFAULTS = {
   /** How long to wait for the guest to release a device (DEVICE_DELETED) before reporting it pending. */
   unplugTimeoutMs: 5_000,
-  /** How long a pending unplug keeps listening after the call returned. */
-  pendingWatchMs: 10 * 60_000,
   /** How long to wait for another operation on the same instance. */
   lockWaitMs: 60_000,
 } as const;
@@ -44,11 +44,12 @@ export interface HotplugEngineOptions {
   /** `kvm` (default) or `tcg`: vhost-net is only asked for under KVM. */
   accel?: 'kvm' | 'tcg';
   unplugTimeoutMs?: number;
-  pendingWatchMs?: number;
   lockWaitMs?: number;
   isBlockDevice?: (path: string) => boolean;
   /** Called when a removal reported as pending completes later. */
   onRemoved?: (ev: RemovedEvent) => void;
+  /** Where background work (pending removals) reports. @default silent */
+  logger?: Logger;
 }
 
 /** Per-call options of the engine's operations. */
@@ -71,13 +72,26 @@ export interface RemoveResult {
 
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
 export class HotplugEngine {
-  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved'>> & HotplugEngineOptions;
+  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger'>> & HotplugEngineOptions;
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #pending: PendingUnplugs;
+  readonly #log: Logger;
 
   constructor(options: HotplugEngineOptions) {
     this.#o = { accel: 'kvm', ...HOTPLUG_DEFAULTS, ...options };
-    this.#pending = new PendingUnplugs((name, fn) => this.#exclusive(name, fn), this.#o.store, this.#o.onRemoved);
+    this.#log = (options.logger ?? pino({ level: 'silent' })).child({ module: 'hotplug' });
+    this.#pending = new PendingUnplugs({
+      connections: this.#o.connections,
+      store: this.#o.store,
+      exclusive: (name, fn) => this.#exclusive(name, fn),
+      ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
+      log: this.#log,
+    });
+  }
+
+  /** Stops the background finishers (daemon shutdown). */
+  stop(): void {
+    this.#pending.stop();
   }
 
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
@@ -91,8 +105,8 @@ export class HotplugEngine {
     return run;
   }
 
-  async #qmp(name: string, opts: CallOptions): Promise<QmpClient> {
-    return this.#o.connections.get(opts.qmp ?? this.#o.qmpSocket(name));
+  #socket(name: string, opts: CallOptions): string {
+    return opts.qmp ?? this.#o.qmpSocket(name);
   }
 
   /**
@@ -144,53 +158,62 @@ export class HotplugEngine {
     if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${id}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
     }
-    const socket = opts.qmp ?? this.#o.qmpSocket(name);
-    const qmp = await this.#o.connections.get(socket);
-    await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
-    const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
-    if ((await readLiveDevice(qmp, id)) !== undefined) {
-      throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
-    }
-    const hvinfo = allocate(runtime, kind, id, live);
+    const socket = this.#socket(name, opts);
     const undo = new UndoLog();
     const action = `hot-add ${kind} "${id}" to "${name}"`;
-    const steps = new AddSteps({
-      qmp,
-      id,
-      undo,
-      // A dropped connection does not mean QEMU is gone: roll back over a fresh one.
-      reconnect: async () => (qmp.closed ? this.#o.connections.get(socket) : qmp),
-      unplugTimeoutMs: opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs,
-      pendingWatchMs: this.#o.pendingWatchMs,
-    });
-    let entry: RuntimeDiskEntry | RuntimeNic;
+    const unplugTimeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
+    let steps: AddSteps | undefined;
+    let hvinfo: HvInfo | undefined;
     try {
-      if (kind === 'disk') {
-        const d = spec as DiskSpec;
-        if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
-        const io = diskIo(runtime);
-        const readOnly = diskReadOnly(d.mode, hvinfo.driver);
-        entry = diskEntry(d, hvinfo, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice });
-        await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
-        await steps.run('device_add', diskDeviceArgs(hvinfo, io));
-      } else {
-        const n = spec as NicSpec;
-        const hv = runtimeHvParams(runtime[2]);
-        const backend = n.backend ?? { type: 'tap' as const };
-        await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
-        await steps.run('device_add', nicDeviceArgs(hvinfo, n.mac));
-        entry = nicEntry(n, hvinfo);
-      }
-      steps.step = 'verify';
-      await verifyAdded(qmp, id, hvinfo, kind);
-      steps.step = 'runtime write';
-      await this.#o.store.write(name, withEntry(runtime, kind, entry), { expect: read.stamp });
+      // One short sequence on the monitor: read, place, add, verify, record; then it is given back.
+      await this.#o.connections.use(socket, async (qmp) => {
+        await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
+        const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
+        if ((await readLiveDevice(qmp, id)) !== undefined) {
+          throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
+        }
+        hvinfo = allocate(runtime, kind, id, live);
+        steps = new AddSteps({
+          qmp,
+          id,
+          kind,
+          undo,
+          session: (fn) => this.#o.connections.use(socket, fn),
+          waitGone: (ms) => pollUntilGone(this.#o.connections, socket, id, ms),
+          deferBackend: () => this.#pending.watch({ name, kind, uuid: '', id, socket, recorded: false }),
+          unplugTimeoutMs,
+        });
+        let entry: RuntimeDiskEntry | RuntimeNic;
+        if (kind === 'disk') {
+          const d = spec as DiskSpec;
+          if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
+          const io = diskIo(runtime);
+          const readOnly = diskReadOnly(d.mode, hvinfo.driver);
+          await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
+          await steps.run('device_add', diskDeviceArgs(hvinfo, io));
+          const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
+          entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
+        } else {
+          const n = spec as NicSpec;
+          const hv = runtimeHvParams(runtime[2]);
+          const backend = n.backend ?? { type: 'tap' as const };
+          await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
+          await steps.run('device_add', nicDeviceArgs(hvinfo, n.mac));
+          const { backend: _b, ...rest } = n;
+          entry = { ...rest, hvinfo };
+        }
+        steps.step = 'verify';
+        await verifyAdded(qmp, id, hvinfo, kind);
+        steps.step = 'runtime write';
+        await this.#o.store.write(name, withEntry(runtime, kind, entry), { expect: read.stamp });
+      });
     } catch (e) {
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
-      if (steps.step === 'runtime write' && isGkdError(e) && e.data?.committed === true) return { hvinfo };
-      throw await undo.fail(action, steps.step, e);
+      if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && hvinfo !== undefined) return { hvinfo };
+      // Rolled back after the add's connection was given back: each inverse uses a short one of its own.
+      throw await undo.fail(action, steps?.step ?? 'prepare', e);
     }
-    return { hvinfo };
+    return { hvinfo: hvinfo as HvInfo };
   }
 
   async #remove(name: string, kind: DeviceKind, uuid: string, opts: CallOptions): Promise<RemoveResult> {
@@ -204,34 +227,48 @@ export class HotplugEngine {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-remove ${kind} "${uuid}": it was started without a device id (pre-2.10 runtime); restart the instance first`, { field: 'uuid' });
     }
     const hvinfo = found.hvinfo as HvInfo;
-    const qmp = await this.#qmp(name, opts);
-    await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
+    const socket = this.#socket(name, opts);
     const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
-    // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
-    const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, timeoutMs);
     const warnings: string[] = [];
-    try {
-      await qmp.execute('device_del', { id });
-      await gone;
-    } catch (e) {
-      gone.cancel?.();
-      const ge = e as GkdError;
-      const desc = String((ge.data as { desc?: string } | undefined)?.desc ?? ge.message);
-      if (ge.code === 'GKD_QMP_COMMAND' && /not found/i.test(desc)) {
-        warnings.push(`QEMU no longer had device "${id}"`);
-      } else if (ge.code === 'GKD_QMP_TIMEOUT' || (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc))) {
-        this.#pending.watch({ name, kind, uuid, id, qmp, watchMs: this.#o.pendingWatchMs, finish: () => this.#finishRemoval(qmp, kind, id) });
-        throw new GkdError('GKD_HOTPLUG_PENDING', `Cannot confirm removal of ${kind} "${id}" from "${name}" yet: the guest has not released it within ${timeoutMs} ms; the runtime file keeps it until QEMU reports it gone`, {
-          device: id,
-          data: { status: 'pending', hvinfo },
-        });
-      } else {
+    const pending = (): GkdError => {
+      this.#pending.watch({ name, kind, uuid, id, socket, recorded: true });
+      return new GkdError('GKD_HOTPLUG_PENDING', `Cannot confirm removal of ${kind} "${id}" from "${name}" yet: the guest has not released it within ${timeoutMs} ms; the runtime file keeps it until QEMU reports it gone`, {
+        device: id,
+        data: { status: 'pending', hvinfo },
+      });
+    };
+    // The connection that sends device_del waits a moment for DEVICE_DELETED (SCSI disks go at once)
+    // and drops the backend when it came; otherwise it gives the monitor back and the guest is polled for.
+    // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
+    const first = await this.#o.connections.use(socket, async (qmp): Promise<'gone' | 'waiting' | 'unplugging'> => {
+      await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
+      const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs));
+      try {
+        await qmp.execute('device_del', { id });
+        await gone;
+        return 'gone';
+      } catch (e) {
+        gone.cancel();
+        const ge = e as GkdError;
+        const desc = String((ge.data as { desc?: string } | undefined)?.desc ?? ge.message);
+        if (ge.code === 'GKD_QMP_COMMAND' && /not found/i.test(desc)) {
+          warnings.push(`QEMU no longer had device "${id}"`);
+          return 'gone';
+        }
+        if (ge.code === 'GKD_QMP_TIMEOUT') return 'waiting';
+        if (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc)) return 'unplugging';
         // Without a reply QEMU may have started the unplug; only a refusal means nothing changed.
         const outcome = ge.code === 'GKD_QMP_COMMAND' ? 'nothing changed' : 'QEMU may have started the unplug; the runtime file keeps the device until QEMU reports it gone';
         throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; ${outcome}`, { device: id, cause: e });
       }
-    }
-    warnings.push(...(await this.#finishRemoval(qmp, kind, id)));
+    });
+    // Asked again while QEMU is still unplugging: still pending (one background finisher).
+    if (first === 'unplugging') throw pending();
+    if (first === 'waiting' && !(await pollUntilGone(this.#o.connections, socket, id, timeoutMs - Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs)))) throw pending();
+    const drop = await this.#o.connections.use(socket, (qmp) => dropBackend(qmp, kind, id));
+    // A block node still "in use" right after the device went: the background finisher retries it.
+    if (!drop.done) throw pending();
+    warnings.push(...drop.warnings);
     try {
       await this.#o.store.write(name, withoutEntry(read.upgraded, kind, uuid), { expect: read.stamp });
     } catch (e) {
@@ -244,17 +281,5 @@ export class HotplugEngine {
       }
     }
     return { hvinfo, status: 'removed', warnings };
-  }
-
-  /** After DEVICE_DELETED: drop the backend (block node or netdev); a missing one is only a warning. */
-  async #finishRemoval(qmp: QmpClient, kind: DeviceKind, id: string): Promise<string[]> {
-    try {
-      if (kind === 'disk') await qmp.execute('blockdev-del', { 'node-name': id });
-      else await qmp.execute('netdev_del', { id });
-      return [];
-    } catch (e) {
-      // Disks added by drive_add (Ganeti 2.16-3.0) lose their drive together with the device.
-      return [`${kind === 'disk' ? 'blockdev-del' : 'netdev_del'} ${id}: ${(e as Error).message}`];
-    }
   }
 }

@@ -10,10 +10,10 @@ import type { LaunchQemuOptions, QemuProcess } from '../process';
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
 
-/** The part of a QMP connection pool migration uses (`QmpConnections` fits). */
+/** The part of the QMP connections migration uses (`QmpConnections` fits). */
 export interface QmpPool {
-  /** A connected client for `socket`, shared with other operations. */
-  get(socket: string): Promise<QmpClient>;
+  /** Runs `fn` over a connection to `socket` that is closed when `fn` ends (never idle-closed meanwhile). */
+  use<T>(socket: string, fn: (qmp: QmpClient) => Promise<T>): Promise<T>;
   /** Hands over a client connected elsewhere (the launcher's). */
   adopt?(socket: string, client: QmpClient): void;
 }

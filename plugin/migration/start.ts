@@ -133,19 +133,29 @@ export async function startMigration(ctx: MigrationContext, params: StartParams,
 }
 
 async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
-  const { name, uri } = params;
-  const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
-  const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
-  const { upgraded, format } = await ctx.store.read(name);
+  const { name } = params;
+  const read = await ctx.store.read(name);
+  const { upgraded, format } = read;
   // What the runtime alone rules out is refused before any QEMU is contacted.
   const settings = migrationSettings(upgraded[2]);
   const unplaced = unplacedDevices(upgraded, format);
   if (unplaced.length > 0) {
     throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": ${describeUnplaced(unplaced)}`, { field: 'name', data: { unplaced } });
   }
-  const srcSocket = params.qmp ?? ctx.qmpSocket(name);
-  const src = await ctx.connections.get(srcSocket);
+  // The migration's own connections: held from the first check to the verdict and closed right after,
+  // never closed for idleness meanwhile (a paused source sends nothing for long stretches).
+  return ctx.connections.use(params.qmp ?? ctx.qmpSocket(name), (src) => migrateOver(ctx, params, src, read, settings, notify));
+}
 
+async function migrateOver(
+  ctx: MigrationContext,
+  params: StartParams,
+  src: QmpClient,
+  { upgraded, format }: Pick<Awaited<ReturnType<MigrationContext['store']['read']>>, 'upgraded' | 'format'>,
+  settings: ReturnType<typeof migrationSettings>,
+  notify?: (p: MigrationProgress) => void,
+): Promise<StartResult> {
+  const { name } = params;
   const before = await status(src);
   if (before === 'inmigrate') throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": its QEMU is itself waiting for an incoming migration`, { field: 'name' });
   const current = (await src.execute<QueryMigrate>('query-migrate')).status;
@@ -161,14 +171,20 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
     });
   }
 
-  let target: QmpClient | undefined;
-  if (params.targetQmp !== undefined) {
-    target = await ctx.connections.get(params.targetQmp);
+  if (params.targetQmp === undefined) return runMigration(params, src, undefined, before, settings, notify);
+  return ctx.connections.use(params.targetQmp, async (target) => {
     const ts = await status(target);
     if (ts !== 'inmigrate') {
       throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": the target is "${ts}", not waiting for an incoming migration`, { field: 'targetQmp' });
     }
-  }
+    return runMigration(params, src, target, before, settings, notify);
+  });
+}
+
+async function runMigration(params: StartParams, src: QmpClient, target: QmpClient | undefined, before: string, settings: ReturnType<typeof migrationSettings>, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
+  const { name, uri } = params;
+  const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
+  const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
 
   // MIGRATION events (with the events capability) wake the progress loop at once on each state change.
   // return-path: the target acknowledges the loaded state, so a target that failed to load makes the source

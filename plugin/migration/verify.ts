@@ -100,16 +100,15 @@ export async function runtimeDrift(
  */
 export async function verifyInstance(ctx: MigrationContext, name: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const socket = options.qmp ?? ctx.qmpSocket(name);
-  const qmp = await ctx.connections.get(socket);
-  const notes: string[] = [];
   if (options.repair === undefined || options.repair === false) {
     const { upgraded, format } = await ctx.store.read(name);
-    const differences = await runtimeDrift(upgraded, qmp, format, { ...whereOf(ctx, upgraded, name, socket), notes }, ctx);
-    return withNotes({ clean: differences.length === 0, differences, repaired: false }, notes);
+    const differences = await ctx.connections.use(socket, (qmp) => runtimeDrift(upgraded, qmp, format));
+    return { clean: differences.length === 0, differences, repaired: false };
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
-  // Under the lock: a hotplug between reading QEMU and writing the file would be lost.
-  return ctx.store.withLock(name, async () => {
+  // Under the lock: a hotplug between reading QEMU and writing the file would be lost. The monitor is
+  // only taken once the lock is ours, so a long lock wait never holds (or loses) a connection.
+  return ctx.store.withLock(name, () => ctx.connections.use(socket, async (qmp) => {
     const read = await ctx.store.read(name);
     const where = whereOf(ctx, read.upgraded, name, socket);
     const live = await readLiveState(qmp, where);
@@ -118,7 +117,7 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
     if (differences.length === 0) return withNotes({ clean: true, differences, repaired: false }, notes);
     const next = repairRuntime(read.upgraded, differences, live, known, { realpath: realpathOrUndefined });
     await ctx.store.write(name, next, { expect: read.stamp });
-    const after = await runtimeDrift(next, qmp, '2.16', where, ctx);
-    return withNotes({ clean: after.length === 0, differences, repaired: true }, notes);
-  });
+    const after = await runtimeDrift(next, qmp);
+    return { clean: after.length === 0, differences, repaired: true };
+  }));
 }

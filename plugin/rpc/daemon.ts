@@ -36,7 +36,7 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
   // (the store locks next to the runtime files; QEMU binds its sockets in ctrl/).
   await mkdir(config.runtimeDir, { recursive: true });
   if (config.launch) for (const d of ['pid', 'ctrl']) await mkdir(join(config.runDir, d), { recursive: true });
-  const deps = methodDeps(config);
+  const deps = methodDeps(config, logger);
   const methods = buildMethods(version, deps, options.extraMethods);
   const server = await RpcServer.start({ config, logger, methods, sharedSchemas: SHARED_SCHEMAS });
   deps.notifyAll = (method, params) => server.notify('all', method, params);
@@ -45,6 +45,7 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
     // Launch mode is for demos and tests: its QEMUs are the daemon's children. Stop them before
     // closing the pooled connections: the pool holds the launcher's own QMP client, and `stop`
     // needs it to send quit (otherwise it waits its full timeout, then kills).
+    deps.engine.stop();
     await Promise.allSettled([...deps.launched.values()].map((p) => p.stop()));
     await deps.connections.closeAll();
   };

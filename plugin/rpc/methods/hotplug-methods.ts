@@ -25,9 +25,9 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
       summary: 'Says whether a disk or NIC can be hot-added or hot-removed on this instance now',
       schema: supportedSchema,
       handler: async (p, ctx) => {
-        const { upgraded } = await store.read(p.name);
-        const qmp = await connections.get(p.qmp ?? qmpSocketFor(ctx.config, p.name));
-        return hotplugSupported(upgraded, qmp, p.kind, p.action);
+        const t = p as unknown as Target & { kind: 'disk' | 'nic'; action: 'add' | 'remove' };
+        const { upgraded } = await store.read(t.name);
+        return connections.use(t.qmp ?? qmpSocketFor(ctx.config, t.name), (qmp) => hotplugSupported(upgraded, qmp, t.kind, t.action));
       },
     }),
     defineMethod({

@@ -3,6 +3,7 @@
  * module implementing it exists: an unknown method answers -32601, never a
  * stub.
  */
+import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import { qmpSocketFor } from '../../config';
 import { HotplugEngine, QmpConnections } from '../../hotplug';
@@ -31,7 +32,7 @@ export const SHARED_SCHEMAS: Record<string, unknown>[] = [instanceSchema];
 export interface MethodDeps {
   config: Config;
   store: RuntimeStore;
-  /** One QMP connection per instance, shared by hotplug, migration and launch. */
+  /** Short-lived QMP connections (one short sequence each), shared by hotplug, migration and launch. */
   connections: QmpConnections;
   engine: HotplugEngine;
   migration: MigrationContext;
@@ -51,11 +52,11 @@ export interface MethodDeps {
 }
 
 /** The shared state for a daemon with `config`. */
-export function methodDeps(config: Config): MethodDeps {
+export function methodDeps(config: Config, logger?: Logger): MethodDeps {
   const store = new RuntimeStore(config.runtimeDir);
-  // Idle connections are closed after a second: the QMP socket may be Ganeti's own, which serves
-  // one client at a time, and Ganeti must be able to reach its QEMU between our calls.
-  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs, idleCloseMs: 1_000 });
+  // Each connection lives for one short command sequence: the QMP socket may be Ganeti's own, which
+  // serves one client at a time, and Ganeti's client gives up after 5 s.
+  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs });
   const qmpSocket = (name: string): string => qmpSocketFor(config, name);
   const deps: MethodDeps = {
     config, store, connections, launched: new Map(), reserved: new Set(),
@@ -72,6 +73,7 @@ export function methodDeps(config: Config): MethodDeps {
     store, connections, qmpSocket, unplugTimeoutMs: config.unplugTimeoutMs,
     ...(config.accel === undefined ? {} : { accel: config.accel }),
     onRemoved: (ev) => deps.notifyAll('device.removed', { ...ev }),
+    ...(logger === undefined ? {} : { logger }),
   });
   return deps;
 }
