@@ -29,10 +29,12 @@ export interface AddStepsOptions {
   /** Polls until QEMU no longer has the device; false after `timeoutMs`. */
   waitGone: (timeoutMs: number) => Promise<boolean>;
   /** Leaves the backend to the background finisher: the guest has not released the device yet. */
-  deferBackend: () => void;
+  deferBackend: () => Promise<void>;
   unplugTimeoutMs: number;
   /** Called before each QEMU step is sent (the journal records it first). */
   beforeStep?: (cmd: AddCommand) => Promise<void>;
+  /** Called once a step succeeded (test-only fault points). */
+  afterStep?: (cmd: AddCommand) => void;
 }
 
 export class AddSteps {
@@ -67,6 +69,7 @@ export class AddSteps {
       throw e;
     }
     this.#o.undo.push(what, inverse);
+    this.#o.afterStep?.(cmd);
   }
 
   #inverse(cmd: AddCommand): { what: string; inverse: () => Promise<string | void> } {
@@ -77,7 +80,7 @@ export class AddSteps {
           what: `blockdev-del ${id}`,
           inverse: async () => {
             if (!this.#deferred) return void (await this.#o.session((c) => c.execute('blockdev-del', { 'node-name': id })));
-            this.#o.deferBackend();
+            await this.#o.deferBackend();
             return 'deferred until the guest releases the device';
           },
         };

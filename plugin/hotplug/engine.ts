@@ -12,12 +12,14 @@ import {
   blockdevArgs, deviceId, diskDeviceArgs, diskEntry, diskIo, diskReadOnly, runtimeHvParams, netdevArgs, nicDeviceArgs, nicEntry, SCSI_BUS, type QemuDict,
 } from '../planner';
 import type { QmpClient } from '../qmp';
-import type { RuntimeStore } from '../runtime';
+import { faultPoint } from '../fault-point';
+import { Journal, type JournalEntry, type RuntimeStore } from '../runtime';
 import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
 import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
+import { needsReconcile, reconcileInstance, type ReconcileOutcome } from './reconcile';
 import { dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
 import { AddSteps } from './add-steps';
@@ -76,17 +78,57 @@ export class HotplugEngine {
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #pending: PendingUnplugs;
   readonly #log: Logger;
+  /** The intent journal, next to the runtime files. */
+  readonly journal: Journal;
 
   constructor(options: HotplugEngineOptions) {
     this.#o = { accel: 'kvm', ...HOTPLUG_DEFAULTS, ...options };
     this.#log = (options.logger ?? pino({ level: 'silent' })).child({ module: 'hotplug' });
+    this.journal = new Journal(this.#o.store.dir);
     this.#pending = new PendingUnplugs({
       connections: this.#o.connections,
       store: this.#o.store,
       exclusive: (name, fn) => this.#exclusive(name, fn),
       ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
+      onSettled: (p) => (p.seq === undefined ? undefined : this.journal.close(p.name, p.seq)),
       log: this.#log,
     });
+  }
+
+  /**
+   * Reconciles instance `name` now if its journal has open entries (a process died in the middle
+   * of an operation); see reconcile.ts. Every operation does this first by itself.
+   */
+  reconcile(name: string): Promise<ReconcileOutcome[]> {
+    return this.#exclusive(name, async () => []).then(() => this.#lastReconcile.get(name) ?? []);
+  }
+
+  /** Reconciles every instance that has a journal (daemon start); failures are logged, never thrown. */
+  async reconcileAll(): Promise<Map<string, ReconcileOutcome[] | Error>> {
+    const out = new Map<string, ReconcileOutcome[] | Error>();
+    for (const name of await this.journal.list()) {
+      try {
+        out.set(name, await this.reconcile(name));
+      } catch (e) {
+        this.#log.error({ instance: name, err: e }, 'reconcile failed; the journal entry stays open and is retried before the next operation');
+        out.set(name, e as Error);
+      }
+    }
+    return out;
+  }
+
+  readonly #lastReconcile = new Map<string, ReconcileOutcome[]>();
+
+  async #reconcileLocked(name: string): Promise<void> {
+    if (!(await needsReconcile({ journal: this.journal, pending: this.#pending }, name))) {
+      this.#lastReconcile.delete(name);
+      return;
+    }
+    const outcomes = await reconcileInstance({
+      store: this.#o.store, journal: this.journal, connections: this.#o.connections, pending: this.#pending, log: this.#log,
+      ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
+    }, name);
+    this.#lastReconcile.set(name, outcomes);
   }
 
   /** Stops the background finishers (daemon shutdown). */
@@ -97,7 +139,14 @@ export class HotplugEngine {
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
   #exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#queues.get(name) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, fn, { wait: this.#o.lockWaitMs }));
+    const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, async () => {
+      // What a dead process left half done is finished first, so this operation sees a consistent instance.
+      await this.#reconcileLocked(name);
+      return fn();
+    }, {
+      wait: this.#o.lockWaitMs,
+      onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
+    }));
     this.#queues.set(name, run);
     void run.finally(() => {
       if (this.#queues.get(name) === run) this.#queues.delete(name);
@@ -164,6 +213,7 @@ export class HotplugEngine {
     const unplugTimeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
     let steps: AddSteps | undefined;
     let hvinfo: HvInfo | undefined;
+    let journal: JournalEntry | undefined;
     try {
       // One short sequence on the monitor: read, place, add, verify, record; then it is given back.
       await this.#o.connections.use(socket, async (qmp) => {
@@ -173,6 +223,19 @@ export class HotplugEngine {
           throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
         }
         hvinfo = allocate(runtime, kind, id, live);
+        const at = hvinfo;
+        // The runtime entry is known before QEMU is touched: the journal carries it, so a restart can
+        // record a device that made it into QEMU.
+        let entry: RuntimeDiskEntry | RuntimeNic;
+        if (kind === 'disk') {
+          const d = spec as DiskSpec;
+          if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
+          const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
+          entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo: at }, path, uri ?? null];
+        } else {
+          const { backend: _b, ...rest } = spec as NicSpec;
+          entry = { ...rest, hvinfo: at };
+        }
         steps = new AddSteps({
           qmp,
           id,
@@ -180,40 +243,60 @@ export class HotplugEngine {
           undo,
           session: (fn) => this.#o.connections.use(socket, fn),
           waitGone: (ms) => pollUntilGone(this.#o.connections, socket, id, ms),
-          deferBackend: () => this.#pending.watch({ name, kind, uuid: '', id, socket, recorded: false }),
+          deferBackend: async () => {
+            const p = await this.journal.open(name, { op: 'pending', step: 'wait', kind, uuid: '', id, socket, recorded: false });
+            this.#pending.watch({ name, kind, uuid: '', id, socket, recorded: false, seq: p.seq });
+          },
           unplugTimeoutMs,
+          beforeStep: async (cmd) => {
+            journal = journal === undefined
+              ? await this.journal.open(name, { op: 'add', step: cmd, kind, uuid: spec.uuid, id, socket, hvinfo: at as unknown as Record<string, unknown>, entry })
+              : await this.journal.update(name, { ...journal, step: cmd });
+            if (cmd !== 'device_add') faultPoint(`${kind}-add:journaled`);
+          },
+          afterStep: (cmd) => faultPoint(`${kind}-add:${cmd === 'device_add' ? 'device' : 'backend'}`),
         });
-        let entry: RuntimeDiskEntry | RuntimeNic;
         if (kind === 'disk') {
           const d = spec as DiskSpec;
-          if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
           const io = diskIo(runtime);
-          const readOnly = diskReadOnly(d.mode, hvinfo.driver);
+          const readOnly = diskReadOnly(d.mode, at.driver);
           await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
-          await steps.run('device_add', diskDeviceArgs(hvinfo, io));
-          const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
-          entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo }, path, uri ?? null];
+          await steps.run('device_add', diskDeviceArgs(at, io));
         } else {
           const n = spec as NicSpec;
           const hv = runtimeHvParams(runtime[2]);
           const backend = n.backend ?? { type: 'tap' as const };
           await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
-          await steps.run('device_add', nicDeviceArgs(hvinfo, n.mac));
-          const { backend: _b, ...rest } = n;
-          entry = { ...rest, hvinfo };
+          await steps.run('device_add', nicDeviceArgs(at, n.mac));
         }
         steps.step = 'verify';
-        await verifyAdded(qmp, id, hvinfo, kind);
+        await verifyAdded(qmp, id, at, kind);
+        faultPoint(`${kind}-add:verified`);
         steps.step = 'runtime write';
         await this.#o.store.write(name, withEntry(runtime, kind, entry), { expect: read.stamp });
+        faultPoint(`${kind}-add:recorded`);
       });
     } catch (e) {
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
-      if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && hvinfo !== undefined) return { hvinfo };
+      if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && hvinfo !== undefined) {
+        await this.#closeJournal(name, journal);
+        return { hvinfo };
+      }
       // Rolled back after the add's connection was given back: each inverse uses a short one of its own.
-      throw await undo.fail(action, steps?.step ?? 'prepare', e);
+      const err = await undo.fail(action, steps?.step ?? 'prepare', e);
+      // An inverse that failed (QEMU gone, no answer) leaves the entry open: the next reconcile finishes it.
+      const undone = (err.data as { undone?: string[] } | undefined)?.undone ?? [];
+      if (!undone.some((l) => / FAILED: /.test(l))) await this.#closeJournal(name, journal);
+      throw err;
     }
+    await this.#closeJournal(name, journal);
     return { hvinfo: hvinfo as HvInfo };
+  }
+
+  /** Closes a finished operation's journal entry; a failure to do so is logged (the next reconcile closes it). */
+  async #closeJournal(name: string, entry: JournalEntry | undefined): Promise<void> {
+    if (entry === undefined) return;
+    await this.journal.close(name, entry.seq).catch((e: unknown) => this.#log.warn({ instance: name, seq: entry.seq, err: e }, 'journal entry not closed; the next reconcile will'));
   }
 
   async #remove(name: string, kind: DeviceKind, uuid: string, opts: CallOptions): Promise<RemoveResult> {
@@ -230,8 +313,18 @@ export class HotplugEngine {
     const socket = this.#socket(name, opts);
     const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
     const warnings: string[] = [];
-    const pending = (): GkdError => {
-      this.#pending.watch({ name, kind, uuid, id, socket, recorded: true });
+    let journal: JournalEntry | undefined;
+    const pending = async (): Promise<GkdError> => {
+      // One pending entry per device: a removal asked again while QEMU unplugs keeps the first one.
+      const earlier = (await this.journal.read(name)).find((x) => x.op === 'pending' && x.id === id && x.seq !== journal?.seq);
+      if (earlier !== undefined) {
+        await this.#closeJournal(name, journal);
+        this.#pending.watch({ name, kind, uuid, id, socket, recorded: true, seq: earlier.seq });
+      } else {
+        if (journal !== undefined) journal = await this.journal.update(name, { ...journal, op: 'pending', step: 'wait', recorded: true });
+        faultPoint(`${kind}-pending:journaled`);
+        this.#pending.watch({ name, kind, uuid, id, socket, recorded: true, ...(journal === undefined ? {} : { seq: journal.seq }) });
+      }
       return new GkdError('GKD_HOTPLUG_PENDING', `Cannot confirm removal of ${kind} "${id}" from "${name}" yet: the guest has not released it within ${timeoutMs} ms; the runtime file keeps it until QEMU reports it gone`, {
         device: id,
         data: { status: 'pending', hvinfo },
@@ -242,9 +335,12 @@ export class HotplugEngine {
     // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
     const first = await this.#o.connections.use(socket, async (qmp): Promise<'gone' | 'waiting' | 'unplugging'> => {
       await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
+      journal = await this.journal.open(name, { op: 'remove', step: 'device_del', kind, uuid, id, socket, hvinfo: hvinfo as unknown as Record<string, unknown> });
+      faultPoint(`${kind}-remove:journaled`);
       const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs));
       try {
         await qmp.execute('device_del', { id });
+        faultPoint(`${kind}-remove:requested`);
         await gone;
         return 'gone';
       } catch (e) {
@@ -258,19 +354,24 @@ export class HotplugEngine {
         if (ge.code === 'GKD_QMP_TIMEOUT') return 'waiting';
         if (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc)) return 'unplugging';
         // Without a reply QEMU may have started the unplug; only a refusal means nothing changed.
+        // That uncertain case keeps its journal entry: the next reconcile looks at what QEMU has.
         const outcome = ge.code === 'GKD_QMP_COMMAND' ? 'nothing changed' : 'QEMU may have started the unplug; the runtime file keeps the device until QEMU reports it gone';
+        if (ge.code === 'GKD_QMP_COMMAND') await this.#closeJournal(name, journal);
         throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; ${outcome}`, { device: id, cause: e });
       }
     });
     // Asked again while QEMU is still unplugging: still pending (one background finisher).
-    if (first === 'unplugging') throw pending();
-    if (first === 'waiting' && !(await pollUntilGone(this.#o.connections, socket, id, timeoutMs - Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs)))) throw pending();
+    if (first === 'unplugging') throw await pending();
+    if (first === 'waiting' && !(await pollUntilGone(this.#o.connections, socket, id, timeoutMs - Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs)))) throw await pending();
+    faultPoint(`${kind}-remove:gone`);
     const drop = await this.#o.connections.use(socket, (qmp) => dropBackend(qmp, kind, id));
     // A block node still "in use" right after the device went: the background finisher retries it.
-    if (!drop.done) throw pending();
+    if (!drop.done) throw await pending();
+    faultPoint(`${kind}-remove:backend`);
     warnings.push(...drop.warnings);
     try {
       await this.#o.store.write(name, withoutEntry(read.upgraded, kind, uuid), { expect: read.stamp });
+      faultPoint(`${kind}-remove:recorded`);
     } catch (e) {
       if (!(isGkdError(e) && e.data?.committed === true)) {
         throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot record the removal of ${kind} "${id}" from "${name}": QEMU no longer has it, but the runtime file could not be updated (${(e as Error).message}); run instance.verify with repair`, {
@@ -280,6 +381,7 @@ export class HotplugEngine {
         });
       }
     }
+    await this.#closeJournal(name, journal);
     return { hvinfo, status: 'removed', warnings };
   }
 }

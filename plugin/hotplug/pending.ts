@@ -13,6 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { isGkdError } from '../errors';
+import { faultPoint } from '../fault-point';
 import type { RuntimeStore } from '../runtime';
 import type { DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
@@ -39,6 +40,8 @@ export interface PendingUnplug {
   socket: string;
   /** The runtime file lists the device: drop its entry once QEMU let go. */
   recorded: boolean;
+  /** Its journal entry, closed once the removal is finished. */
+  seq?: number;
 }
 
 /** Waits between checks of one pending removal, ms; the last one repeats. */
@@ -136,6 +139,7 @@ export class PendingUnplugs {
         const drop = await this.#o.connections.use(w.socket, (c) => dropBackend(c, w.kind, w.id));
         if (!drop.done) return false;
         w.backend = drop.warnings;
+        faultPoint(`${w.kind}-finish:backend`);
       }
       if (w.recorded) {
         const read = await this.#o.store.read(w.name);
@@ -143,6 +147,7 @@ export class PendingUnplugs {
           await this.#o.store.write(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), { expect: read.stamp });
         }
       }
+      faultPoint(`${w.kind}-finish:recorded`);
       await this.#o.onSettled?.(w);
       // No longer pending once recorded: a listener that asks must not see it listed.
       this.#watches.delete(`${w.name}/${w.id}`);

@@ -5,7 +5,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import type { Config } from '../config';
+import { existsSync } from 'node:fs';
+import { qmpSocketFor, type Config } from '../config';
+import { verifyInstance } from '../migration';
 import type { RpcMethod } from './method';
 import { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './methods';
 import { RpcServer } from './server';
@@ -25,6 +27,8 @@ export interface Daemon {
   deps: MethodDeps;
   /** Closes the server (graceful), then stops the QEMU processes it launched. */
   close(graceMs?: number): Promise<void>;
+  /** The start-up recovery (journals, then a comparison per live instance); resolves when done. */
+  recovery: Promise<void>;
 }
 
 /** Starts a daemon listening on `config.socket`. */
@@ -40,8 +44,10 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
   const methods = buildMethods(version, deps, options.extraMethods);
   const server = await RpcServer.start({ config, logger, methods, sharedSchemas: SHARED_SCHEMAS });
   deps.notifyAll = (method, params) => server.notify('all', method, params);
+  const recovery = recoverOnStart(config, deps, logger.child({ module: 'recovery' }));
   const close = async (graceMs?: number): Promise<void> => {
     await server.close(graceMs);
+    await recovery;
     // Launch mode is for demos and tests: its QEMUs are the daemon's children. Stop them before
     // closing the pooled connections: the pool holds the launcher's own QMP client, and `stop`
     // needs it to send quit (otherwise it waits its full timeout, then kills).
@@ -49,5 +55,35 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
     await Promise.allSettled([...deps.launched.values()].map((p) => p.stop()));
     await deps.connections.closeAll();
   };
-  return { server, logger, deps, close };
+  return { server, logger, deps, close, recovery };
+}
+
+/**
+ * What a restarted daemon does first, like libvirtd re-attaching to its domains: finish or undo every
+ * operation a dead process left in a journal, then, for each runtime file whose QEMU answers, compare
+ * the file with QEMU and report (never repair) what differs. Runs in the background; every operation
+ * reconciles its instance by itself first anyway. Never throws: each failure is logged.
+ */
+async function recoverOnStart(config: Config, deps: MethodDeps, log: Logger): Promise<void> {
+  try {
+    const reconciled = await deps.engine.reconcileAll();
+    let differing = 0;
+    const names = await deps.store.list().catch(() => [] as string[]);
+    for (const name of names) {
+      const socket = qmpSocketFor(config, name);
+      if (!existsSync(socket)) continue;
+      try {
+        const v = await verifyInstance(deps.migration, name);
+        if (!v.clean) {
+          differing++;
+          log.warn({ instance: name, differences: v.differences, leaks: v.leaks }, 'runtime file and QEMU differ; not repaired (run instance.verify with repair)');
+        }
+      } catch (e) {
+        log.warn({ instance: name, err: e }, 'could not compare the runtime file with QEMU');
+      }
+    }
+    log.info({ journals: reconciled.size, instances: names.length, differing }, 'start-up recovery done');
+  } catch (e) {
+    log.error({ err: e }, 'start-up recovery failed');
+  }
 }

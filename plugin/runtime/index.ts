@@ -13,5 +13,6 @@ export type { FileStamp } from './atomic-file';
 export { readTextFile } from './atomic-file';
 export { type BulkFileResult, type BulkOptions, type BulkReport, type BulkStatus, convertAll } from './bulk';
 export { RUNTIME_SUFFIX, assertInstanceName, isSafeInstanceName } from './instance-name';
+export { Journal, type JournalEntry, type JournalOp } from './journal';
 export { LOCK_DEFAULTS, type LockOptions, busyPath, lockPath, withInstanceLock } from './lock';
 export { RuntimeStore, type RuntimeRead, type RuntimeStoreOptions, STORE_DEFAULTS, type WriteOptions } from './store';

@@ -88,7 +88,10 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
     diskResizeMethod(deps.store, deps.connections),
     cdromChangeMethod(deps.store, deps.connections),
-    ...migrationMethods(deps.migration, deps.launched, deps.reserved),
+    ...migrationMethods(deps.migration, deps.launched, deps.reserved, {
+      reconcile: (name) => deps.engine.reconcile(name),
+      pending: (name) => deps.engine.pending().filter((x) => x.name === name),
+    }),
     ...runtimeMethods(deps.store),
   );
   // Every method taking a QMP socket path only reaches sockets in the daemon's own directories.

@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess } from '../../process';
 import type { QmpConnections } from '../../hotplug';
-import type { RuntimeStore } from '../../runtime';
-import { defineMethod, type CallContext, type RpcMethod } from '../method';
+import { Journal, type RuntimeStore } from '../../runtime';
+import type { CallContext, RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import startSchema from '../../../schemas/rpc/instance.start.schema.json';
 import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
@@ -92,7 +92,11 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
         if (pid !== undefined) {
           throw new GkdError('GKD_INSTANCE_RUNNING', `Cannot remove the runtime file of instance "${name}": QEMU (pid ${pid}) is still running it`, { field: 'name' });
         }
-        const removed = await store.withLock(name, () => store.remove(name));
+        const removed = await store.withLock(name, async () => {
+          // The instance is gone: so is whatever its journal still waited for.
+          await new Journal(store.dir).remove(name);
+          return store.remove(name);
+        });
         return { name, removed };
       },
     }),

@@ -13,27 +13,33 @@ import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
 import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
 import startSchema from '../../../schemas/rpc/migration.start.schema.json';
 
+/** What instance.verify asks of the hotplug engine: finish half-done work first, list what is pending. */
+export interface VerifyHooks {
+  /** Reconciles the instance's open journal entries (no-op without any). */
+  reconcile(name: string): Promise<unknown>;
+  /** Removals of the instance still waiting for the guest. */
+  pending(name: string): unknown[];
+}
+
 /** The three migration methods over `mctx`. */
-export function migrationMethods(mctx: MigrationContext, launched: Launched, reserved: Set<string> = new Set()): RpcMethod[] {
+export function migrationMethods(mctx: MigrationContext, launched: Launched, reserved: Set<string> = new Set(), hooks?: VerifyHooks): RpcMethod[] {
   return [
     defineMethod({
       name: 'instance.verify',
-      summary: 'Reports drift between the runtime file and the live QEMU',
+      summary: 'Reports drift between the runtime file and the live QEMU, leaked backends and pending removals',
       schema: verifySchema,
-      handler: async (p, ctx) => {
-        // A known disk's path may end up in the runtime file (when QEMU shows no plain file): the same roots apply.
-        if (typeof p.repair === 'object') {
-          for (const [i, d] of (p.repair.known?.disks ?? []).entries()) {
-            if (d.uri === undefined || d.uri === null) await checkPathParam('instance.verify', `/repair/known/disks/${i}/path`, d.path, ctx.config.storageRoots);
-          }
-        }
-        return verifyInstance(mctx, p.name, {
-          ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
-          ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' ? { repair: p.repair } : {}),
+      handler: async (p) => {
+        const name = p.name as string;
+        // A process that died mid-operation left a journal entry: finish or undo it before comparing.
+        await hooks?.reconcile(name);
+        const r = await verifyInstance(mctx, name, {
+          ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
+          ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' && p.repair !== null ? { repair: p.repair as { known?: KnownDevices } } : {}),
         });
+        return { ...r, pending: hooks?.pending(name) ?? [] };
       },
-    }),
-    defineMethod({
+    },
+    {
       name: 'migration.accept',
       summary: 'On the target: checks the incoming runtime and builds (or launches) QEMU with -incoming',
       schema: acceptSchema,
