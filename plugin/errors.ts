@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   GKD_RUNTIME_IO: { rpc: 2005, meaning: 'A runtime file could not be read or written' },
   GKD_RUNTIME_LOCKED: { rpc: 2006, meaning: 'Another process holds the instance lock' },
   GKD_RUNTIME_NAME_INVALID: { rpc: 2007, meaning: 'An instance name is not usable as a runtime file name' },
+  GKD_RUNTIME_EXISTS: { rpc: 2008, meaning: 'The instance already has a runtime file; replacing it must be asked for (replace: true)' },
   // QMP
   GKD_QMP_CONNECT: { rpc: 3001, meaning: 'The QMP socket could not be reached' },
   GKD_QMP_TIMEOUT: { rpc: 3002, meaning: 'QEMU did not answer a QMP command in time' },

@@ -58,7 +58,7 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     const removed = await a.call<{ status: string }>('disk.remove', { name: 'inst1', uuid: '1e7c85f6-b6e5-4243-b27d-680b78c6d204' });
     assert.equal(removed.status, 'removed');
     await assert.rejects(a.call('disk.remove', { name: 'inst1', uuid: '1e7c85f6-b6e5-4243-b27d-680b78c6d204' }), (e: RpcCallError) => e.code === 4004);
-    assert.deepEqual(await a.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await a.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false, leaks: [], pending: [] });
 
     const { runtime } = await a.call<{ runtime: unknown }>('runtime.get', { name: 'inst1' });
     const incoming = `unix:${join(dir, 'mig.sock')}`;
@@ -74,7 +74,7 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     const done = await a.call<{ status: string }>('migration.start', { name: 'inst1', uri: incoming });
     assert.equal(done.status, 'completed');
     assert.ok(progress.length > 0, 'migration.progress notifications');
-    assert.deepEqual(await b.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await b.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false, leaks: [], pending: [] });
   });
 
   it('refuses a second concurrent instance.start of one instance and keeps the first one\'s runtime file', async () => {
