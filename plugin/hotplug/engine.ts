@@ -13,9 +13,12 @@ import {
 } from '../planner';
 import type { QmpClient } from '../qmp';
 import { faultPoint } from '../fault-point';
-import { Journal, type JournalEntry, type RuntimeStore } from '../runtime';
-import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
+import { canonicalAddrToSlot, convertRuntime, Journal, pciEraDriver, pciEraId, type JournalEntry, type RuntimeStore } from '../runtime';
+import type { DiskSpec, HvInfo, HvParams, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
 import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
+
+/** The one PCI bus of the PCI-era runtime format (2.10). */
+const PCI_ERA_BUS = 'pci.0';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
@@ -198,7 +201,7 @@ export class HotplugEngine {
 
   async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
     const field = kind;
-    const id = deviceId(kind, spec.uuid, `${field}.uuid`);
+    let id = deviceId(kind, spec.uuid, `${field}.uuid`);
     const read = await this.#o.store.read(name);
     const runtime = read.upgraded;
     if (entryOf(runtime, kind, spec.uuid) !== undefined) {
@@ -223,6 +226,16 @@ export class HotplugEngine {
           throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
         }
         hvinfo = allocate(runtime, kind, id, live);
+        const slot = hvinfo.bus === PCI_ERA_BUS ? canonicalAddrToSlot(String((hvinfo as { addr?: unknown }).addr)) : undefined;
+        if (read.format !== '2.16' && slot !== undefined) {
+          // The file keeps its own format (the Ganeti of that release reads it), which records only the
+          // slot: the device gets the id and driver that release derives from it, as it would have.
+          id = pciEraId(kind, { uuid: spec.uuid, slot });
+          hvinfo = { ...hvinfo, id, driver: pciEraDriver(kind, runtime[2] as HvParams) } as HvInfo;
+          if ((await readLiveDevice(qmp, id)) !== undefined) {
+            throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
+          }
+        }
         const at = hvinfo;
         // The runtime entry is known before QEMU is touched: the journal carries it, so a restart can
         // record a device that made it into QEMU.
@@ -235,6 +248,17 @@ export class HotplugEngine {
         } else {
           const { backend: _b, ...rest } = spec as NicSpec;
           entry = { ...rest, hvinfo: at };
+        }
+        // Refused before QEMU is touched when the file's format cannot record the device.
+        if (read.format !== '2.16') {
+          try {
+            convertRuntime(withEntry(runtime, kind, entry), read.format);
+          } catch (e) {
+            if (!isGkdError(e) || e.code !== 'GKD_RUNTIME_LOSSY') throw e;
+            throw new GkdError('GKD_RUNTIME_LOSSY', `Cannot hot-add ${kind} "${id}" to "${name}": its runtime file is in format ${read.format} (what this node's Ganeti writes), which cannot record it: ${e.message}`, {
+              field: `${field}.uuid`, device: id, ...(e.data === undefined ? {} : { data: e.data }), cause: e,
+            });
+          }
         }
         steps = new AddSteps({
           qmp,
@@ -273,7 +297,7 @@ export class HotplugEngine {
         await verifyAdded(qmp, id, at, kind);
         faultPoint(`${kind}-add:verified`);
         steps.step = 'runtime write';
-        await this.#o.store.write(name, withEntry(runtime, kind, entry), { expect: read.stamp });
+        await this.#o.store.writeKeepingFormat(name, withEntry(runtime, kind, entry), read);
         faultPoint(`${kind}-add:recorded`);
       });
     } catch (e) {
@@ -370,7 +394,7 @@ export class HotplugEngine {
     faultPoint(`${kind}-remove:backend`);
     warnings.push(...drop.warnings);
     try {
-      await this.#o.store.write(name, withoutEntry(read.upgraded, kind, uuid), { expect: read.stamp });
+      await this.#o.store.writeKeepingFormat(name, withoutEntry(read.upgraded, kind, uuid), read);
       faultPoint(`${kind}-remove:recorded`);
     } catch (e) {
       if (!(isGkdError(e) && e.data?.committed === true)) {

@@ -144,7 +144,7 @@ export class PendingUnplugs {
       if (w.recorded) {
         const read = await this.#o.store.read(w.name);
         if (entryOf(read.upgraded, w.kind, w.uuid) !== undefined) {
-          await this.#o.store.write(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), { expect: read.stamp });
+          await this.#o.store.writeKeepingFormat(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), read);
         }
       }
       faultPoint(`${w.kind}-finish:recorded`);

@@ -102,7 +102,7 @@ async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): 
       if (present) {
         const ok = await verifyAdded(qmp, id, e.hvinfo as unknown as HvInfo, kind).then(() => true, () => false);
         if (ok && e.entry !== undefined) {
-          await d.store.write(name, withEntry(read.upgraded, kind, e.entry as RuntimeDiskEntry | RuntimeNic), { expect: read.stamp });
+          await d.store.writeKeepingFormat(name, withEntry(read.upgraded, kind, e.entry as RuntimeDiskEntry | RuntimeNic), read);
           return { ...base, outcome: 'rolled-forward', detail: 'QEMU has the device where planned; recorded it in the runtime file' };
         }
         return unplugBack(d, name, e, qmp, 'QEMU has the device, but not where planned');
@@ -139,7 +139,7 @@ async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): 
     if (!drop.done) return pendingBackend(d, name, { ...e, recorded }, 'the block node is still in use');
     if (recorded) {
       const again = await d.store.read(name);
-      await d.store.write(name, withoutEntry(again.upgraded, kind, e.uuid ?? ''), { expect: again.stamp });
+      await d.store.writeKeepingFormat(name, withoutEntry(again.upgraded, kind, e.uuid ?? ''), again);
     }
     d.onRemoved?.({ name, kind, uuid: e.uuid ?? '', id, warnings: drop.warnings });
     return { ...base, outcome: 'rolled-forward', detail: 'QEMU no longer has the device; backend deleted and the runtime entry dropped' };

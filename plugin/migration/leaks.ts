@@ -19,8 +19,13 @@ export interface Leak {
   detail: string;
 }
 
-/** Our node-name / netdev id shape (see planner deviceId). */
+/**
+ * Our node-name / netdev id shape (see planner deviceId), plus the PCI-era
+ * node name a hot-add into a 2.10 file uses. PCI-era netdev ids are not
+ * included: Ganeti 2.10-2.15 gives its own netdevs the same `hotnic-` ids.
+ */
 const OURS = /^(disk|nic)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}$/;
+const OURS_PCI_ERA_NODE = /^hotdisk-[0-9a-f]{8}-pci-\d+$/;
 
 /** Every block node and netdev named like ours and attached to nothing. */
 export async function findLeaks(qmp: QmpClient): Promise<Leak[]> {
@@ -31,7 +36,7 @@ export async function findLeaks(qmp: QmpClient): Promise<Leak[]> {
   const used = new Set(blocks.filter((b) => b.qdev !== undefined && b.qdev !== '').map((b) => b.inserted?.['node-name']).filter((n): n is string => n !== undefined));
   for (const n of nodes) {
     const name = n['node-name'];
-    if (name !== undefined && /^disk-/.test(name) && OURS.test(name) && !used.has(name)) {
+    if (name !== undefined && ((/^disk-/.test(name) && OURS.test(name)) || OURS_PCI_ERA_NODE.test(name)) && !used.has(name)) {
       leaks.push({ kind: 'block-node', name, detail: `block node "${name}" is attached to no device` });
     }
   }

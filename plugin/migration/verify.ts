@@ -89,7 +89,7 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
     const extra = removed === undefined ? {} : { removed };
     if (differences.length === 0) return { clean: leaksLeft.length === 0, differences, repaired: false, leaks, ...extra };
     const next = repairRuntime(read.upgraded, differences, live, known);
-    await ctx.store.write(name, next, { expect: read.stamp });
+    await ctx.store.writeKeepingFormat(name, next, read);
     const after = await runtimeDrift(next, qmp);
     return { clean: after.length === 0 && leaksLeft.length === 0, differences, repaired: true, leaks, ...extra };
   }));

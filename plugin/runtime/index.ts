@@ -6,7 +6,7 @@
 export type { RuntimeChange, RuntimeProblem } from './format/change';
 export { type ConvertOptions, type ConvertResult, convertRuntime } from './format/convert';
 export { RUNTIME_FORMATS, detectFormat, isRuntimeFormatId } from './format/detect';
-export { pciEraDriver, pciEraId } from './format/pci-era';
+export { canonicalAddrToSlot, pciEraDriver, pciEraId } from './format/pci-era';
 export { encodePythonJson, parseRuntime, serializeRuntime } from './format/serialize';
 export { type RuntimeIssue, type RuntimeOf, isValidRuntime, runtimeIssues, validateRuntime } from './format/validate';
 export type { FileStamp } from './atomic-file';

@@ -134,6 +134,20 @@ export class RuntimeStore {
     return replaceFileAtomically(path, serializeRuntime(value), replace);
   }
 
+  /**
+   * Writes `value` (2.16) in the format the file was read in (`read.format`),
+   * so a 2.10 file stays 2.10 for the Ganeti that reads it; only replaces the
+   * version `read.stamp` names. Call inside {@link withLock}.
+   *
+   * @throws GkdError `GKD_RUNTIME_LOSSY` (nothing written) naming what the
+   *   file's format cannot express, and what {@link write} throws
+   */
+  async writeKeepingFormat(name: string, value: RuntimeV2_16, read: Pick<RuntimeRead, 'format' | 'stamp'>): Promise<FileStamp> {
+    if (read.format === '2.16') return this.write(name, value, { expect: read.stamp });
+    const { value: kept } = convertRuntime(structuredClone(value), read.format);
+    return this.write(name, kept as never, { format: read.format, expect: read.stamp });
+  }
+
   /** Removes instance `name`'s runtime file; false when there was none. */
   async remove(name: string): Promise<boolean> {
     return removeFile(this.path(name));
