@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   GKD_INTERNAL: { rpc: 6001, meaning: 'An unexpected internal error' },
   GKD_SHUTTING_DOWN: { rpc: 6002, meaning: 'The daemon is shutting down and takes no new calls' },
   GKD_LAUNCH_FAILED: { rpc: 6003, meaning: 'QEMU could not be started' },
+  GKD_CANCELLED: { rpc: 6005, meaning: 'The caller gave up (disconnected, timed out, shutdown) before the operation started; nothing was done' },
   GKD_OVERLOADED: { rpc: 6004, meaning: 'Too many calls in flight on the connection or queued for the instance; wait for an answer before calling again' },
 } as const;
 

@@ -88,23 +88,25 @@ export class QmpConnections {
   }
 
   /**
-   * Waits up to `waitMs` for the sequences under way to end (so a shutdown
-   * does not cut a hot-add or a migration in half), then closes every
-   * connection, adopted ones included.
+   * Waits up to `waitMs` for the sequences under way to end, so a shutdown
+   * does not cut a hot-add or a migration in half. Resolves true when none is left.
    */
-  async closeAll(waitMs = 0): Promise<void> {
-    if (waitMs > 0) {
-      const deadline = Date.now() + waitMs;
-      await Promise.all([...this.#users.keys()].map((s) => new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-        const list = this.#idle.get(s) ?? [];
-        list.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-        this.#idle.set(s, list);
-      })));
-    }
+  async drain(waitMs: number): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    await Promise.all([...this.#users.keys()].map((s) => new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      const list = this.#idle.get(s) ?? [];
+      list.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.#idle.set(s, list);
+    })));
+    return this.#users.size === 0;
+  }
+
+  /** Closes every connection, adopted ones included (after {@link drain} on shutdown). */
+  async closeAll(): Promise<void> {
     await Promise.all([...this.#entries.keys()].map(async (s) => {
       const entry = this.#entries.get(s);
       this.#entries.delete(s);

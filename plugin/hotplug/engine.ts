@@ -35,6 +35,8 @@ export const HOTPLUG_DEFAULTS = {
   unplugTimeoutMs: 5_000,
   /** How long to wait for another operation on the same instance. */
   lockWaitMs: 60_000,
+  /** How many operations may wait for one instance in this process; more get GKD_OVERLOADED. */
+  maxQueued: 16,
 } as const;
 
 /** QEMU run states in which a hotplug would break a migration. */
@@ -50,6 +52,7 @@ export interface HotplugEngineOptions {
   accel?: 'kvm' | 'tcg';
   unplugTimeoutMs?: number;
   lockWaitMs?: number;
+  maxQueued?: number;
   isBlockDevice?: (path: string) => boolean;
   /** Called when a removal reported as pending completes later. */
   onRemoved?: (ev: RemovedEvent) => void;
@@ -62,6 +65,12 @@ export interface CallOptions {
   /** QMP socket override for this call. */
   qmp?: string;
   unplugTimeoutMs?: number;
+  /**
+   * The caller's abort (it disconnected, timed out, or the daemon is shutting down): an operation
+   * still queued when it fires is not started (GKD_CANCELLED); one already running completes, so
+   * QEMU and the runtime file are never left half done.
+   */
+  signal?: AbortSignal;
 }
 
 /** A hot-add's result: where the device went. */
@@ -79,6 +88,8 @@ export interface RemoveResult {
 export class HotplugEngine {
   readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger'>> & HotplugEngineOptions;
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Operations queued or running per instance (the bound of maxQueued). */
+  readonly #waiting = new Map<string, number>();
   readonly #pending: PendingUnplugs;
   readonly #log: Logger;
   /** The intent journal, next to the runtime files. */
@@ -140,11 +151,19 @@ export class HotplugEngine {
   }
 
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
-  #exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  #exclusive<T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const waiting = this.#waiting.get(name) ?? 0;
+    if (waiting >= this.#o.maxQueued) {
+      return Promise.reject(new GkdError('GKD_OVERLOADED', `Cannot queue another operation on instance "${name}": ${waiting} are already waiting for it; retry when they are done`, { field: 'name', data: { queued: waiting } }));
+    }
+    this.#waiting.set(name, waiting + 1);
     const prev = this.#queues.get(name) ?? Promise.resolve();
     const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, async () => {
       // What a dead process left half done is finished first, so this operation sees a consistent instance.
       await this.#reconcileLocked(name);
+      if (signal?.aborted === true) {
+        throw new GkdError('GKD_CANCELLED', `Cannot run the operation on instance "${name}": the caller gave up before it started (${String((signal.reason as Error | undefined)?.message ?? signal.reason)}); nothing was done`, { field: 'name' });
+      }
       return fn();
     }, {
       wait: this.#o.lockWaitMs,
@@ -152,6 +171,9 @@ export class HotplugEngine {
     }));
     this.#queues.set(name, run);
     void run.finally(() => {
+      const left = (this.#waiting.get(name) ?? 1) - 1;
+      if (left > 0) this.#waiting.set(name, left);
+      else this.#waiting.delete(name);
       if (this.#queues.get(name) === run) this.#queues.delete(name);
     }).catch(() => undefined);
     return run;
@@ -176,22 +198,22 @@ export class HotplugEngine {
 
   /** Hot-adds a disk; returns its hvinfo. */
   addDisk(name: string, disk: DiskSpec, opts: CallOptions = {}): Promise<AddResult> {
-    return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts));
+    return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts), opts.signal);
   }
 
   /** Hot-adds a NIC; returns its hvinfo. */
   addNic(name: string, nic: NicSpec, opts: CallOptions = {}): Promise<AddResult> {
-    return this.#exclusive(name, () => this.#add(name, 'nic', nic, opts));
+    return this.#exclusive(name, () => this.#add(name, 'nic', nic, opts), opts.signal);
   }
 
   /** Hot-removes a disk by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
   removeDisk(name: string, uuid: string, opts: CallOptions = {}): Promise<RemoveResult> {
-    return this.#exclusive(name, () => this.#remove(name, 'disk', uuid, opts));
+    return this.#exclusive(name, () => this.#remove(name, 'disk', uuid, opts), opts.signal);
   }
 
   /** Hot-removes a NIC by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
   removeNic(name: string, uuid: string, opts: CallOptions = {}): Promise<RemoveResult> {
-    return this.#exclusive(name, () => this.#remove(name, 'nic', uuid, opts));
+    return this.#exclusive(name, () => this.#remove(name, 'nic', uuid, opts), opts.signal);
   }
 
   /** Removals still waiting for the guest. */

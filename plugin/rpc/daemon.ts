@@ -52,6 +52,11 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
     // closing the pooled connections: the pool holds the launcher's own QMP client, and `stop`
     // needs it to send quit (otherwise it waits its full timeout, then kills).
     deps.engine.stop();
+    // Work already running on a QEMU (a hot-add between steps, a migration) finishes before its
+    // connection is closed; what is still pending stays in the journal for the next start.
+    if (!(await deps.connections.drain(graceMs ?? config.shutdownGraceMs))) {
+      logger.warn('shutdown: QMP work still running after the grace time; its connections are closed now (the journal keeps what is unfinished)');
+    }
     await Promise.allSettled([...deps.launched.values()].map((p) => p.stop()));
     await deps.connections.closeAll();
   };

@@ -18,7 +18,8 @@ import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
 
 /** The five hotplug methods. */
 export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
-  const opts = (p: { qmp?: string }): { qmp?: string } => (p.qmp === undefined ? {} : { qmp: p.qmp });
+  // The caller's abort cancels an operation still queued for its instance (never one already running).
+  const opts = (p: Target, signal: AbortSignal): { qmp?: string; signal: AbortSignal } => ({ ...(p.qmp === undefined ? {} : { qmp: p.qmp }), signal });
   return [
     defineMethod({
       name: 'hotplug.supported',
@@ -32,23 +33,19 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
     }),
     defineMethod({
       name: 'disk.add', summary: 'Hot-adds a disk', schema: diskAddSchema,
-      handler: async (p, ctx) => {
-        // Without a uri the path is a host file QEMU (as root) opens for the guest.
-        if (p.disk.uri === undefined || p.disk.uri === null) await checkPathParam('disk.add', '/disk/path', p.disk.path, ctx.config.storageRoots);
-        return engine.addDisk(p.name, p.disk, opts(p));
-      },
-    }),
-    defineMethod({
+      handler: (p, ctx) => engine.addDisk(p.name as string, p.disk as DiskSpec, opts(p as unknown as Target, ctx.signal)),
+    },
+    {
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
-      handler: (p) => engine.removeDisk(p.name, p.uuid, opts(p)),
-    }),
-    defineMethod({
+      handler: (p, ctx) => engine.removeDisk(p.name as string, p.uuid as string, opts(p as unknown as Target, ctx.signal)),
+    },
+    {
       name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
-      handler: (p) => engine.addNic(p.name, p.nic, opts(p)),
-    }),
-    defineMethod({
+      handler: (p, ctx) => engine.addNic(p.name as string, p.nic as NicSpec, opts(p as unknown as Target, ctx.signal)),
+    },
+    {
       name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
-      handler: (p) => engine.removeNic(p.name, p.uuid, opts(p)),
-    }),
+      handler: (p, ctx) => engine.removeNic(p.name as string, p.uuid as string, opts(p as unknown as Target, ctx.signal)),
+    },
   ];
 }
