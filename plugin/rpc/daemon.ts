@@ -8,6 +8,8 @@ import pino, { type Logger } from 'pino';
 import { existsSync } from 'node:fs';
 import { qmpSocketFor, type Config } from '../config';
 import { verifyInstance } from '../migration';
+import { adoptQemu } from '../process';
+import { runningPid } from './methods/instance-lifecycle';
 import type { RpcMethod } from './method';
 import { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './methods';
 import { RpcServer } from './server';
@@ -64,6 +66,27 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
 }
 
 /**
+ * Launch mode: a QEMU an earlier run of this daemon started outlives that run when it is killed.
+ * Every runtime file whose pid file (`<runDir>/pid/<name>`, which only this daemon's QEMUs write in
+ * launch mode) names a live QEMU is adopted: it keeps running, instance.start refuses to start it
+ * again, and shutdown stops it like the QEMUs launched now.
+ */
+async function adoptOrphans(config: Config, deps: MethodDeps, log: Logger): Promise<void> {
+  await deps.store.list().then((names) => {
+    for (const name of names) {
+      const pid = runningPid(join(config.runDir, 'pid', name));
+      if (pid === undefined || deps.launched.has(name)) continue;
+      const proc = adoptQemu(pid, qmpSocketFor(config, name), (s, fn) => deps.connections.use(s, fn));
+      deps.launched.set(name, proc);
+      void proc.exited.finally(() => {
+        if (deps.launched.get(name) === proc) deps.launched.delete(name);
+      });
+      log.info({ instance: name, pid }, 'adopted a QEMU an earlier run of this daemon launched');
+    }
+  }, (e: unknown) => log.warn({ err: e }, 'could not list runtime files to adopt QEMUs'));
+}
+
+/**
  * What a restarted daemon does first, like libvirtd re-attaching to its domains: finish or undo every
  * operation a dead process left in a journal, then, for each runtime file whose QEMU answers, compare
  * the file with QEMU and report (never repair) what differs. Runs in the background; every operation
@@ -71,6 +94,7 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
  */
 async function recoverOnStart(config: Config, deps: MethodDeps, log: Logger): Promise<void> {
   try {
+    if (config.launch) await adoptOrphans(config, deps, log);
     const reconciled = await deps.engine.reconcileAll();
     let differing = 0;
     const names = await deps.store.list().catch(() => [] as string[]);

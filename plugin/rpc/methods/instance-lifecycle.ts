@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
-import { launchQemu, type QemuProcess } from '../../process';
+import { launchQemu, type QemuProcess, type RunningQemu } from '../../process';
 import type { QmpConnections } from '../../hotplug';
 import { Journal, type RuntimeStore } from '../../runtime';
 import type { CallContext, RpcMethod } from '../method';
@@ -16,8 +16,8 @@ import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
 
 type Plan = Awaited<ReturnType<typeof planForDaemon>>;
 
-/** QEMU processes the daemon started (launch mode), by instance name. */
-export type Launched = Map<string, QemuProcess>;
+/** QEMU processes the daemon runs in launch mode (started, or adopted after a restart), by instance name. */
+export type Launched = Map<string, RunningQemu>;
 
 /** The two lifecycle methods over `store`. */
 export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections, starting: Set<string> = new Set()): RpcMethod[] {
@@ -117,7 +117,7 @@ async function sameFile(path: string, stamp: { dev: number; ino: number; size: n
 }
 
 /** The pid in a QEMU pid file when that process is alive and is a QEMU; undefined otherwise (no file, stale file). */
-function runningPid(pidFile: string): number | undefined {
+export function runningPid(pidFile: string): number | undefined {
   let pid: number;
   try {
     pid = Number(readFileSync(pidFile, 'utf8').trim());
