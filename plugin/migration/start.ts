@@ -5,6 +5,7 @@
  * a hotplug arriving meanwhile fails at once with GKD_INSTANCE_BUSY.
  */
 import { GkdError, isGkdError } from '../errors';
+import { faultPoint } from '../fault-point';
 import type { QmpClient, QmpEvent } from '../qmp';
 import type { MigrationContext } from './context';
 import { settleTarget } from './failure';
@@ -171,13 +172,27 @@ async function migrateOver(
     });
   }
 
-  if (params.targetQmp === undefined) return runMigration(params, src, undefined, before, settings, notify);
+  const socket = params.qmp ?? ctx.qmpSocket(name);
+  const journaled = async (target: QmpClient | undefined): Promise<StartResult> => {
+    // Recorded before `migrate` and closed with the verdict: a daemon killed in between leaves the
+    // entry, and its successor reports the migration status QEMU reached (hotplug/reconcile.ts).
+    const entry = await ctx.journal?.open(name, {
+      op: 'migration', step: 'migrate', socket, uri: params.uri, ...(params.targetQmp === undefined ? {} : { targetQmp: params.targetQmp }),
+    });
+    faultPoint('migration-source:journaled');
+    try {
+      return await runMigration(params, src, target, before, settings, notify);
+    } finally {
+      if (entry !== undefined) await ctx.journal?.close(name, entry.seq);
+    }
+  };
+  if (params.targetQmp === undefined) return journaled(undefined);
   return ctx.connections.use(params.targetQmp, async (target) => {
     const ts = await status(target);
     if (ts !== 'inmigrate') {
       throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": the target is "${ts}", not waiting for an incoming migration`, { field: 'targetQmp' });
     }
-    return runMigration(params, src, target, before, settings, notify);
+    return journaled(target);
   });
 }
 
@@ -207,6 +222,7 @@ async function runMigration(params: StartParams, src: QmpClient, target: QmpClie
   try {
     try {
       await src.execute('migrate', { uri });
+      faultPoint('migration-source:started');
     } catch (e) {
       resumed?.cancel();
       throw new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": QEMU refused to start: ${(e as Error).message}; the source was not touched`, {
@@ -249,6 +265,7 @@ async function runMigration(params: StartParams, src: QmpClient, target: QmpClie
     src.off('event', onEvent);
   }
 
+  if (last.status === 'completed') faultPoint('migration-source:completed');
   let verdict: TargetVerdict | undefined;
   if (last.status === 'completed' && target !== undefined) verdict = await judgeTarget(target, wasRunning, settleMs, START_DEFAULTS.targetPollMs, resumed);
   resumed?.cancel();

@@ -69,12 +69,14 @@ export function methodDeps(config: Config, logger?: Logger): MethodDeps {
       node: { runDir: config.runDir, ...(config.accel === undefined ? {} : { accel: config.accel }) },
     },
   };
-  deps.engine = new HotplugEngine({
+  const engine = new HotplugEngine({
     store, connections, qmpSocket, unplugTimeoutMs: config.unplugTimeoutMs,
     ...(config.accel === undefined ? {} : { accel: config.accel }),
     onRemoved: (ev) => deps.notifyAll('device.removed', { ...ev }),
     ...(logger === undefined ? {} : { logger }),
   });
+  deps.engine = engine;
+  deps.migration.journal = engine.journal;
   return deps;
 }
 

@@ -1,8 +1,8 @@
 /**
  * Crash recovery on real QEMU: the real daemon (a child process) is killed
  * with SIGKILL at every step boundary of disk and NIC hot-add and
- * hot-remove (test-only fault points, GKD_FAULT_POINT, see
- * plugin/fault-point.ts), then started again. In every case, within the one
+ * hot-remove and of migration.start on the source (test-only fault
+ * points, GKD_FAULT_POINT, see plugin/fault-point.ts), then started again. In every case, within the one
  * reconcile the next call runs first:
  * - instance.verify is clean: the runtime file and QEMU agree, and no block
  *   node or netdev named like ours is left attached to nothing;
@@ -18,9 +18,10 @@
  * cases exercise.
  */
 import { strict as assert } from 'node:assert';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { findLeaks } from '../../../plugin/migration';
+import { QmpConnections } from '../../../plugin/hotplug';
+import { acceptMigration, findLeaks, verifyInstance, type MigrationContext } from '../../../plugin/migration';
 import { buildArgv, planInstance } from '../../../plugin/planner';
 import { prepareRunDir } from '../../../plugin/process/host-facts';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
@@ -29,6 +30,7 @@ import type { InstanceSpec, RuntimeV2_16 } from '../../../plugin/types';
 import { localize, makeImage } from '../../helpers/plan-vm';
 import { startQemu, useQemuCleanup, type TestQemu } from '../../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
+import { userBackends } from '../../helpers/migration-pair';
 import { spawnDaemon, type DaemonProcess } from '../rpc/daemon-process';
 
 const NAME = 'crash1.example.com';
@@ -164,6 +166,59 @@ describe('crash recovery (daemon killed at every step boundary, real QEMU)', fun
         }
       });
     }
+  }
+
+  for (const boundary of ['journaled', 'started', 'completed']) {
+    const point = `migration-source:${boundary}`;
+    it(`killed at ${point}: the restart reports the migration, the journal closes, both sides agree with their files`, async () => {
+      const r = await rig();
+      // The target: accepted (runtime file written, argv built) on a node of its own, started by the
+      // test with a monitor of its own so the target socket stays free for the daemon.
+      const dstDir = join(r.dir, 'dst');
+      mkdirSync(join(dstDir, 'conf'), { recursive: true });
+      prepareRunDir(join(dstDir, 'run'));
+      const dstPool = new QmpConnections();
+      const dstCtx: MigrationContext = { store: new RuntimeStore(join(dstDir, 'conf')), connections: dstPool, qmpSocket: () => join(r.dir, 'run', 'ctrl', 'target.qmp'), node: { accel: 'tcg', runDir: join(dstDir, 'run') } };
+      const sent = (await r.store.read(NAME)).upgraded;
+      const incoming = `unix:${join(r.dir, 'mig.sock')}`;
+      const acc = await acceptMigration(dstCtx, { name: NAME, runtime: sent, incoming, build: { nicBackends: userBackends(sent) } });
+      const target = await startQemu(acc.argv);
+      try {
+        const d1 = await daemon(r, point);
+        const c1 = await RpcClient.connect(d1.socket);
+        await assert.rejects(c1.call('migration.start', { name: NAME, uri: incoming, targetQmp: acc.qmp }), /Connection to the daemon closed/);
+        await c1.close().catch(() => undefined);
+        await d1.stop();
+        assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
+
+        const t0 = Date.now();
+        const d2 = await daemon(r);
+        const c2 = await RpcClient.connect(d2.socket);
+        try {
+          const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[] }>('instance.verify', { name: NAME });
+          results.push({ point, ms: Date.now() - t0 });
+          assert.deepEqual(v.differences, [], d2.log().slice(-3000));
+          assert.equal(v.clean, true);
+          assert.equal(existsSync(join(r.dir, 'conf', `.${NAME}.journal`)), false, 'the migration entry was closed');
+          if (boundary !== 'journaled') assert.match(d2.log(), /a migration to unix:.* was interrupted; the source's migration status is \\"(active|completed|device)\\"/);
+          // QEMU finishes (or never started) the migration on its own: the target is either still
+          // waiting or has the guest, and agrees with its runtime file once it has it.
+          const srcMig = (await r.vm.qmp.execute<{ status?: string }>('query-migrate')).status;
+          if (boundary === 'journaled') assert.equal(srcMig, undefined, 'nothing was started');
+          else {
+            for (let i = 0; i < 100 && (await target.qmp.execute<{ status: string }>('query-status')).status === 'inmigrate'; i++) await new Promise((res) => setTimeout(res, 50));
+            assert.equal((await verifyInstance(dstCtx, NAME)).clean, true, 'target agrees with its runtime file');
+          }
+        } finally {
+          await c2.close().catch(() => undefined);
+          await d2.stop();
+        }
+      } finally {
+        await dstPool.closeAll();
+        await target.stop();
+        await r.vm.stop();
+      }
+    });
   }
 
   it('the rig itself: without a fault point every operation completes and nothing is killed', async () => {
