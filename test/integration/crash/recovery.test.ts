@@ -10,8 +10,11 @@
  * - the operation is not refused forever: asked again, it completes (or, for
  *   a NIC removal on a paused VM whose guest never acknowledges, answers
  *   pending again).
- * The count of crash points and the longest time to convergence (restart to
- * a clean verify) are printed.
+ * The same step boundaries are run again with QEMU killed there instead
+ * (GKD_FAULT_KILL_PID): the daemon goes on, QEMU is started again from the
+ * runtime file as Ganeti would, the daemon is restarted, and the same must
+ * hold. The count of crash points and the longest time to convergence
+ * (restart to a clean verify) are printed.
  *
  * The QEMU is paused without an OS: SCSI disks are removed at once, PCI
  * NICs never (no guest answers the eject), which is what the NIC removal
@@ -101,7 +104,7 @@ async function callCode(c: RpcClient, op: Op): Promise<string> {
   }
 }
 
-describe('crash recovery (daemon killed at every step boundary, real QEMU)', function () {
+describe('crash recovery (daemon or QEMU killed at every step boundary, real QEMU)', function () {
   this.timeout(120_000);
   useQemuCleanup();
   const results: Array<{ point: string; ms: number }> = [];
@@ -112,59 +115,80 @@ describe('crash recovery (daemon killed at every step boundary, real QEMU)', fun
     console.log(`      ${results.length} crash points injected; longest time to convergence ${worst.ms} ms (${worst.point})`);
   });
 
-  for (const [opName, boundaries] of POINTS) {
-    for (const boundary of boundaries) {
-      const point = `${opName === 'nic-pending' ? 'nic-pending' : opName}:${boundary}`;
-      it(`killed at ${point}: one reconcile brings QEMU and the runtime file back in agreement`, async () => {
-        const r = await rig();
-        const op = ops(r)[opName === 'nic-pending' ? 'nic-remove' : opName];
-        const d1 = await daemon(r, point);
-        const c1 = await RpcClient.connect(d1.socket);
-        await assert.rejects(c1.call(op.method, op.params), (e: Error) => {
-          assert.match(e.message, /Connection to the daemon closed/, 'the call must die with the daemon');
-          return true;
-        });
-        await c1.close().catch(() => undefined);
-        await d1.stop();
-        assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
-
-        const t0 = Date.now();
-        const d2 = await daemon(r);
-        const c2 = await RpcClient.connect(d2.socket);
-        try {
-          const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[]; pending: Array<{ id: string }> }>('instance.verify', { name: NAME });
-          const ms = Date.now() - t0;
-          assert.deepEqual(v.differences, [], `drift after ${point}: ${JSON.stringify(v.differences)}\n${d2.log().slice(-3000)}`);
-          assert.deepEqual(v.leaks, [], `leaks after ${point}`);
-          assert.equal(v.clean, true);
-          // What QEMU has, seen on the test's own monitor: nothing named like ours dangles.
-          assert.deepEqual(await findLeaks(r.vm.qmp), []);
-          results.push({ point, ms });
-
-          const rt = (await r.store.read(NAME)).upgraded;
-          if (opName === 'disk-add' || opName === 'nic-add') {
-            const uuid = opName === 'disk-add' ? NEW_DISK : NEW_NIC;
-            const has = (opName === 'disk-add' ? rt[3].map((e) => e[0].uuid) : rt[1].map((n) => n.uuid)).includes(uuid);
-            // Rolled forward (recorded) or back (absent); either way the add can be asked again and settles.
-            const again = await callCode(c2, op);
-            assert.equal(again, has ? 'GKD_DEVICE_EXISTS' : 'ok', `retry of ${opName} after ${point}`);
-          } else if (opName === 'disk-remove') {
-            const has = rt[3].some((e) => e[0].uuid === r.spec.disks[1].uuid);
-            if (has) assert.equal(await callCode(c2, op), 'ok', `retry of the removal after ${point}`);
-            assert.equal((await r.store.read(NAME)).upgraded[3].length, 1);
+  for (const killQemu of [false, true]) {
+    for (const [opName, boundaries] of POINTS) {
+      for (const boundary of boundaries) {
+        const point = `${opName}:${boundary}`;
+        const label = killQemu ? `QEMU killed at ${point}, restarted from the runtime file, daemon restarted` : `daemon killed at ${point}`;
+        it(`${label}: one reconcile brings QEMU and the runtime file back in agreement`, async () => {
+          const r = await rig();
+          let vm = r.vm;
+          const op = ops(r)[opName === 'nic-pending' ? 'nic-remove' : opName];
+          const d1 = await spawnDaemon({
+            dir: r.dir,
+            env: { GKD_UNPLUG_TIMEOUT_MS: '1000', GKD_FAULT_POINT: point, ...(killQemu ? { GKD_FAULT_KILL_PID: String(vm.pid) } : {}) },
+          });
+          const c1 = await RpcClient.connect(d1.socket);
+          if (killQemu) {
+            // The daemon survives; the call ends however the dead QEMU lets it (an error, or done).
+            await c1.call(op.method, op.params).catch(() => undefined);
+            await c1.close();
+            await vm.exited;
+            await d1.stop();
+            assert.notEqual(d1.child.signalCode, 'SIGKILL');
+            // As Ganeti would: a new QEMU from the runtime file, on the same sockets.
+            const stored = (await r.store.read(NAME)).upgraded;
+            const runDir = join(r.dir, 'run');
+            vm = await startQemu(buildArgv(stored, { accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${NAME}.qmp`), paused: true, nicBackends: userBackends(stored) }));
           } else {
-            // The NIC is still in QEMU (no guest lets go) and still recorded; its removal is pending, not lost.
-            assert.ok(v.pending.some((p) => p.id === 'nic-00002001-66a8-4e6d'), `pending removal lost after ${point}: ${JSON.stringify(v.pending)}`);
-            assert.equal(await callCode(c2, op), 'GKD_HOTPLUG_PENDING');
+            await assert.rejects(c1.call(op.method, op.params), (e: Error) => {
+              assert.match(e.message, /Connection to the daemon closed/, 'the call must die with the daemon');
+              return true;
+            });
+            await c1.close().catch(() => undefined);
+            await d1.stop();
+            assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
           }
-          const v2 = await c2.call<{ clean: boolean }>('instance.verify', { name: NAME });
-          assert.equal(v2.clean, true, 'clean after the retry');
-        } finally {
-          await c2.close().catch(() => undefined);
-          await d2.stop();
-          await r.vm.stop();
-        }
-      });
+
+          const t0 = Date.now();
+          const d2 = await daemon(r);
+          const c2 = await RpcClient.connect(d2.socket);
+          try {
+            const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[]; pending: Array<{ id: string }> }>('instance.verify', { name: NAME });
+            const ms = Date.now() - t0;
+            assert.deepEqual(v.differences, [], `drift after ${label}: ${JSON.stringify(v.differences)}\n${d2.log().slice(-3000)}`);
+            assert.deepEqual(v.leaks, [], `leaks after ${label}`);
+            assert.equal(v.clean, true);
+            // What QEMU has, seen on the test's own monitor: nothing named like ours dangles.
+            assert.deepEqual(await findLeaks(vm.qmp), []);
+            results.push({ point: `${killQemu ? 'qemu' : 'daemon'} ${point}`, ms });
+
+            const rt = (await r.store.read(NAME)).upgraded;
+            if (opName === 'disk-add' || opName === 'nic-add') {
+              const uuid = opName === 'disk-add' ? NEW_DISK : NEW_NIC;
+              const has = (opName === 'disk-add' ? rt[3].map((e) => e[0].uuid) : rt[1].map((n) => n.uuid)).includes(uuid);
+              // Rolled forward (recorded) or back (absent); either way the add can be asked again and settles.
+              const again = await callCode(c2, op);
+              assert.equal(again, has ? 'GKD_DEVICE_EXISTS' : 'ok', `retry of ${opName} after ${label}`);
+            } else if (opName === 'disk-remove') {
+              const has = rt[3].some((e) => e[0].uuid === r.spec.disks[1].uuid);
+              if (has) assert.equal(await callCode(c2, op), 'ok', `retry of the removal after ${label}`);
+              assert.equal((await r.store.read(NAME)).upgraded[3].length, 1);
+            } else {
+              // The NIC is still in QEMU (no guest lets go) and still recorded; its removal is pending, not lost.
+              assert.ok(v.pending.some((p) => p.id === 'nic-00002001-66a8-4e6d'), `pending removal lost after ${label}: ${JSON.stringify(v.pending)}`);
+              assert.equal(await callCode(c2, op), 'GKD_HOTPLUG_PENDING');
+            }
+            const v2 = await c2.call<{ clean: boolean }>('instance.verify', { name: NAME });
+            assert.equal(v2.clean, true, 'clean after the retry');
+          } finally {
+            await c2.close().catch(() => undefined);
+            await d2.stop();
+            await vm.stop();
+            await r.vm.stop();
+          }
+        });
+      }
     }
   }
 
