@@ -36,7 +36,7 @@ export const HOTPLUG_DEFAULTS = {
   /** How long to wait for another operation on the same instance. */
   lockWaitMs: 60_000,
   /** How many operations may wait for one instance in this process; more get GKD_OVERLOADED. */
-  maxQueued: 16,
+  maxQueued: 32,
 } as const;
 
 /** QEMU run states in which a hotplug would break a migration. */
@@ -226,6 +226,7 @@ export class HotplugEngine {
     let id = deviceId(kind, spec.uuid, `${field}.uuid`);
     const read = await this.#o.store.read(name);
     const runtime = read.upgraded;
+    const format = this.#o.store.formatToKeep(read);
     if (entryOf(runtime, kind, spec.uuid) !== undefined) {
       throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: id });
     }
@@ -249,7 +250,7 @@ export class HotplugEngine {
         }
         hvinfo = allocate(runtime, kind, id, live);
         const slot = hvinfo.bus === PCI_ERA_BUS ? canonicalAddrToSlot(String((hvinfo as { addr?: unknown }).addr)) : undefined;
-        if (read.format !== '2.16' && slot !== undefined) {
+        if (format !== '2.16' && slot !== undefined) {
           // The file keeps its own format (the Ganeti of that release reads it), which records only the
           // slot: the device gets the id and driver that release derives from it, as it would have.
           id = pciEraId(kind, { uuid: spec.uuid, slot });
@@ -272,12 +273,12 @@ export class HotplugEngine {
           entry = { ...rest, hvinfo: at };
         }
         // Refused before QEMU is touched when the file's format cannot record the device.
-        if (read.format !== '2.16') {
+        if (format !== '2.16') {
           try {
-            convertRuntime(withEntry(runtime, kind, entry), read.format);
+            convertRuntime(withEntry(runtime, kind, entry), format);
           } catch (e) {
             if (!isGkdError(e) || e.code !== 'GKD_RUNTIME_LOSSY') throw e;
-            throw new GkdError('GKD_RUNTIME_LOSSY', `Cannot hot-add ${kind} "${id}" to "${name}": its runtime file is in format ${read.format} (what this node's Ganeti writes), which cannot record it: ${e.message}`, {
+            throw new GkdError('GKD_RUNTIME_LOSSY', `Cannot hot-add ${kind} "${id}" to "${name}": its runtime file is in format ${format} (what this node's Ganeti reads), which cannot record it: ${e.message}`, {
               field: `${field}.uuid`, device: id, ...(e.data === undefined ? {} : { data: e.data }), cause: e,
             });
           }

@@ -53,7 +53,8 @@ export interface MethodDeps {
 
 /** The shared state for a daemon with `config`. */
 export function methodDeps(config: Config, logger?: Logger): MethodDeps {
-  const store = new RuntimeStore(config.runtimeDir);
+  // A file without devices is valid as 2.10 and as 2.16: rewrites keep it in this node's Ganeti format.
+  const store = new RuntimeStore(config.runtimeDir, { devicelessAs: config.ganetiFormat });
   // Each connection lives for one short command sequence: the QMP socket may be Ganeti's own, which
   // serves one client at a time, and Ganeti's client gives up after 5 s.
   const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs });
