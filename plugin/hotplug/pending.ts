@@ -128,32 +128,51 @@ export class PendingUnplugs {
     w.timer.unref();
   }
 
+  /**
+   * One attempt, now, for a caller that already holds the instance lock (the reconcile after a
+   * restart): true when the removal is finished and recorded; otherwise the caller watches it.
+   */
+  async finishNow(p: PendingUnplug): Promise<boolean> {
+    const key = `${p.name}/${p.id}`;
+    const w: Watch = this.#watches.get(key) ?? { ...p, attempt: 0 };
+    if (w.backend === undefined && !(await this.#o.connections.use(w.socket, (c) => deviceGone(c, w.id)))) return false;
+    const done = await this.#finishLocked(w);
+    if (done) {
+      if (w.timer !== undefined) clearTimeout(w.timer);
+      this.#watches.delete(key);
+    }
+    return done;
+  }
+
   /** One check: true once the removal is finished and recorded. */
   async #check(w: Watch): Promise<boolean> {
     if (w.backend === undefined) {
       const gone = await this.#o.connections.use(w.socket, (c) => deviceGone(c, w.id));
       if (!gone) return false;
     }
-    return this.#o.exclusive(w.name, async () => {
-      if (w.backend === undefined) {
-        const drop = await this.#o.connections.use(w.socket, (c) => dropBackend(c, w.kind, w.id));
-        if (!drop.done) return false;
-        w.backend = drop.warnings;
-        faultPoint(`${w.kind}-finish:backend`);
+    return this.#o.exclusive(w.name, () => this.#finishLocked(w));
+  }
+
+  /** Drops the backend and the runtime entry of a device QEMU let go (under the instance lock). */
+  async #finishLocked(w: Watch): Promise<boolean> {
+    if (w.backend === undefined) {
+      const drop = await this.#o.connections.use(w.socket, (c) => dropBackend(c, w.kind, w.id));
+      if (!drop.done) return false;
+      w.backend = drop.warnings;
+      faultPoint(`${w.kind}-finish:backend`);
+    }
+    if (w.recorded) {
+      const read = await this.#o.store.read(w.name);
+      if (entryOf(read.upgraded, w.kind, w.uuid) !== undefined) {
+        await this.#o.store.writeKeepingFormat(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), read);
       }
-      if (w.recorded) {
-        const read = await this.#o.store.read(w.name);
-        if (entryOf(read.upgraded, w.kind, w.uuid) !== undefined) {
-          await this.#o.store.writeKeepingFormat(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), read);
-        }
-      }
-      faultPoint(`${w.kind}-finish:recorded`);
-      await this.#o.onSettled?.(w);
-      // No longer pending once recorded: a listener that asks must not see it listed.
-      this.#watches.delete(`${w.name}/${w.id}`);
-      this.#o.log.info({ instance: w.name, device: w.id, warnings: w.backend }, w.recorded ? 'pending removal finished' : 'rolled-back device released; backend deleted');
-      if (w.recorded) this.#o.onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings: w.backend });
-      return true;
-    });
+    }
+    faultPoint(`${w.kind}-finish:recorded`);
+    await this.#o.onSettled?.(w);
+    // No longer pending once recorded: a listener that asks must not see it listed.
+    this.#watches.delete(`${w.name}/${w.id}`);
+    this.#o.log.info({ instance: w.name, device: w.id, warnings: w.backend }, w.recorded ? 'pending removal finished' : 'rolled-back device released; backend deleted');
+    if (w.recorded) this.#o.onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings: w.backend });
+    return true;
   }
 }

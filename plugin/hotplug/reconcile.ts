@@ -82,7 +82,10 @@ export async function reconcileInstance(d: ReconcileDeps, name: string): Promise
 async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): Promise<ReconcileOutcome> {
   const base = { seq: e.seq, op: e.op, ...(e.id === undefined ? {} : { id: e.id }) };
   if (e.op === 'pending') {
-    d.pending.watch({ name, kind: e.kind as DeviceKind, uuid: e.uuid ?? '', id: e.id as string, socket: e.socket as string, recorded: e.recorded === true, seq: e.seq });
+    const p = { name, kind: e.kind as DeviceKind, uuid: e.uuid ?? '', id: e.id as string, socket: e.socket as string, recorded: e.recorded === true, seq: e.seq };
+    // The guest may have let go while no daemon watched: finish it now, in this reconcile.
+    if (await d.pending.finishNow(p)) return { ...base, outcome: 'rolled-forward', detail: 'QEMU no longer has the device; the pending removal was finished' };
+    d.pending.watch(p);
     return { ...base, outcome: 'pending', detail: 'waiting in the background for QEMU to let go of the device' };
   }
   if (e.op === 'migration') {
