@@ -114,7 +114,7 @@ export class HotplugEngine {
    * of an operation); see reconcile.ts. Every operation does this first by itself.
    */
   reconcile(name: string): Promise<ReconcileOutcome[]> {
-    return this.#exclusive(name, async () => []).then(() => this.#lastReconcile.get(name) ?? []);
+    return this.#exclusive(name, async (outcomes) => outcomes);
   }
 
   /** Reconciles every instance that has a journal (daemon start); failures are logged, never thrown. */
@@ -131,27 +131,22 @@ export class HotplugEngine {
     return out;
   }
 
-  readonly #lastReconcile = new Map<string, ReconcileOutcome[]>();
-
-  async #reconcileLocked(name: string): Promise<void> {
-    if (!(await needsReconcile({ journal: this.journal, pending: this.#pending }, name))) {
-      this.#lastReconcile.delete(name);
-      return;
-    }
-    const outcomes = await reconcileInstance({
+  /** Reconciles `name`'s open journal entries (under its lock); what was done, empty when nothing was open. */
+  async #reconcileLocked(name: string): Promise<ReconcileOutcome[]> {
+    if (!(await needsReconcile({ journal: this.journal, pending: this.#pending }, name))) return [];
+    return reconcileInstance({
       store: this.#o.store, journal: this.journal, connections: this.#o.connections, pending: this.#pending, log: this.#log,
       ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
     }, name);
-    this.#lastReconcile.set(name, outcomes);
   }
 
-  /** Stops the background finishers (daemon shutdown). */
+  /** Stops the background finishers (daemon shutdown); what is pending stays in the journal. */
   stop(): void {
     this.#pending.stop();
   }
 
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
-  #exclusive<T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const waiting = this.#waiting.get(name) ?? 0;
     if (waiting >= this.#o.maxQueued) {
       return Promise.reject(new GkdError('GKD_OVERLOADED', `Cannot queue another operation on instance "${name}": ${waiting} are already waiting for it; retry when they are done`, { field: 'name', data: { queued: waiting } }));
@@ -160,11 +155,11 @@ export class HotplugEngine {
     const prev = this.#queues.get(name) ?? Promise.resolve();
     const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, async () => {
       // What a dead process left half done is finished first, so this operation sees a consistent instance.
-      await this.#reconcileLocked(name);
+      const reconciled = await this.#reconcileLocked(name);
       if (signal?.aborted === true) {
         throw new GkdError('GKD_CANCELLED', `Cannot run the operation on instance "${name}": the caller gave up before it started (${String((signal.reason as Error | undefined)?.message ?? signal.reason)}); nothing was done`, { field: 'name' });
       }
-      return fn();
+      return fn(reconciled);
     }, {
       wait: this.#o.lockWaitMs,
       onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
