@@ -12,6 +12,9 @@
  *   deleted, runtime entry dropped. Still there → the removal was asked for,
  *   so it is asked again and becomes a pending removal.
  * - pending: handed to the background finisher (it survives restarts this way).
+ * - accept (a migration target): a QEMU serves the target's socket → the
+ *   runtime file stays; nothing listens → the file the dead accept wrote is
+ *   removed, so a retried accept is not refused.
  * - migration: the source's migration status is read and logged; the
  *   entry is closed (the verdict rules of migration.start apply to a
  *   caller that retries; nothing is resumed or stopped behind its back).
@@ -87,6 +90,24 @@ async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): 
     if (await d.pending.finishNow(p)) return { ...base, outcome: 'rolled-forward', detail: 'QEMU no longer has the device; the pending removal was finished' };
     d.pending.watch(p);
     return { ...base, outcome: 'pending', detail: 'waiting in the background for QEMU to let go of the device' };
+  }
+  if (e.op === 'accept') {
+    // A migration target's accept wrote the runtime file and died before answering. A QEMU serving the
+    // target's socket means the file is in use; no listener at all means nothing runs it: remove it, so
+    // a retried accept is not refused forever. Anything else (busy, a timeout) keeps the entry open.
+    const answer = await d.connections.use(e.socket as string, (q) => q.execute<{ status: string }>('query-status')).then(
+      (st) => ({ serving: true as const, status: st.status }),
+      (err: unknown) => {
+        const reason = isGkdError(err) ? String((err.data as { reason?: unknown } | undefined)?.reason ?? '') : '';
+        if (reason === 'ENOENT' || reason === 'ECONNREFUSED') return { serving: false as const };
+        throw err;
+      },
+    );
+    if (!answer.serving) await d.store.remove(name);
+    await d.journal.close(name, e.seq);
+    return answer.serving
+      ? { ...base, outcome: 'rolled-forward', detail: `an interrupted migration accept: a QEMU serves the target (status "${answer.status}"); its runtime file stays` }
+      : { ...base, outcome: 'rolled-back', detail: 'an interrupted migration accept: no QEMU serves the target; the runtime file it wrote was removed' };
   }
   if (e.op === 'migration') {
     const status = await d.connections.use(e.socket as string, (q) => q.execute<{ status?: string }>('query-migrate')).then((m) => m.status ?? 'none', (err: unknown) => `unknown (${(err as Error).message})`);

@@ -4,7 +4,7 @@
  * runtime files: temp file, fsync, rename, fsync the directory).
  *
  * Every multi-step QMP sequence (a hot-add, a hot-remove, a removal the
- * guest has not finished, a migration) records what it is about to do
+ * guest has not finished, a migration, a migration target's accept) records what it is about to do
  * before doing it and closes its entry once QEMU and the runtime file
  * agree again. An entry still open when the daemon starts, or when the
  * next operation on the instance begins, means a process died in the
@@ -19,7 +19,7 @@ import { readTextFile, removeFile, replaceFileAtomically } from './atomic-file';
 import { assertInstanceName, isSafeInstanceName } from './instance-name';
 
 /** What an open entry is about. */
-export type JournalOp = 'add' | 'remove' | 'pending' | 'migration';
+export type JournalOp = 'add' | 'remove' | 'pending' | 'migration' | 'accept';
 
 /** One open intent. */
 export interface JournalEntry {

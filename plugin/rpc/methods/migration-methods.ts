@@ -50,6 +50,8 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
         }
         reserved.add(name);
         try {
+          // An accept a killed daemon left half done (a runtime file and no QEMU) is undone first.
+          await hooks?.reconcile(name);
           const r = await acceptMigration(mctx, {
             name, runtime: p.runtime, incoming: p.incoming, launch: ctx.config.launch,
             ...(p.qmp === undefined ? {} : { qmp: p.qmp }),

@@ -21,7 +21,8 @@
  * cases exercise.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QmpConnections } from '../../../plugin/hotplug';
 import { acceptMigration, findLeaks, verifyInstance, type MigrationContext } from '../../../plugin/migration';
@@ -241,6 +242,51 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
         await dstPool.closeAll();
         await target.stop();
         await r.vm.stop();
+      }
+    });
+  }
+
+  for (const [boundary, launch] of [['written', false], ['launched', true]] as const) {
+    const point = `migration-target:${boundary}`;
+    it(`daemon killed at ${point}${launch ? ' (launch mode)' : ''}: the retried accept is not refused, the target agrees with its file`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gkd-crash-target-'));
+      const spec = localize(makeSpec({ name: NAME, disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual' } }), dir);
+      const runtime = planInstance(spec).runtime;
+      const params = { name: NAME, runtime, incoming: `unix:${join(dir, 'mig.sock')}`, nicBackends: userBackends(runtime) };
+      const args = launch ? ['--launch', '--accel', 'tcg'] : ['--accel', 'tcg'];
+      const d1 = await spawnDaemon({ dir, args, env: { GKD_FAULT_POINT: point } });
+      const c1 = await RpcClient.connect(d1.socket);
+      await assert.rejects(c1.call('migration.accept', params), /Connection to the daemon closed/);
+      await c1.close().catch(() => undefined);
+      await d1.stop();
+      assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
+      assert.ok(existsSync(join(dir, 'conf', `${NAME}.runtime`)), 'the dead accept left its runtime file');
+
+      const t0 = Date.now();
+      const d2 = await spawnDaemon({ dir, args });
+      const c2 = await RpcClient.connect(d2.socket);
+      try {
+        if (launch) {
+          // The target QEMU outlived the daemon: adopted, its runtime file kept, and it agrees with it.
+          const v = await c2.call<{ clean: boolean; differences: unknown[] }>('instance.verify', { name: NAME });
+          results.push({ point, ms: Date.now() - t0 });
+          assert.deepEqual(v.differences, [], d2.log().slice(-3000));
+          assert.equal(v.clean, true);
+          assert.match(d2.log(), /adopted a QEMU/);
+          // A second accept is refused: the daemon runs the (adopted) target.
+          await assert.rejects(c2.call('migration.accept', params), (e: RpcCallError) => e.code === 5004 && /already runs it/.test(e.message));
+        } else {
+          // Nothing runs the file the dead accept wrote: the retry reconciles it away and is accepted.
+          const r = await c2.call<{ argv: string[] }>('migration.accept', params);
+          results.push({ point, ms: Date.now() - t0 });
+          assert.ok(r.argv.includes('-incoming'));
+          assert.match(d2.log(), /no QEMU serves the target; the runtime file it wrote was removed/);
+        }
+        assert.equal(existsSync(join(dir, 'conf', `.${NAME}.journal`)), false, 'the journal entry was closed');
+      } finally {
+        await c2.close().catch(() => undefined);
+        await d2.stop();
+        rmSync(dir, { recursive: true, force: true });
       }
     });
   }
