@@ -261,11 +261,9 @@ export class HotplugEngine {
         if (kind === 'disk') {
           const d = spec as DiskSpec;
           if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
-          const { path, uri, backend: _b, ...rest } = d as DiskSpec & { backend?: unknown };
-          entry = [{ ...rest, mode: d.mode ?? 'rw', hvinfo: at }, path, uri ?? null];
+          entry = diskEntry(d, at, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice });
         } else {
-          const { backend: _b, ...rest } = spec as NicSpec;
-          entry = { ...rest, hvinfo: at };
+          entry = nicEntry(spec as NicSpec, at);
         }
         // Refused before QEMU is touched when the file's format cannot record the device.
         if (format !== '2.16') {

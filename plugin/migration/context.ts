@@ -30,6 +30,18 @@ export interface MigrationContext {
   /** Node-local build settings for `acceptMigration`. @default {} (KVM, Ganeti's run dir) */
   node?: NodeBuildOptions;
   /**
+   * The binary to run for a runtime's kvm_cmd[0] (the daemon maps it onto its
+   * configured qemuBinaries); throws naming `field` when it may not run.
+   * @default the path itself
+   */
+  qemuBinary?(kvmPath: string, field: string): string;
+  /**
+   * Why a host path an incoming runtime names (a disk, a kernel) may not be
+   * handed to QEMU on this node, or undefined when it may.
+   * @default every path may
+   */
+  pathProblem?(path: string, kind: 'disk' | 'kernel'): Promise<string | undefined>;
+  /**
    * The intent journal (the daemon's, shared with hotplug): a migration records itself before
    * `migrate` and closes the entry with its verdict, so a restart after a crash reports what QEMU
    * did meanwhile. @default none

@@ -157,6 +157,7 @@ async function migrateOver(
   notify?: (p: MigrationProgress) => void,
 ): Promise<StartResult> {
   const { name } = params;
+  const srcSocket = params.qmp ?? ctx.qmpSocket(name);
   const before = await status(src);
   if (before === 'inmigrate') throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": its QEMU is itself waiting for an incoming migration`, { field: 'name' });
   const current = (await src.execute<QueryMigrate>('query-migrate')).status;
@@ -172,7 +173,7 @@ async function migrateOver(
     });
   }
 
-  const socket = params.qmp ?? ctx.qmpSocket(name);
+  const socket = srcSocket;
   const journaled = async (target: QmpClient | undefined): Promise<StartResult> => {
     // Recorded before `migrate` and closed with the verdict: a daemon killed in between leaves the
     // entry, and its successor reports the migration status QEMU reached (hotplug/reconcile.ts).

@@ -35,10 +35,48 @@ export interface VerifyResult {
   differences: Difference[];
   /** The runtime file was rewritten from QEMU. */
   repaired: boolean;
+  /** What could not be checked, e.g. a disk QEMU reads through a descriptor that cannot be resolved here; absent when nothing. */
+  notes?: string[];
   /** Block nodes and netdevs named like ours that no device uses (before any repair). */
   leaks: Leak[];
   /** With repair: what was done about the leaks, one line each. */
   removed?: string[];
+}
+
+/** A path with its symlinks resolved; undefined when it does not exist here. */
+export function realpathOrUndefined(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pid files that may name instance `name`'s QEMU: the one in kvm_cmd (Ganeti's) and this node's. */
+export function pidFilesOf(runtime: RuntimeV2_16, name: string, runDir = DEFAULT_RUN_DIR): string[] {
+  const cmd = runtime[0];
+  const i = cmd.indexOf('-pidfile');
+  const out = i >= 0 && typeof cmd[i + 1] === 'string' ? [String(cmd[i + 1])] : [];
+  return [...out, `${runDir}/pid/${name}`];
+}
+
+function withNotes(r: VerifyResult, notes: string[]): VerifyResult {
+  return notes.length === 0 ? r : { ...r, notes };
+}
+
+/** Where the QEMU of `name` is, for reading its descriptors. */
+function whereOf(ctx: MigrationContext, runtime: RuntimeV2_16, name: string, qmpSocket: string): LiveStateWhere {
+  return { qmpSocket, pidFiles: pidFilesOf(runtime, name, ctx.node?.runDir) };
+}
+
+/** The binary to ask for device aliases; undefined (built-in aliases) when the context may not run kvm_cmd[0]. */
+function binaryOf(runtime: RuntimeV2_16, ctx: Pick<MigrationContext, 'qemuBinary'> | undefined): string | undefined {
+  const kvm = String(runtime[0][0]);
+  try {
+    return ctx?.qemuBinary === undefined ? kvm : ctx.qemuBinary(kvm, 'runtime[0][0]');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -67,12 +105,13 @@ export async function runtimeDrift(
  */
 export async function verifyInstance(ctx: MigrationContext, name: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const socket = options.qmp ?? ctx.qmpSocket(name);
+  const notes: string[] = [];
   if (options.repair === undefined || options.repair === false) {
     const { upgraded, format } = await ctx.store.read(name);
     return ctx.connections.use(socket, async (qmp) => {
-      const differences = await runtimeDrift(upgraded, qmp, format);
+      const differences = await runtimeDrift(upgraded, qmp, format, { ...whereOf(ctx, upgraded, name, socket), notes }, ctx);
       const leaks = await findLeaks(qmp);
-      return { clean: differences.length === 0 && leaks.length === 0, differences, repaired: false, leaks };
+      return withNotes({ clean: differences.length === 0 && leaks.length === 0, differences, repaired: false, leaks }, notes);
     });
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
@@ -80,17 +119,18 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
   // only taken once the lock is ours, so a long lock wait never holds (or loses) a connection.
   return ctx.store.withLock(name, () => ctx.connections.use(socket, async (qmp) => {
     const read = await ctx.store.read(name);
-    const live = await readLiveState(qmp);
-    const aliases = await deviceAliasesOf(String(read.upgraded[0][0]));
-    const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format) });
+    const where = whereOf(ctx, read.upgraded, name, socket);
+    const live = await readLiveState(qmp, where);
+    const aliases = await deviceAliasesOf(binaryOf(read.upgraded, ctx));
+    const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format), realpath: realpathOrUndefined, notes });
     const leaks = await findLeaks(qmp);
     const removed = leaks.length === 0 ? undefined : await removeLeaks(qmp, leaks);
     const leaksLeft = removed === undefined ? [] : await findLeaks(qmp);
     const extra = removed === undefined ? {} : { removed };
-    if (differences.length === 0) return { clean: leaksLeft.length === 0, differences, repaired: false, leaks, ...extra };
-    const next = repairRuntime(read.upgraded, differences, live, known);
+    if (differences.length === 0) return withNotes({ clean: leaksLeft.length === 0, differences, repaired: false, leaks, ...extra }, notes);
+    const next = repairRuntime(read.upgraded, differences, live, known, { realpath: realpathOrUndefined });
     await ctx.store.writeKeepingFormat(name, next, read);
-    const after = await runtimeDrift(next, qmp);
-    return { clean: after.length === 0 && leaksLeft.length === 0, differences, repaired: true, leaks, ...extra };
+    const after = await runtimeDrift(next, qmp, '2.16', where, ctx);
+    return withNotes({ clean: after.length === 0 && leaksLeft.length === 0, differences, repaired: true, leaks, ...extra }, notes);
   }));
 }

@@ -19,33 +19,36 @@ import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
 /** The five hotplug methods. */
 export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
   // The caller's abort cancels an operation still queued for its instance (never one already running).
-  const opts = (p: Target, signal: AbortSignal): { qmp?: string; signal: AbortSignal } => ({ ...(p.qmp === undefined ? {} : { qmp: p.qmp }), signal });
+  const opts = (p: { qmp?: string }, signal: AbortSignal): { qmp?: string; signal: AbortSignal } => ({ ...(p.qmp === undefined ? {} : { qmp: p.qmp }), signal });
   return [
     defineMethod({
       name: 'hotplug.supported',
       summary: 'Says whether a disk or NIC can be hot-added or hot-removed on this instance now',
       schema: supportedSchema,
       handler: async (p, ctx) => {
-        const t = p as unknown as Target & { kind: 'disk' | 'nic'; action: 'add' | 'remove' };
-        const { upgraded } = await store.read(t.name);
-        return connections.use(t.qmp ?? qmpSocketFor(ctx.config, t.name), (qmp) => hotplugSupported(upgraded, qmp, t.kind, t.action));
+        const { upgraded } = await store.read(p.name);
+        return connections.use(p.qmp ?? qmpSocketFor(ctx.config, p.name), (qmp) => hotplugSupported(upgraded, qmp, p.kind, p.action));
       },
     }),
     defineMethod({
       name: 'disk.add', summary: 'Hot-adds a disk', schema: diskAddSchema,
-      handler: (p, ctx) => engine.addDisk(p.name as string, p.disk as DiskSpec, opts(p as unknown as Target, ctx.signal)),
-    },
-    {
+      handler: async (p, ctx) => {
+        // Without a uri the path is a host file QEMU (as root) opens for the guest.
+        if (p.disk.uri === undefined || p.disk.uri === null) await checkPathParam('disk.add', '/disk/path', p.disk.path, ctx.config.storageRoots);
+        return engine.addDisk(p.name, p.disk, opts(p, ctx.signal));
+      },
+    }),
+    defineMethod({
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
-      handler: (p, ctx) => engine.removeDisk(p.name as string, p.uuid as string, opts(p as unknown as Target, ctx.signal)),
-    },
-    {
+      handler: (p, ctx) => engine.removeDisk(p.name, p.uuid, opts(p, ctx.signal)),
+    }),
+    defineMethod({
       name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
-      handler: (p, ctx) => engine.addNic(p.name as string, p.nic as NicSpec, opts(p as unknown as Target, ctx.signal)),
-    },
-    {
+      handler: (p, ctx) => engine.addNic(p.name, p.nic, opts(p, ctx.signal)),
+    }),
+    defineMethod({
       name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
-      handler: (p, ctx) => engine.removeNic(p.name as string, p.uuid as string, opts(p as unknown as Target, ctx.signal)),
-    },
+      handler: (p, ctx) => engine.removeNic(p.name, p.uuid, opts(p, ctx.signal)),
+    }),
   ];
 }

@@ -9,7 +9,7 @@ import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess, type RunningQemu } from '../../process';
 import type { QmpConnections } from '../../hotplug';
 import { Journal, type RuntimeStore } from '../../runtime';
-import type { CallContext, RpcMethod } from '../method';
+import { defineMethod, type CallContext, type RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import startSchema from '../../../schemas/rpc/instance.start.schema.json';
 import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';

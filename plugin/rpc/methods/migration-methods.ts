@@ -28,18 +28,23 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
       name: 'instance.verify',
       summary: 'Reports drift between the runtime file and the live QEMU, leaked backends and pending removals',
       schema: verifySchema,
-      handler: async (p) => {
-        const name = p.name as string;
+      handler: async (p, ctx) => {
+        // A known disk's path may end up in the runtime file (when QEMU shows no plain file): the same roots apply.
+        if (typeof p.repair === 'object') {
+          for (const [i, d] of (p.repair.known?.disks ?? []).entries()) {
+            if (d.uri === undefined || d.uri === null) await checkPathParam('instance.verify', `/repair/known/disks/${i}/path`, d.path, ctx.config.storageRoots);
+          }
+        }
         // A process that died mid-operation left a journal entry: finish or undo it before comparing.
-        await hooks?.reconcile(name);
-        const r = await verifyInstance(mctx, name, {
-          ...(p.qmp === undefined ? {} : { qmp: p.qmp as string }),
-          ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' && p.repair !== null ? { repair: p.repair as { known?: KnownDevices } } : {}),
+        await hooks?.reconcile(p.name);
+        const r = await verifyInstance(mctx, p.name, {
+          ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
+          ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' ? { repair: p.repair } : {}),
         });
-        return { ...r, pending: hooks?.pending(name) ?? [] };
+        return { ...r, pending: hooks?.pending(p.name) ?? [] };
       },
-    },
-    {
+    }),
+    defineMethod({
       name: 'migration.accept',
       summary: 'On the target: checks the incoming runtime and builds (or launches) QEMU with -incoming',
       schema: acceptSchema,
