@@ -10,7 +10,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { findLeaks } from '../../plugin/migration';
 import { buildArgv, planInstance } from '../../plugin/planner';
 import { prepareRunDir } from '../../plugin/process/host-facts';
@@ -53,7 +53,8 @@ describe('crash recovery of pending removals (booted guest, real daemon)', funct
       const con = new GuestConsole(serial(dir));
       try {
         await con.waitReady(60_000);
-        const d1 = await spawnDaemon({ dir, env: { GKD_UNPLUG_TIMEOUT_MS: '1', GKD_FAULT_POINT: point } });
+        const roots = { GKD_STORAGE_ROOTS: `${dir}:/dev/`, GKD_KERNEL_ROOTS: `${dirname(kit.kernel)}/` };
+        const d1 = await spawnDaemon({ dir, env: { ...roots, GKD_UNPLUG_TIMEOUT_MS: '1', GKD_FAULT_POINT: point } });
         const c1 = await RpcClient.connect(d1.socket);
         const uuid = spec.disks[1].uuid;
         await assert.rejects(c1.call('disk.remove', { name: NAME, uuid }), (e: Error) => {
@@ -68,7 +69,7 @@ describe('crash recovery of pending removals (booted guest, real daemon)', funct
         assert.ok(existsSync(join(dir, 'conf', `.${NAME}.journal`)), 'the pending removal is in the journal');
 
         const t0 = Date.now();
-        const d2 = await spawnDaemon({ dir });
+        const d2 = await spawnDaemon({ dir, env: roots });
         const c2 = await RpcClient.connect(d2.socket);
         try {
           const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[]; pending: unknown[] }>('instance.verify', { name: NAME });

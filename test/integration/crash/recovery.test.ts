@@ -67,10 +67,15 @@ async function rig(): Promise<Rig> {
   return { vm, dir, store, spec, image: makeImage(join(dir, 'new.raw')) };
 }
 
+/** The daemon's confinement: the test's images live in its temp dir. */
+function roots(dir: string): Record<string, string> {
+  return { GKD_STORAGE_ROOTS: `${dir}:/dev/` };
+}
+
 function daemon(r: Rig, fault?: string): Promise<DaemonProcess> {
   return spawnDaemon({
     dir: r.dir,
-    env: { GKD_UNPLUG_TIMEOUT_MS: '1000', ...(fault === undefined ? {} : { GKD_FAULT_POINT: fault }) },
+    env: { ...roots(r.dir), GKD_UNPLUG_TIMEOUT_MS: '1000', ...(fault === undefined ? {} : { GKD_FAULT_POINT: fault }) },
   });
 }
 
@@ -127,7 +132,7 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
           const op = ops(r)[opName === 'nic-pending' ? 'nic-remove' : opName];
           const d1 = await spawnDaemon({
             dir: r.dir,
-            env: { GKD_UNPLUG_TIMEOUT_MS: '1000', GKD_FAULT_POINT: point, ...(killQemu ? { GKD_FAULT_KILL_PID: String(vm.pid) } : {}) },
+            env: { ...roots(r.dir), GKD_UNPLUG_TIMEOUT_MS: '1000', GKD_FAULT_POINT: point, ...(killQemu ? { GKD_FAULT_KILL_PID: String(vm.pid) } : {}) },
           });
           const c1 = await RpcClient.connect(d1.socket);
           if (killQemu) {
@@ -254,10 +259,12 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
     it(`daemon killed at ${point}${launch ? ' (launch mode)' : ''}: the retried accept is not refused, the target agrees with its file`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'gkd-crash-target-'));
       const spec = localize(makeSpec({ name: NAME, disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual' } }), dir);
+      // The daemon runs only the QEMU binaries its configuration lists (the default one here).
+      spec.hvparams = { ...spec.hvparams, kvm_path: '/usr/bin/qemu-system-x86_64' };
       const runtime = planInstance(spec).runtime;
       const params = { name: NAME, runtime, incoming: `unix:${join(dir, 'mig.sock')}`, nicBackends: userBackends(runtime) };
       const args = launch ? ['--launch', '--accel', 'tcg'] : ['--accel', 'tcg'];
-      const d1 = await spawnDaemon({ dir, args, env: { GKD_FAULT_POINT: point } });
+      const d1 = await spawnDaemon({ dir, args, env: { ...roots(dir), GKD_FAULT_POINT: point } });
       const c1 = await RpcClient.connect(d1.socket);
       await assert.rejects(c1.call('migration.accept', params), /Connection to the daemon closed/);
       await c1.close().catch(() => undefined);
@@ -266,7 +273,7 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
       assert.ok(existsSync(join(dir, 'conf', `${NAME}.runtime`)), 'the dead accept left its runtime file');
 
       const t0 = Date.now();
-      const d2 = await spawnDaemon({ dir, args });
+      const d2 = await spawnDaemon({ dir, args, env: roots(dir) });
       const c2 = await RpcClient.connect(d2.socket);
       try {
         if (launch) {
