@@ -23,12 +23,14 @@ export const ERROR_CODES = {
   GKD_RUNTIME_IO: { rpc: 2005, meaning: 'A runtime file could not be read or written' },
   GKD_RUNTIME_LOCKED: { rpc: 2006, meaning: 'Another process holds the instance lock' },
   GKD_RUNTIME_NAME_INVALID: { rpc: 2007, meaning: 'An instance name is not usable as a runtime file name' },
+  GKD_RUNTIME_EXISTS: { rpc: 2008, meaning: 'The instance already has a runtime file; replacing it must be asked for (replace: true)' },
   // QMP
   GKD_QMP_CONNECT: { rpc: 3001, meaning: 'The QMP socket could not be reached' },
   GKD_QMP_TIMEOUT: { rpc: 3002, meaning: 'QEMU did not answer a QMP command in time' },
   GKD_QMP_CLOSED: { rpc: 3003, meaning: 'The QMP connection closed (QEMU exited or the socket vanished)' },
   GKD_QMP_COMMAND: { rpc: 3004, meaning: 'QEMU answered a QMP command with an error' },
   GKD_QMP_PROTOCOL: { rpc: 3005, meaning: 'The QMP peer broke the protocol (bad greeting, garbage, oversize message)' },
+  GKD_QMP_BUSY: { rpc: 3006, meaning: 'Another client (Ganeti) holds the QMP monitor, which serves one client at a time; retry later' },
   // hotplug
   GKD_HOTPLUG_UNSUPPORTED: { rpc: 4001, meaning: 'The device type, QEMU or machine cannot hot-plug this device' },
   GKD_HOTPLUG_FAILED: { rpc: 4002, meaning: 'A hotplug step failed; earlier steps were rolled back' },
@@ -46,7 +48,8 @@ export const ERROR_CODES = {
   GKD_INTERNAL: { rpc: 6001, meaning: 'An unexpected internal error' },
   GKD_SHUTTING_DOWN: { rpc: 6002, meaning: 'The daemon is shutting down and takes no new calls' },
   GKD_LAUNCH_FAILED: { rpc: 6003, meaning: 'QEMU could not be started' },
-  GKD_OVERLOADED: { rpc: 6004, meaning: 'The connection has too many calls in flight; wait for an answer before calling again' },
+  GKD_CANCELLED: { rpc: 6005, meaning: 'The caller gave up (disconnected, timed out, shutdown) before the operation started; nothing was done' },
+  GKD_OVERLOADED: { rpc: 6004, meaning: 'Too many calls in flight on the connection or queued for the instance; wait for an answer before calling again' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

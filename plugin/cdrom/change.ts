@@ -74,7 +74,7 @@ async function checkImage(path: string): Promise<void> {
  * guest locked.
  */
 export async function changeCdrom(
-  store: RuntimeStore, qmp: () => Promise<QmpClient>, name: string, slot: 1 | 2, path: string | null, force = false,
+  store: RuntimeStore, qmp: <T>(fn: (q: QmpClient) => Promise<T>) => Promise<T>, name: string, slot: 1 | 2, path: string | null, force = false,
 ): Promise<CdromChangeResult> {
   if (path !== null) await checkImage(path);
   return store.withLock(name, async () => {
@@ -91,9 +91,11 @@ export async function changeCdrom(
     }
     const drive = `ide0-cd${slot - 1}`;
     const before = driveFile(value) ?? null;
-    const q = await qmp();
-    if (path === null) await q.execute('eject', { device: drive, force });
-    else await q.execute('blockdev-change-medium', { device: drive, filename: path, format: 'raw', ...(force ? { force: true } : {}) });
+    // One short sequence on the monitor (it may be Ganeti's, which serves one client at a time).
+    await qmp(async (q) => {
+      if (path === null) await q.execute('eject', { device: drive, force });
+      else await q.execute('blockdev-change-medium', { device: drive, filename: path, format: 'raw', ...(force ? { force: true } : {}) });
+    });
     cmd[at] = withDriveFile(value, path);
     await store.write(name, read.value as never, { format: read.format, expect: read.stamp });
     return { name, slot, drive, before, after: path };

@@ -3,23 +3,38 @@
  * log as it succeeds. When a reply never came (connection lost, timeout),
  * QEMU may or may not have done the step, so its inverse is logged anyway
  * and a "not found" from that inverse counts as "had not taken effect".
+ *
+ * The inverses run after the add's own connection was given back, each
+ * over a short connection of its own: waiting for the guest to release a
+ * device asked back is polling (unplug-wait.ts), never holding the monitor.
  */
 import { isGkdError } from '../errors';
 import type { QemuDict } from '../planner';
 import type { QmpClient } from '../qmp';
+import type { DeviceKind } from './allocate';
 import type { UndoLog } from './undo';
+import { UNPLUG_POLL } from './unplug-wait';
 
 export type AddCommand = 'blockdev-add' | 'netdev_add' | 'device_add';
 
 export interface AddStepsOptions {
+  /** The connection the steps run over. */
   qmp: QmpClient;
   /** The new device's QEMU id (also its node name and netdev id). */
   id: string;
+  kind: DeviceKind;
   undo: UndoLog;
-  /** The connection to undo over: a fresh one when the first was lost. */
-  reconnect: () => Promise<QmpClient>;
+  /** Runs `fn` over a short connection of its own (the rollback's). */
+  session: <T>(fn: (qmp: QmpClient) => Promise<T>) => Promise<T>;
+  /** Polls until QEMU no longer has the device; false after `timeoutMs`. */
+  waitGone: (timeoutMs: number) => Promise<boolean>;
+  /** Leaves the backend to the background finisher: the guest has not released the device yet. */
+  deferBackend: () => Promise<void>;
   unplugTimeoutMs: number;
-  pendingWatchMs: number;
+  /** Called before each QEMU step is sent (the journal records it first). */
+  beforeStep?: (cmd: AddCommand) => Promise<void>;
+  /** Called once a step succeeded (test-only fault points). */
+  afterStep?: (cmd: AddCommand) => void;
 }
 
 export class AddSteps {
@@ -27,7 +42,7 @@ export class AddSteps {
   step = 'prepare';
   readonly #o: AddStepsOptions;
   /** Set when the guest has not yet released a device we asked back: its block node stays in use until it does. */
-  #released: Promise<unknown> | undefined;
+  #deferred = false;
 
   constructor(options: AddStepsOptions) {
     this.#o = options;
@@ -36,6 +51,7 @@ export class AddSteps {
   /** Runs `cmd` and logs its inverse. */
   async run(cmd: AddCommand, args: QemuDict): Promise<void> {
     this.step = cmd;
+    await this.#o.beforeStep?.(cmd);
     const { what, inverse } = this.#inverse(cmd);
     try {
       await this.#o.qmp.execute(cmd, args);
@@ -53,6 +69,7 @@ export class AddSteps {
       throw e;
     }
     this.#o.undo.push(what, inverse);
+    this.#o.afterStep?.(cmd);
   }
 
   #inverse(cmd: AddCommand): { what: string; inverse: () => Promise<string | void> } {
@@ -62,14 +79,13 @@ export class AddSteps {
         return {
           what: `blockdev-del ${id}`,
           inverse: async () => {
-            const c = await this.#o.reconnect();
-            if (this.#released === undefined) return void (await c.execute('blockdev-del', { 'node-name': id }));
-            void this.#released.then(() => c.execute('blockdev-del', { 'node-name': id })).catch(() => undefined);
+            if (!this.#deferred) return void (await this.#o.session((c) => c.execute('blockdev-del', { 'node-name': id })));
+            await this.#o.deferBackend();
             return 'deferred until the guest releases the device';
           },
         };
       case 'netdev_add':
-        return { what: `netdev_del ${id}`, inverse: async () => void (await (await this.#o.reconnect()).execute('netdev_del', { id })) };
+        return { what: `netdev_del ${id}`, inverse: async () => void (await this.#o.session((c) => c.execute('netdev_del', { id }))) };
       case 'device_add':
         return { what: `device_del ${id}`, inverse: () => this.#deviceDel() };
     }
@@ -77,23 +93,24 @@ export class AddSteps {
 
   async #deviceDel(): Promise<string | undefined> {
     const { id } = this.#o;
-    const c = await this.#o.reconnect();
     const match = (d: Record<string, unknown>): boolean => d.device === id;
-    const gone = c.expectEvent('DEVICE_DELETED', match, this.#o.unplugTimeoutMs);
-    try {
-      await c.execute('device_del', { id });
-      await gone;
-      return undefined;
-    } catch (e) {
-      gone.cancel();
-      if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') {
-        // Armed in the same tick the short wait gave up, so the event cannot slip between the two.
-        const later = c.expectEvent('DEVICE_DELETED', match, this.#o.pendingWatchMs);
-        this.#released = later.promise;
-        this.#released.catch(() => undefined);
-        return 'requested; the guest has not released it yet';
+    // The connection that sends device_del waits a moment for DEVICE_DELETED (SCSI goes at once),
+    // then gives the monitor back; a guest that takes longer is polled for.
+    const quick = await this.#o.session(async (c) => {
+      const gone = c.expectEvent('DEVICE_DELETED', match, Math.min(UNPLUG_POLL.firstWaitMs, this.#o.unplugTimeoutMs));
+      try {
+        await c.execute('device_del', { id });
+        await gone;
+        return true;
+      } catch (e) {
+        gone.cancel();
+        if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') return false;
+        throw e;
       }
-      throw e;
-    }
+    });
+    if (quick || (await this.#o.waitGone(this.#o.unplugTimeoutMs))) return undefined;
+    // A block node stays "in use" until the guest lets go; a NIC's netdev can go at once.
+    this.#deferred = true;
+    return 'requested; the guest has not released it yet';
   }
 }

@@ -1,120 +1,165 @@
 /**
- * One QMP connection per QMP socket, shared by every operation on that
- * instance. QEMU's `-qmp` server serves one client at a time, so a second
- * connect would stall behind the first; sharing also lets a pending unplug
- * keep listening for DEVICE_DELETED while other calls go on.
+ * QMP connections, opened for one short command sequence and closed right
+ * after it.
  *
- * For the same reason a connection must not be kept longer than needed:
- * the socket may be Ganeti's own (`ctrl/<name>.qmp`), and Ganeti's stop,
- * migrate and balloon calls stall while we hold it. With `idleCloseMs` set,
- * a connection with nothing in flight and no activity for that long is
- * closed, unless something waits on it (a pending unplug's event wait) or
- * it was adopted (the launcher's own connection to a QEMU this process
- * started).
+ * QEMU's `-qmp` server serves one client at a time: a second client is
+ * accepted by the kernel but gets no greeting until the first one leaves.
+ * On a Ganeti node the socket is Ganeti's own (`ctrl/<name>.qmp`), and
+ * Ganeti's QMP client gives up after 5 s. So the plugin never keeps an
+ * instance's monitor while it waits for anything but QEMU's answers: a
+ * sequence runs inside {@link QmpConnections.use}, and the connection is
+ * closed as soon as the last sequence using it ends. Waiting for a guest
+ * (an unplug) is done by polling with fresh short connections, never by
+ * holding one open for an event.
+ *
+ * Sequences that overlap in this process share the one connection (a
+ * second connect from here would only queue behind the first); the
+ * connection closes when the last of them ends. A connection adopted from
+ * the launcher (a QEMU this daemon started itself, whose socket is not
+ * Ganeti's) stays open until {@link QmpConnections.closeAll}.
  */
+import { GkdError, isGkdError } from '../errors';
 import { QmpClient, type QmpConnectOptions } from '../qmp';
 
-/** Connect options plus the idle time after which a connection is given back. */
-export interface QmpConnectionsOptions extends QmpConnectOptions {
-  /** Close a connection idle this long (ms); undefined keeps connections until closeAll. */
-  idleCloseMs?: number;
-}
+/** Connect options of every connection. */
+export type QmpConnectionsOptions = QmpConnectOptions;
 
 interface Entry {
   client: Promise<QmpClient>;
-  /** Never idle-closed: adopted from the launcher. */
+  /** Never closed on release: adopted from the launcher. */
   adopted: boolean;
-  timer?: NodeJS.Timeout;
 }
 
-/** The shared QMP connections, one per socket (see the file comment). */
+/** Short-lived QMP connections, one per socket at a time (see the file comment). */
 export class QmpConnections {
   readonly #entries = new Map<string, Entry>();
+  /** How many sequences use each socket right now. */
+  readonly #users = new Map<string, number>();
+  /** Resolvers waiting for a socket's users to reach zero (closeAll). */
+  readonly #idle = new Map<string, Array<() => void>>();
   readonly #options: QmpConnectOptions;
-  readonly #idleCloseMs: number | undefined;
 
   constructor(options: QmpConnectionsOptions = {}) {
-    const { idleCloseMs, ...connect } = options;
-    this.#options = connect;
-    this.#idleCloseMs = idleCloseMs;
+    this.#options = options;
   }
 
-  /** The live connection to `socketPath`, connecting when there is none (or the old one closed). */
-  async get(socketPath: string): Promise<QmpClient> {
+  /**
+   * Runs `fn` over a connection to `socketPath` and closes the connection
+   * when `fn` (and every other sequence sharing it) has ended. Inside `fn`,
+   * `use` on the same socket returns the same connection, or a fresh one
+   * when it dropped, still closed at the end of the outer sequence.
+   *
+   * @throws GkdError `GKD_QMP_BUSY` when another client (Ganeti) holds the
+   *   monitor past the connect budget, `GKD_QMP_CONNECT`, or what `fn` throws
+   */
+  async use<T>(socketPath: string, fn: (qmp: QmpClient) => Promise<T>): Promise<T> {
+    this.#users.set(socketPath, (this.#users.get(socketPath) ?? 0) + 1);
+    try {
+      const client = await this.#client(socketPath);
+      return await fn(client);
+    } finally {
+      const left = (this.#users.get(socketPath) ?? 1) - 1;
+      if (left > 0) this.#users.set(socketPath, left);
+      else {
+        this.#users.delete(socketPath);
+        await this.#closeUnused(socketPath);
+        for (const wake of this.#idle.get(socketPath)?.splice(0) ?? []) wake();
+      }
+    }
+  }
+
+  /** How many sequences use `socketPath` now (0: no connection is held for them). */
+  users(socketPath: string): number {
+    return this.#users.get(socketPath) ?? 0;
+  }
+
+  /** True while this process holds a connection to `socketPath` (for tests and diagnostics). */
+  isOpen(socketPath: string): boolean {
+    return this.#entries.has(socketPath);
+  }
+
+  /** Hands over a connection opened elsewhere (the launcher's, to a QEMU this daemon started). */
+  adopt(socketPath: string, client: QmpClient): void {
+    const entry: Entry = { client: Promise.resolve(client), adopted: true };
+    this.#entries.set(socketPath, entry);
+    client.on('close', () => {
+      if (this.#entries.get(socketPath) === entry) this.#entries.delete(socketPath);
+    });
+  }
+
+  /**
+   * Waits up to `waitMs` for the sequences under way to end, so a shutdown
+   * does not cut a hot-add or a migration in half. Resolves true when none is left.
+   */
+  async drain(waitMs: number): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    await Promise.all([...this.#users.keys()].map((s) => new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      const list = this.#idle.get(s) ?? [];
+      list.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.#idle.set(s, list);
+    })));
+    return this.#users.size === 0;
+  }
+
+  /** Closes every connection, adopted ones included (after {@link drain} on shutdown). */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#entries.keys()].map(async (s) => {
+      const entry = this.#entries.get(s);
+      this.#entries.delete(s);
+      const c = await entry?.client.catch(() => undefined);
+      await c?.close();
+    }));
+  }
+
+  /** The live connection to `socketPath`, connecting when there is none or it dropped. */
+  async #client(socketPath: string): Promise<QmpClient> {
     const existing = this.#entries.get(socketPath);
     if (existing !== undefined) {
       const c = await existing.client.catch(() => undefined);
-      if (c !== undefined && !c.closed) {
-        this.#scheduleIdle(socketPath, existing);
-        return c;
-      }
-      if (this.#entries.get(socketPath) === existing) this.#forget(socketPath, existing);
-      return this.get(socketPath);
+      if (c !== undefined && !c.closed) return c;
+      if (this.#entries.get(socketPath) === existing) this.#entries.delete(socketPath);
+      return this.#client(socketPath);
     }
-    const entry: Entry = { client: QmpClient.connect(socketPath, this.#options), adopted: false };
+    const entry: Entry = { client: connectNamingBusy(socketPath, this.#options), adopted: false };
     this.#entries.set(socketPath, entry);
     entry.client.then(
-      (c) => {
-        c.on('close', () => {
-          if (this.#entries.get(socketPath) === entry) this.#forget(socketPath, entry);
-        });
-        this.#scheduleIdle(socketPath, entry);
-      },
+      (c) => c.on('close', () => {
+        if (this.#entries.get(socketPath) === entry) this.#entries.delete(socketPath);
+      }),
       () => {
-        if (this.#entries.get(socketPath) === entry) this.#forget(socketPath, entry);
+        if (this.#entries.get(socketPath) === entry) this.#entries.delete(socketPath);
       },
     );
     return entry.client;
   }
 
-  /** Hands over a connection opened elsewhere (e.g. by the launcher) so no second connect is needed. */
-  adopt(socketPath: string, client: QmpClient): void {
-    const entry: Entry = { client: Promise.resolve(client), adopted: true };
-    this.#entries.set(socketPath, entry);
-    client.on('close', () => {
-      if (this.#entries.get(socketPath) === entry) this.#forget(socketPath, entry);
-    });
-  }
-
-  /** Closes the connection to `socketPath`, if any. */
-  async drop(socketPath: string): Promise<void> {
+  async #closeUnused(socketPath: string): Promise<void> {
     const entry = this.#entries.get(socketPath);
-    if (entry === undefined) return;
-    this.#forget(socketPath, entry);
+    if (entry === undefined || entry.adopted) return;
+    this.#entries.delete(socketPath);
     const c = await entry.client.catch(() => undefined);
     await c?.close();
   }
+}
 
-  /** Closes every connection. */
-  async closeAll(): Promise<void> {
-    await Promise.all([...this.#entries.keys()].map((k) => this.drop(k)));
-  }
-
-  #forget(socketPath: string, entry: Entry): void {
-    if (entry.timer !== undefined) clearTimeout(entry.timer);
-    if (this.#entries.get(socketPath) === entry) this.#entries.delete(socketPath);
-  }
-
-  /** Checks after `delay` ms (default the idle time) whether the connection has been quiet long enough. */
-  #scheduleIdle(socketPath: string, entry: Entry, delay?: number): void {
-    const idle = this.#idleCloseMs;
-    if (idle === undefined || entry.adopted) return;
-    if (entry.timer !== undefined) clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => {
-      void entry.client.then(
-        (c) => {
-          if (this.#entries.get(socketPath) !== entry || c.closed) return;
-          // An armed event wait (a pending unplug) or a command in flight keeps it open.
-          if (c.busy) return this.#scheduleIdle(socketPath, entry);
-          // Quiet for less than the idle time: look again when it will have been.
-          const quietFor = Date.now() - c.lastActivity;
-          if (quietFor < idle) return this.#scheduleIdle(socketPath, entry, idle - quietFor);
-          this.#forget(socketPath, entry);
-          void c.close();
-        },
-        () => undefined,
-      );
-    }, delay ?? idle);
-    entry.timer.unref();
+/**
+ * Connects; a monitor that accepted but never greeted within the budget is
+ * held by another client (Ganeti): that is `GKD_QMP_BUSY`, naming the socket.
+ */
+async function connectNamingBusy(socketPath: string, options: QmpConnectOptions): Promise<QmpClient> {
+  try {
+    return await QmpClient.connect(socketPath, options);
+  } catch (e) {
+    if (isGkdError(e) && e.code === 'GKD_QMP_CONNECT' && (e.data as { reason?: string } | undefined)?.reason === 'no-greeting') {
+      throw new GkdError('GKD_QMP_BUSY', `Cannot use QMP socket "${socketPath}": another client holds the monitor (QEMU serves one at a time); ${e.message.replace(/^Cannot connect to QMP socket "[^"]*": /, '')}; retry when it is done`, {
+        data: { socketPath, reason: 'busy' },
+        cause: e,
+      });
+    }
+    throw e;
   }
 }

@@ -5,18 +5,25 @@
  * the runtime file's cross-process lock, held across the QMP work);
  * different instances proceed in parallel.
  */
+import pino, { type Logger } from 'pino';
 import { GkdError, isGkdError } from '../errors';
 import { readLiveDevice } from '../inspect';
 import {
   blockdevArgs, deviceId, diskDeviceArgs, diskEntry, diskIo, diskReadOnly, runtimeHvParams, netdevArgs, nicDeviceArgs, nicEntry, SCSI_BUS, type QemuDict,
 } from '../planner';
 import type { QmpClient } from '../qmp';
-import type { RuntimeStore } from '../runtime';
-import type { DiskSpec, HvInfo, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
+import { faultPoint } from '../fault-point';
+import { canonicalAddrToSlot, convertRuntime, Journal, pciEraDriver, pciEraId, type JournalEntry, type RuntimeStore } from '../runtime';
+import type { DiskSpec, HvInfo, HvParams, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
 import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
+
+/** The one PCI bus of the PCI-era runtime format (2.10). */
+const PCI_ERA_BUS = 'pci.0';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
+import { needsReconcile, reconcileInstance, type ReconcileOutcome } from './reconcile';
+import { dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
 import { AddSteps } from './add-steps';
 import { UndoLog } from './undo';
@@ -26,10 +33,10 @@ import { verifyAdded } from './verify';
 export const HOTPLUG_DEFAULTS = {
   /** How long to wait for the guest to release a device (DEVICE_DELETED) before reporting it pending. */
   unplugTimeoutMs: 5_000,
-  /** How long a pending unplug keeps listening after the call returned. */
-  pendingWatchMs: 10 * 60_000,
   /** How long to wait for another operation on the same instance. */
   lockWaitMs: 60_000,
+  /** How many operations may wait for one instance in this process; more get GKD_OVERLOADED. */
+  maxQueued: 32,
 } as const;
 
 /** QEMU run states in which a hotplug would break a migration. */
@@ -44,11 +51,13 @@ export interface HotplugEngineOptions {
   /** `kvm` (default) or `tcg`: vhost-net is only asked for under KVM. */
   accel?: 'kvm' | 'tcg';
   unplugTimeoutMs?: number;
-  pendingWatchMs?: number;
   lockWaitMs?: number;
+  maxQueued?: number;
   isBlockDevice?: (path: string) => boolean;
   /** Called when a removal reported as pending completes later. */
   onRemoved?: (ev: RemovedEvent) => void;
+  /** Where background work (pending removals) reports. @default silent */
+  logger?: Logger;
 }
 
 /** Per-call options of the engine's operations. */
@@ -56,6 +65,12 @@ export interface CallOptions {
   /** QMP socket override for this call. */
   qmp?: string;
   unplugTimeoutMs?: number;
+  /**
+   * The caller's abort (it disconnected, timed out, or the daemon is shutting down): an operation
+   * still queued when it fires is not started (GKD_CANCELLED); one already running completes, so
+   * QEMU and the runtime file are never left half done.
+   */
+  signal?: AbortSignal;
 }
 
 /** A hot-add's result: where the device went. */
@@ -71,28 +86,96 @@ export interface RemoveResult {
 
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
 export class HotplugEngine {
-  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved'>> & HotplugEngineOptions;
+  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger'>> & HotplugEngineOptions;
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Operations queued or running per instance (the bound of maxQueued). */
+  readonly #waiting = new Map<string, number>();
   readonly #pending: PendingUnplugs;
+  readonly #log: Logger;
+  /** The intent journal, next to the runtime files. */
+  readonly journal: Journal;
 
   constructor(options: HotplugEngineOptions) {
     this.#o = { accel: 'kvm', ...HOTPLUG_DEFAULTS, ...options };
-    this.#pending = new PendingUnplugs((name, fn) => this.#exclusive(name, fn), this.#o.store, this.#o.onRemoved);
+    this.#log = (options.logger ?? pino({ level: 'silent' })).child({ module: 'hotplug' });
+    this.journal = new Journal(this.#o.store.dir);
+    this.#pending = new PendingUnplugs({
+      connections: this.#o.connections,
+      store: this.#o.store,
+      exclusive: (name, fn) => this.#exclusive(name, fn),
+      ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
+      onSettled: (p) => (p.seq === undefined ? undefined : this.journal.close(p.name, p.seq)),
+      log: this.#log,
+    });
+  }
+
+  /**
+   * Reconciles instance `name` now if its journal has open entries (a process died in the middle
+   * of an operation); see reconcile.ts. Every operation does this first by itself.
+   */
+  reconcile(name: string): Promise<ReconcileOutcome[]> {
+    return this.#exclusive(name, async (outcomes) => outcomes);
+  }
+
+  /** Reconciles every instance that has a journal (daemon start); failures are logged, never thrown. */
+  async reconcileAll(): Promise<Map<string, ReconcileOutcome[] | Error>> {
+    const out = new Map<string, ReconcileOutcome[] | Error>();
+    for (const name of await this.journal.list()) {
+      try {
+        out.set(name, await this.reconcile(name));
+      } catch (e) {
+        this.#log.error({ instance: name, err: e }, 'reconcile failed; the journal entry stays open and is retried before the next operation');
+        out.set(name, e as Error);
+      }
+    }
+    return out;
+  }
+
+  /** Reconciles `name`'s open journal entries (under its lock); what was done, empty when nothing was open. */
+  async #reconcileLocked(name: string): Promise<ReconcileOutcome[]> {
+    if (!(await needsReconcile({ journal: this.journal, pending: this.#pending }, name))) return [];
+    return reconcileInstance({
+      store: this.#o.store, journal: this.journal, connections: this.#o.connections, pending: this.#pending, log: this.#log,
+      ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
+    }, name);
+  }
+
+  /** Stops the background finishers (daemon shutdown); what is pending stays in the journal. */
+  stop(): void {
+    this.#pending.stop();
   }
 
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
-  #exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const waiting = this.#waiting.get(name) ?? 0;
+    if (waiting >= this.#o.maxQueued) {
+      return Promise.reject(new GkdError('GKD_OVERLOADED', `Cannot queue another operation on instance "${name}": ${waiting} are already waiting for it; retry when they are done`, { field: 'name', data: { queued: waiting } }));
+    }
+    this.#waiting.set(name, waiting + 1);
     const prev = this.#queues.get(name) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, fn, { wait: this.#o.lockWaitMs }));
+    const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, async () => {
+      // What a dead process left half done is finished first, so this operation sees a consistent instance.
+      const reconciled = await this.#reconcileLocked(name);
+      if (signal?.aborted === true) {
+        throw new GkdError('GKD_CANCELLED', `Cannot run the operation on instance "${name}": the caller gave up before it started (${String((signal.reason as Error | undefined)?.message ?? signal.reason)}); nothing was done`, { field: 'name' });
+      }
+      return fn(reconciled);
+    }, {
+      wait: this.#o.lockWaitMs,
+      onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
+    }));
     this.#queues.set(name, run);
     void run.finally(() => {
+      const left = (this.#waiting.get(name) ?? 1) - 1;
+      if (left > 0) this.#waiting.set(name, left);
+      else this.#waiting.delete(name);
       if (this.#queues.get(name) === run) this.#queues.delete(name);
     }).catch(() => undefined);
     return run;
   }
 
-  async #qmp(name: string, opts: CallOptions): Promise<QmpClient> {
-    return this.#o.connections.get(opts.qmp ?? this.#o.qmpSocket(name));
+  #socket(name: string, opts: CallOptions): string {
+    return opts.qmp ?? this.#o.qmpSocket(name);
   }
 
   /**
@@ -110,22 +193,22 @@ export class HotplugEngine {
 
   /** Hot-adds a disk; returns its hvinfo. */
   addDisk(name: string, disk: DiskSpec, opts: CallOptions = {}): Promise<AddResult> {
-    return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts));
+    return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts), opts.signal);
   }
 
   /** Hot-adds a NIC; returns its hvinfo. */
   addNic(name: string, nic: NicSpec, opts: CallOptions = {}): Promise<AddResult> {
-    return this.#exclusive(name, () => this.#add(name, 'nic', nic, opts));
+    return this.#exclusive(name, () => this.#add(name, 'nic', nic, opts), opts.signal);
   }
 
   /** Hot-removes a disk by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
   removeDisk(name: string, uuid: string, opts: CallOptions = {}): Promise<RemoveResult> {
-    return this.#exclusive(name, () => this.#remove(name, 'disk', uuid, opts));
+    return this.#exclusive(name, () => this.#remove(name, 'disk', uuid, opts), opts.signal);
   }
 
   /** Hot-removes a NIC by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
   removeNic(name: string, uuid: string, opts: CallOptions = {}): Promise<RemoveResult> {
-    return this.#exclusive(name, () => this.#remove(name, 'nic', uuid, opts));
+    return this.#exclusive(name, () => this.#remove(name, 'nic', uuid, opts), opts.signal);
   }
 
   /** Removals still waiting for the guest. */
@@ -135,62 +218,125 @@ export class HotplugEngine {
 
   async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
     const field = kind;
-    const id = deviceId(kind, spec.uuid, `${field}.uuid`);
+    let id = deviceId(kind, spec.uuid, `${field}.uuid`);
     const read = await this.#o.store.read(name);
     const runtime = read.upgraded;
+    const format = this.#o.store.formatToKeep(read);
     if (entryOf(runtime, kind, spec.uuid) !== undefined) {
       throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: id });
     }
     if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${id}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
     }
-    const socket = opts.qmp ?? this.#o.qmpSocket(name);
-    const qmp = await this.#o.connections.get(socket);
-    await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
-    const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
-    if ((await readLiveDevice(qmp, id)) !== undefined) {
-      throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
-    }
-    const hvinfo = allocate(runtime, kind, id, live);
+    const socket = this.#socket(name, opts);
     const undo = new UndoLog();
     const action = `hot-add ${kind} "${id}" to "${name}"`;
-    const steps = new AddSteps({
-      qmp,
-      id,
-      undo,
-      // A dropped connection does not mean QEMU is gone: roll back over a fresh one.
-      reconnect: async () => (qmp.closed ? this.#o.connections.get(socket) : qmp),
-      unplugTimeoutMs: opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs,
-      pendingWatchMs: this.#o.pendingWatchMs,
-    });
-    let entry: RuntimeDiskEntry | RuntimeNic;
+    const unplugTimeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
+    let steps: AddSteps | undefined;
+    let hvinfo: HvInfo | undefined;
+    let journal: JournalEntry | undefined;
     try {
-      if (kind === 'disk') {
-        const d = spec as DiskSpec;
-        if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
-        const io = diskIo(runtime);
-        const readOnly = diskReadOnly(d.mode, hvinfo.driver);
-        entry = diskEntry(d, hvinfo, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice });
-        await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
-        await steps.run('device_add', diskDeviceArgs(hvinfo, io));
-      } else {
-        const n = spec as NicSpec;
-        const hv = runtimeHvParams(runtime[2]);
-        const backend = n.backend ?? { type: 'tap' as const };
-        await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
-        await steps.run('device_add', nicDeviceArgs(hvinfo, n.mac));
-        entry = nicEntry(n, hvinfo);
-      }
-      steps.step = 'verify';
-      await verifyAdded(qmp, id, hvinfo, kind);
-      steps.step = 'runtime write';
-      await this.#o.store.write(name, withEntry(runtime, kind, entry), { expect: read.stamp });
+      // One short sequence on the monitor: read, place, add, verify, record; then it is given back.
+      await this.#o.connections.use(socket, async (qmp) => {
+        await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
+        const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
+        if ((await readLiveDevice(qmp, id)) !== undefined) {
+          throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
+        }
+        hvinfo = allocate(runtime, kind, id, live);
+        const slot = hvinfo.bus === PCI_ERA_BUS ? canonicalAddrToSlot(String((hvinfo as { addr?: unknown }).addr)) : undefined;
+        if (format !== '2.16' && slot !== undefined) {
+          // The file keeps its own format (the Ganeti of that release reads it), which records only the
+          // slot: the device gets the id and driver that release derives from it, as it would have.
+          id = pciEraId(kind, { uuid: spec.uuid, slot });
+          hvinfo = { ...hvinfo, id, driver: pciEraDriver(kind, runtime[2] as HvParams) } as HvInfo;
+          if ((await readLiveDevice(qmp, id)) !== undefined) {
+            throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
+          }
+        }
+        const at = hvinfo;
+        // The runtime entry is known before QEMU is touched: the journal carries it, so a restart can
+        // record a device that made it into QEMU.
+        let entry: RuntimeDiskEntry | RuntimeNic;
+        if (kind === 'disk') {
+          const d = spec as DiskSpec;
+          if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
+          entry = diskEntry(d, at, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice });
+        } else {
+          entry = nicEntry(spec as NicSpec, at);
+        }
+        // Refused before QEMU is touched when the file's format cannot record the device.
+        if (format !== '2.16') {
+          try {
+            convertRuntime(withEntry(runtime, kind, entry), format);
+          } catch (e) {
+            if (!isGkdError(e) || e.code !== 'GKD_RUNTIME_LOSSY') throw e;
+            throw new GkdError('GKD_RUNTIME_LOSSY', `Cannot hot-add ${kind} "${id}" to "${name}": its runtime file is in format ${format} (what this node's Ganeti reads), which cannot record it: ${e.message}`, {
+              field: `${field}.uuid`, device: id, ...(e.data === undefined ? {} : { data: e.data }), cause: e,
+            });
+          }
+        }
+        steps = new AddSteps({
+          qmp,
+          id,
+          kind,
+          undo,
+          session: (fn) => this.#o.connections.use(socket, fn),
+          waitGone: (ms) => pollUntilGone(this.#o.connections, socket, id, ms),
+          deferBackend: async () => {
+            const p = await this.journal.open(name, { op: 'pending', step: 'wait', kind, uuid: '', id, socket, recorded: false });
+            this.#pending.watch({ name, kind, uuid: '', id, socket, recorded: false, seq: p.seq });
+          },
+          unplugTimeoutMs,
+          beforeStep: async (cmd) => {
+            journal = journal === undefined
+              ? await this.journal.open(name, { op: 'add', step: cmd, kind, uuid: spec.uuid, id, socket, hvinfo: at as unknown as Record<string, unknown>, entry })
+              : await this.journal.update(name, { ...journal, step: cmd });
+            if (cmd !== 'device_add') faultPoint(`${kind}-add:journaled`);
+          },
+          afterStep: (cmd) => faultPoint(`${kind}-add:${cmd === 'device_add' ? 'device' : 'backend'}`),
+        });
+        if (kind === 'disk') {
+          const d = spec as DiskSpec;
+          const io = diskIo(runtime);
+          const readOnly = diskReadOnly(d.mode, at.driver);
+          await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
+          await steps.run('device_add', diskDeviceArgs(at, io));
+        } else {
+          const n = spec as NicSpec;
+          const hv = runtimeHvParams(runtime[2]);
+          const backend = n.backend ?? { type: 'tap' as const };
+          await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
+          await steps.run('device_add', nicDeviceArgs(at, n.mac));
+        }
+        steps.step = 'verify';
+        await verifyAdded(qmp, id, at, kind);
+        faultPoint(`${kind}-add:verified`);
+        steps.step = 'runtime write';
+        await this.#o.store.writeKeepingFormat(name, withEntry(runtime, kind, entry), read);
+        faultPoint(`${kind}-add:recorded`);
+      });
     } catch (e) {
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
-      if (steps.step === 'runtime write' && isGkdError(e) && e.data?.committed === true) return { hvinfo };
-      throw await undo.fail(action, steps.step, e);
+      if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && hvinfo !== undefined) {
+        await this.#closeJournal(name, journal);
+        return { hvinfo };
+      }
+      // Rolled back after the add's connection was given back: each inverse uses a short one of its own.
+      const err = await undo.fail(action, steps?.step ?? 'prepare', e);
+      // An inverse that failed (QEMU gone, no answer) leaves the entry open: the next reconcile finishes it.
+      const undone = (err.data as { undone?: string[] } | undefined)?.undone ?? [];
+      if (!undone.some((l) => / FAILED: /.test(l))) await this.#closeJournal(name, journal);
+      throw err;
     }
-    return { hvinfo };
+    await this.#closeJournal(name, journal);
+    return { hvinfo: hvinfo as HvInfo };
+  }
+
+  /** Closes a finished operation's journal entry; a failure to do so is logged (the next reconcile closes it). */
+  async #closeJournal(name: string, entry: JournalEntry | undefined): Promise<void> {
+    if (entry === undefined) return;
+    await this.journal.close(name, entry.seq).catch((e: unknown) => this.#log.warn({ instance: name, seq: entry.seq, err: e }, 'journal entry not closed; the next reconcile will'));
   }
 
   async #remove(name: string, kind: DeviceKind, uuid: string, opts: CallOptions): Promise<RemoveResult> {
@@ -204,36 +350,68 @@ export class HotplugEngine {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-remove ${kind} "${uuid}": it was started without a device id (pre-2.10 runtime); restart the instance first`, { field: 'uuid' });
     }
     const hvinfo = found.hvinfo as HvInfo;
-    const qmp = await this.#qmp(name, opts);
-    await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
+    const socket = this.#socket(name, opts);
     const timeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
-    // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
-    const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, timeoutMs);
     const warnings: string[] = [];
-    try {
-      await qmp.execute('device_del', { id });
-      await gone;
-    } catch (e) {
-      gone.cancel?.();
-      const ge = e as GkdError;
-      const desc = String((ge.data as { desc?: string } | undefined)?.desc ?? ge.message);
-      if (ge.code === 'GKD_QMP_COMMAND' && /not found/i.test(desc)) {
-        warnings.push(`QEMU no longer had device "${id}"`);
-      } else if (ge.code === 'GKD_QMP_TIMEOUT' || (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc))) {
-        this.#pending.watch({ name, kind, uuid, id, qmp, watchMs: this.#o.pendingWatchMs, finish: () => this.#finishRemoval(qmp, kind, id) });
-        throw new GkdError('GKD_HOTPLUG_PENDING', `Cannot confirm removal of ${kind} "${id}" from "${name}" yet: the guest has not released it within ${timeoutMs} ms; the runtime file keeps it until QEMU reports it gone`, {
-          device: id,
-          data: { status: 'pending', hvinfo },
-        });
+    let journal: JournalEntry | undefined;
+    const pending = async (): Promise<GkdError> => {
+      // One pending entry per device: a removal asked again while QEMU unplugs keeps the first one.
+      const earlier = (await this.journal.read(name)).find((x) => x.op === 'pending' && x.id === id && x.seq !== journal?.seq);
+      if (earlier !== undefined) {
+        await this.#closeJournal(name, journal);
+        this.#pending.watch({ name, kind, uuid, id, socket, recorded: true, seq: earlier.seq });
       } else {
+        if (journal !== undefined) journal = await this.journal.update(name, { ...journal, op: 'pending', step: 'wait', recorded: true });
+        faultPoint(`${kind}-pending:journaled`);
+        this.#pending.watch({ name, kind, uuid, id, socket, recorded: true, ...(journal === undefined ? {} : { seq: journal.seq }) });
+      }
+      return new GkdError('GKD_HOTPLUG_PENDING', `Cannot confirm removal of ${kind} "${id}" from "${name}" yet: the guest has not released it within ${timeoutMs} ms; the runtime file keeps it until QEMU reports it gone`, {
+        device: id,
+        data: { status: 'pending', hvinfo },
+      });
+    };
+    // The connection that sends device_del waits a moment for DEVICE_DELETED (SCSI disks go at once)
+    // and drops the backend when it came; otherwise it gives the monitor back and the guest is polled for.
+    // Devices carried over from the pci era keep their old id in hvinfo, and that is what QEMU knows.
+    const first = await this.#o.connections.use(socket, async (qmp): Promise<'gone' | 'waiting' | 'unplugging'> => {
+      await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
+      journal = await this.journal.open(name, { op: 'remove', step: 'device_del', kind, uuid, id, socket, hvinfo: hvinfo as unknown as Record<string, unknown> });
+      faultPoint(`${kind}-remove:journaled`);
+      const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs));
+      try {
+        await qmp.execute('device_del', { id });
+        faultPoint(`${kind}-remove:requested`);
+        await gone;
+        return 'gone';
+      } catch (e) {
+        gone.cancel();
+        const ge = e as GkdError;
+        const desc = String((ge.data as { desc?: string } | undefined)?.desc ?? ge.message);
+        if (ge.code === 'GKD_QMP_COMMAND' && /not found/i.test(desc)) {
+          warnings.push(`QEMU no longer had device "${id}"`);
+          return 'gone';
+        }
+        if (ge.code === 'GKD_QMP_TIMEOUT') return 'waiting';
+        if (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc)) return 'unplugging';
         // Without a reply QEMU may have started the unplug; only a refusal means nothing changed.
+        // That uncertain case keeps its journal entry: the next reconcile looks at what QEMU has.
         const outcome = ge.code === 'GKD_QMP_COMMAND' ? 'nothing changed' : 'QEMU may have started the unplug; the runtime file keeps the device until QEMU reports it gone';
+        if (ge.code === 'GKD_QMP_COMMAND') await this.#closeJournal(name, journal);
         throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; ${outcome}`, { device: id, cause: e });
       }
-    }
-    warnings.push(...(await this.#finishRemoval(qmp, kind, id)));
+    });
+    // Asked again while QEMU is still unplugging: still pending (one background finisher).
+    if (first === 'unplugging') throw await pending();
+    if (first === 'waiting' && !(await pollUntilGone(this.#o.connections, socket, id, timeoutMs - Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs)))) throw await pending();
+    faultPoint(`${kind}-remove:gone`);
+    const drop = await this.#o.connections.use(socket, (qmp) => dropBackend(qmp, kind, id));
+    // A block node still "in use" right after the device went: the background finisher retries it.
+    if (!drop.done) throw await pending();
+    faultPoint(`${kind}-remove:backend`);
+    warnings.push(...drop.warnings);
     try {
-      await this.#o.store.write(name, withoutEntry(read.upgraded, kind, uuid), { expect: read.stamp });
+      await this.#o.store.writeKeepingFormat(name, withoutEntry(read.upgraded, kind, uuid), read);
+      faultPoint(`${kind}-remove:recorded`);
     } catch (e) {
       if (!(isGkdError(e) && e.data?.committed === true)) {
         throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot record the removal of ${kind} "${id}" from "${name}": QEMU no longer has it, but the runtime file could not be updated (${(e as Error).message}); run instance.verify with repair`, {
@@ -243,18 +421,7 @@ export class HotplugEngine {
         });
       }
     }
+    await this.#closeJournal(name, journal);
     return { hvinfo, status: 'removed', warnings };
-  }
-
-  /** After DEVICE_DELETED: drop the backend (block node or netdev); a missing one is only a warning. */
-  async #finishRemoval(qmp: QmpClient, kind: DeviceKind, id: string): Promise<string[]> {
-    try {
-      if (kind === 'disk') await qmp.execute('blockdev-del', { 'node-name': id });
-      else await qmp.execute('netdev_del', { id });
-      return [];
-    } catch (e) {
-      // Disks added by drive_add (Ganeti 2.16-3.0) lose their drive together with the device.
-      return [`${kind === 'disk' ? 'blockdev-del' : 'netdev_del'} ${id}: ${(e as Error).message}`];
-    }
   }
 }

@@ -1,13 +1,24 @@
 /**
- * Removals the guest has not acknowledged yet. The device stays in the
- * runtime file until QEMU says it is gone (DEVICE_DELETED); if that happens
- * while the daemon runs, the removal is finished then: backend dropped,
- * runtime entry removed, listeners told.
+ * Removals the guest has not acknowledged yet, finished in the background.
+ *
+ * The device stays in the runtime file until QEMU no longer has it. A
+ * poller checks over a short connection of its own (never holding the
+ * monitor between checks, see connections.ts), backing off from a fraction
+ * of a second to half a minute; once the device is gone it drops the
+ * backend, removes the runtime entry and tells listeners. It never gives
+ * up while the daemon runs: a step that fails (the instance is migrating,
+ * the lock is held, QEMU does not answer) is logged and tried again later.
+ * The same poller finishes the backend of a device a failed hot-add asked
+ * back (`recorded: false`: no runtime entry to drop).
  */
-import type { QmpClient } from '../qmp';
+import type { Logger } from 'pino';
+import { isGkdError } from '../errors';
+import { faultPoint } from '../fault-point';
 import type { RuntimeStore } from '../runtime';
 import type { DeviceKind } from './allocate';
-import { withoutEntry } from './runtime-entries';
+import type { QmpConnections } from './connections';
+import { entryOf, withoutEntry } from './runtime-entries';
+import { deviceGone, dropBackend } from './unplug-wait';
 
 /** A pending removal that completed (sent to clients as `device.removed`). */
 export interface RemovedEvent {
@@ -18,67 +29,150 @@ export interface RemovedEvent {
   warnings: string[];
 }
 
-interface Watch {
+/** One device QEMU is unplugging. */
+export interface PendingUnplug {
   name: string;
   kind: DeviceKind;
+  /** The runtime entry's UUID; empty for a rolled-back hot-add (nothing recorded). */
   uuid: string;
   id: string;
-  qmp: QmpClient;
-  watchMs: number;
-  finish: () => Promise<string[]>;
+  /** The QMP socket the removal was asked on. */
+  socket: string;
+  /** The runtime file lists the device: drop its entry once QEMU let go. */
+  recorded: boolean;
+  /** Its journal entry, closed once the removal is finished. */
+  seq?: number;
 }
 
-/** Removals the guest has not acknowledged yet, finished when QEMU reports the device gone. */
+/** Waits between checks of one pending removal, ms; the last one repeats. */
+export const PENDING_DELAYS_MS = [250, 500, 1_000, 2_000, 5_000, 10_000, 30_000];
+
+export interface PendingUnplugsOptions {
+  connections: QmpConnections;
+  store: RuntimeStore;
+  /** Runs `fn` alone for the instance (the engine's queue and lock). */
+  exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+  onRemoved?: (ev: RemovedEvent) => void;
+  /** Called when a removal is finished or dropped (the journal closes its entry). */
+  onSettled?: (p: PendingUnplug) => Promise<void> | void;
+  log: Logger;
+}
+
+interface Watch extends PendingUnplug {
+  attempt: number;
+  timer?: NodeJS.Timeout;
+  /** The backend is gone already; a retry after a failed runtime write only records the removal. */
+  backend?: string[];
+}
+
+/** The background finisher of pending removals (see the file comment). */
 export class PendingUnplugs {
   readonly #watches = new Map<string, Watch>();
-  readonly #exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
-  readonly #store: RuntimeStore;
-  readonly #onRemoved?: (ev: RemovedEvent) => void;
+  readonly #o: PendingUnplugsOptions;
+  #stopped = false;
 
-  constructor(exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>, store: RuntimeStore, onRemoved?: (ev: RemovedEvent) => void) {
-    this.#exclusive = exclusive;
-    this.#store = store;
-    this.#onRemoved = onRemoved;
+  constructor(options: PendingUnplugsOptions) {
+    this.#o = options;
   }
 
   list(): Array<{ name: string; kind: DeviceKind; uuid: string; id: string }> {
-    return [...this.#watches.values()].map(({ name, kind, uuid, id }) => ({ name, kind, uuid, id }));
+    return [...this.#watches.values()].filter((w) => w.recorded).map(({ name, kind, uuid, id }) => ({ name, kind, uuid, id }));
   }
 
-  /** Keeps listening for the device's DEVICE_DELETED; a second watch for the same device is ignored. */
-  watch(w: Watch): void {
-    const key = `${w.name}/${w.id}`;
-    if (this.#watches.has(key)) return;
+  /** True when a removal of `id` on `name` is being waited for. */
+  has(name: string, id: string): boolean {
+    return this.#watches.has(`${name}/${id}`);
+  }
+
+  /** Starts finishing `p` in the background; a second watch for the same device is ignored. */
+  watch(p: PendingUnplug): void {
+    const key = `${p.name}/${p.id}`;
+    if (this.#stopped || this.#watches.has(key)) return;
+    const w: Watch = { ...p, attempt: 0 };
     this.#watches.set(key, w);
-    const ev = w.qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === w.id, w.watchMs);
-    let backendDropped: string[] | undefined;
-    const complete = (): Promise<void> =>
-      this.#exclusive(w.name, async () => {
-        // The backend goes once; a retry after a failed runtime write only records the removal.
-        backendDropped ??= await w.finish();
-        const read = await this.#store.read(w.name);
-        await this.#store.write(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), { expect: read.stamp });
-        // No longer pending once recorded: a listener that asks must not see it listed.
-        this.#watches.delete(key);
-        this.#onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings: backendDropped });
-      });
-    // QEMU has dropped the device, so the runtime entry must go even if the first attempt can't
-    // (the instance is busy migrating, the lock is held): retry with backoff before giving up.
-    const attempt = (n: number): Promise<void> =>
-      complete().catch((e: unknown) => {
-        if (n >= RETRY_DELAYS_MS.length) throw e;
-        return new Promise<void>((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[n]).unref()).then(() => attempt(n + 1));
-      });
-    ev.promise.then(
-      () => attempt(0).finally(() => this.#watches.delete(key)),
-      () => {
-        // Timed out or the connection closed: the device stays recorded; instance.verify shows
-        // whether QEMU still has it.
-        this.#watches.delete(key);
-      },
-    ).catch(() => this.#watches.delete(key));
+    this.#schedule(key, w);
+  }
+
+  /** Stops every poller (daemon shutdown); what is still pending stays in the journal. */
+  stop(): void {
+    this.#stopped = true;
+    for (const w of this.#watches.values()) if (w.timer !== undefined) clearTimeout(w.timer);
+    this.#watches.clear();
+  }
+
+  #schedule(key: string, w: Watch): void {
+    const delay = PENDING_DELAYS_MS[Math.min(w.attempt, PENDING_DELAYS_MS.length - 1)];
+    w.attempt++;
+    w.timer = setTimeout(() => {
+      void this.#check(w).then(
+        (finished) => {
+          if (this.#watches.get(key) !== w) return;
+          if (finished) {
+            this.#watches.delete(key);
+          } else this.#schedule(key, w);
+        },
+        (e: unknown) => {
+          if (this.#watches.get(key) !== w) return;
+          if (isGkdError(e) && e.code === 'GKD_RUNTIME_NOT_FOUND') {
+            // The instance was stopped and cleaned up: QEMU and its devices are gone with it.
+            this.#o.log.info({ instance: w.name, device: w.id }, 'pending removal dropped: the runtime file is gone');
+            this.#watches.delete(key);
+            void Promise.resolve(this.#o.onSettled?.(w)).catch(() => undefined);
+            return;
+          }
+          this.#o.log.warn({ instance: w.name, device: w.id, err: e, attempt: w.attempt }, 'pending removal not finished yet; will retry');
+          this.#schedule(key, w);
+        },
+      );
+    }, delay);
+    w.timer.unref();
+  }
+
+  /**
+   * One attempt, now, for a caller that already holds the instance lock (the reconcile after a
+   * restart): true when the removal is finished and recorded; otherwise the caller watches it.
+   */
+  async finishNow(p: PendingUnplug): Promise<boolean> {
+    const key = `${p.name}/${p.id}`;
+    const w: Watch = this.#watches.get(key) ?? { ...p, attempt: 0 };
+    if (w.backend === undefined && !(await this.#o.connections.use(w.socket, (c) => deviceGone(c, w.id)))) return false;
+    const done = await this.#finishLocked(w);
+    if (done) {
+      if (w.timer !== undefined) clearTimeout(w.timer);
+      this.#watches.delete(key);
+    }
+    return done;
+  }
+
+  /** One check: true once the removal is finished and recorded. */
+  async #check(w: Watch): Promise<boolean> {
+    if (w.backend === undefined) {
+      const gone = await this.#o.connections.use(w.socket, (c) => deviceGone(c, w.id));
+      if (!gone) return false;
+    }
+    return this.#o.exclusive(w.name, () => this.#finishLocked(w));
+  }
+
+  /** Drops the backend and the runtime entry of a device QEMU let go (under the instance lock). */
+  async #finishLocked(w: Watch): Promise<boolean> {
+    if (w.backend === undefined) {
+      const drop = await this.#o.connections.use(w.socket, (c) => dropBackend(c, w.kind, w.id));
+      if (!drop.done) return false;
+      w.backend = drop.warnings;
+      faultPoint(`${w.kind}-finish:backend`);
+    }
+    if (w.recorded) {
+      const read = await this.#o.store.read(w.name);
+      if (entryOf(read.upgraded, w.kind, w.uuid) !== undefined) {
+        await this.#o.store.writeKeepingFormat(w.name, withoutEntry(read.upgraded, w.kind, w.uuid), read);
+      }
+    }
+    faultPoint(`${w.kind}-finish:recorded`);
+    await this.#o.onSettled?.(w);
+    // No longer pending once recorded: a listener that asks must not see it listed.
+    this.#watches.delete(`${w.name}/${w.id}`);
+    this.#o.log.info({ instance: w.name, device: w.id, warnings: w.backend }, w.recorded ? 'pending removal finished' : 'rolled-back device released; backend deleted');
+    if (w.recorded) this.#o.onRemoved?.({ name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, warnings: w.backend });
+    return true;
   }
 }
-
-/** Waits between attempts to record a completed removal. */
-const RETRY_DELAYS_MS = [200, 1_000, 5_000, 30_000];

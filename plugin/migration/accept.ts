@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { GkdError, isGkdError } from '../errors';
+import { faultPoint } from '../fault-point';
 import { buildArgv, runtimeName, DEFAULT_RUN_DIR, type BuildOptions } from '../planner';
 import { launchQemu, type QemuProcess } from '../process';
 import { prepareRunDir } from '../process/host-facts';
@@ -196,12 +197,27 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
     const exists = (): GkdError =>
       refused(name, [{ field: 'name', reason: `a runtime file for it already exists on this node ("${path}"); if no QEMU runs the instance here, remove it (instance.cleanup) and retry` }]);
     if (existsSync(path)) throw exists();
+    // Recorded before the runtime file is written, closed however this call ends: a daemon killed in
+    // between leaves a file nobody asked for, which the next reconcile removes if no QEMU serves it.
+    const entry = await ctx.journal?.open(name, { op: 'accept', step: 'runtime write', socket: qmp });
+    try {
+      return await writeAndLaunch();
+    } finally {
+      if (entry !== undefined) await ctx.journal?.close(name, entry.seq);
+    }
+  });
+
+  async function writeAndLaunch(): Promise<AcceptResult> {
+    const path = ctx.store.path(name);
     try {
       await ctx.store.write(name, runtime, { expect: null });
     } catch (e) {
-      if (existsSync(path)) throw exists();
+      if (existsSync(path)) {
+        throw refused(name, [{ field: 'name', reason: `a runtime file for it already exists on this node ("${path}"); if no QEMU runs the instance here, remove it (instance.cleanup) and retry` }]);
+      }
       throw e;
     }
+    faultPoint('migration-target:written');
     if (params.launch !== true) return { argv, qmp, format, warnings };
     let proc: QemuProcess;
     try {
@@ -211,6 +227,7 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
       await ctx.store.remove(name).catch(() => undefined);
       throw e;
     }
+    faultPoint('migration-target:launched');
     try {
       ctx.connections.adopt?.(qmp, proc.qmp);
       // Capabilities such as postcopy-ram or xbzrle must be on at both ends before the stream starts.
@@ -224,5 +241,5 @@ export async function acceptMigration(ctx: MigrationContext, params: AcceptParam
       await ctx.store.remove(name).catch(() => undefined);
       throw e;
     }
-  });
+  }
 }

@@ -8,12 +8,12 @@
 import type { BuildOptions } from '../planner';
 import type { LaunchQemuOptions, QemuProcess } from '../process';
 import type { QmpClient } from '../qmp';
-import type { RuntimeStore } from '../runtime';
+import type { Journal, RuntimeStore } from '../runtime';
 
-/** The part of a QMP connection pool migration uses (`QmpConnections` fits). */
+/** The part of the QMP connections migration uses (`QmpConnections` fits). */
 export interface QmpPool {
-  /** A connected client for `socket`, shared with other operations. */
-  get(socket: string): Promise<QmpClient>;
+  /** Runs `fn` over a connection to `socket` that is closed when `fn` ends (never idle-closed meanwhile). */
+  use<T>(socket: string, fn: (qmp: QmpClient) => Promise<T>): Promise<T>;
   /** Hands over a client connected elsewhere (the launcher's). */
   adopt?(socket: string, client: QmpClient): void;
 }
@@ -41,6 +41,12 @@ export interface MigrationContext {
    * @default every path may
    */
   pathProblem?(path: string, kind: 'disk' | 'kernel'): Promise<string | undefined>;
+  /**
+   * The intent journal (the daemon's, shared with hotplug): a migration records itself before
+   * `migrate` and closes the entry with its verdict, so a restart after a crash reports what QEMU
+   * did meanwhile. @default none
+   */
+  journal?: Journal;
   /** Starts QEMU for `acceptMigration` with `launch`. @default launchQemu */
   launcher?: (argv: readonly string[], options: LaunchQemuOptions) => Promise<QemuProcess>;
 }

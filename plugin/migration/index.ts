@@ -5,6 +5,7 @@
  */
 export type { MigrationContext, NodeBuildOptions, QmpPool } from './context';
 export { verifyInstance, runtimeDrift, type VerifyOptions, type VerifyResult } from './verify';
+export { findLeaks, removeLeaks, type Leak } from './leaks';
 export { findDrift, QEMU_DEVICE_ALIASES, type Difference, type DriftKind, type DriftOptions } from './drift';
 export { unplacedDevices, describeUnplaced, UNPLACED_REASON, type UnplacedDevice } from './unplaced';
 export { expectedLayout, type ExpectedDevice } from './expected-layout';

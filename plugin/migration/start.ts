@@ -5,6 +5,7 @@
  * a hotplug arriving meanwhile fails at once with GKD_INSTANCE_BUSY.
  */
 import { GkdError, isGkdError } from '../errors';
+import { faultPoint } from '../fault-point';
 import type { QmpClient, QmpEvent } from '../qmp';
 import type { MigrationContext } from './context';
 import { settleTarget } from './failure';
@@ -133,19 +134,30 @@ export async function startMigration(ctx: MigrationContext, params: StartParams,
 }
 
 async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
-  const { name, uri } = params;
-  const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
-  const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
-  const { upgraded, format } = await ctx.store.read(name);
+  const { name } = params;
+  const read = await ctx.store.read(name);
+  const { upgraded, format } = read;
   // What the runtime alone rules out is refused before any QEMU is contacted.
   const settings = migrationSettings(upgraded[2]);
   const unplaced = unplacedDevices(upgraded, format);
   if (unplaced.length > 0) {
     throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": ${describeUnplaced(unplaced)}`, { field: 'name', data: { unplaced } });
   }
-  const srcSocket = params.qmp ?? ctx.qmpSocket(name);
-  const src = await ctx.connections.get(srcSocket);
+  // The migration's own connections: held from the first check to the verdict and closed right after,
+  // never closed for idleness meanwhile (a paused source sends nothing for long stretches).
+  return ctx.connections.use(params.qmp ?? ctx.qmpSocket(name), (src) => migrateOver(ctx, params, src, read, settings, notify));
+}
 
+async function migrateOver(
+  ctx: MigrationContext,
+  params: StartParams,
+  src: QmpClient,
+  { upgraded, format }: Pick<Awaited<ReturnType<MigrationContext['store']['read']>>, 'upgraded' | 'format'>,
+  settings: ReturnType<typeof migrationSettings>,
+  notify?: (p: MigrationProgress) => void,
+): Promise<StartResult> {
+  const { name } = params;
+  const srcSocket = params.qmp ?? ctx.qmpSocket(name);
   const before = await status(src);
   if (before === 'inmigrate') throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": its QEMU is itself waiting for an incoming migration`, { field: 'name' });
   const current = (await src.execute<QueryMigrate>('query-migrate')).status;
@@ -161,14 +173,34 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
     });
   }
 
-  let target: QmpClient | undefined;
-  if (params.targetQmp !== undefined) {
-    target = await ctx.connections.get(params.targetQmp);
+  const socket = srcSocket;
+  const journaled = async (target: QmpClient | undefined): Promise<StartResult> => {
+    // Recorded before `migrate` and closed with the verdict: a daemon killed in between leaves the
+    // entry, and its successor reports the migration status QEMU reached (hotplug/reconcile.ts).
+    const entry = await ctx.journal?.open(name, {
+      op: 'migration', step: 'migrate', socket, uri: params.uri, ...(params.targetQmp === undefined ? {} : { targetQmp: params.targetQmp }),
+    });
+    faultPoint('migration-source:journaled');
+    try {
+      return await runMigration(params, src, target, before, settings, notify);
+    } finally {
+      if (entry !== undefined) await ctx.journal?.close(name, entry.seq);
+    }
+  };
+  if (params.targetQmp === undefined) return journaled(undefined);
+  return ctx.connections.use(params.targetQmp, async (target) => {
     const ts = await status(target);
     if (ts !== 'inmigrate') {
       throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": the target is "${ts}", not waiting for an incoming migration`, { field: 'targetQmp' });
     }
-  }
+    return journaled(target);
+  });
+}
+
+async function runMigration(params: StartParams, src: QmpClient, target: QmpClient | undefined, before: string, settings: ReturnType<typeof migrationSettings>, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
+  const { name, uri } = params;
+  const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
+  const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
 
   // MIGRATION events (with the events capability) wake the progress loop at once on each state change.
   // return-path: the target acknowledges the loaded state, so a target that failed to load makes the source
@@ -191,6 +223,7 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   try {
     try {
       await src.execute('migrate', { uri });
+      faultPoint('migration-source:started');
     } catch (e) {
       resumed?.cancel();
       throw new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": QEMU refused to start: ${(e as Error).message}; the source was not touched`, {
@@ -233,6 +266,7 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
     src.off('event', onEvent);
   }
 
+  if (last.status === 'completed') faultPoint('migration-source:completed');
   let verdict: TargetVerdict | undefined;
   if (last.status === 'completed' && target !== undefined) verdict = await judgeTarget(target, wasRunning, settleMs, START_DEFAULTS.targetPollMs, resumed);
   resumed?.cancel();

@@ -8,6 +8,7 @@ import type { QmpClient } from '../qmp';
 import type { RuntimeFormatId, RuntimeV2_16 } from '../types';
 import type { MigrationContext } from './context';
 import { findDrift, type Difference } from './drift';
+import { findLeaks, removeLeaks, type Leak } from './leaks';
 import { expectedLayout } from './expected-layout';
 import { readLiveState, type LiveStateWhere } from './live-state';
 import { deviceAliasesOf } from './node-facts';
@@ -36,6 +37,10 @@ export interface VerifyResult {
   repaired: boolean;
   /** What could not be checked, e.g. a disk QEMU reads through a descriptor that cannot be resolved here; absent when nothing. */
   notes?: string[];
+  /** Block nodes and netdevs named like ours that no device uses (before any repair). */
+  leaks: Leak[];
+  /** With repair: what was done about the leaks, one line each. */
+  removed?: string[];
 }
 
 /** A path with its symlinks resolved; undefined when it does not exist here. */
@@ -100,25 +105,32 @@ export async function runtimeDrift(
  */
 export async function verifyInstance(ctx: MigrationContext, name: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const socket = options.qmp ?? ctx.qmpSocket(name);
-  const qmp = await ctx.connections.get(socket);
   const notes: string[] = [];
   if (options.repair === undefined || options.repair === false) {
     const { upgraded, format } = await ctx.store.read(name);
-    const differences = await runtimeDrift(upgraded, qmp, format, { ...whereOf(ctx, upgraded, name, socket), notes }, ctx);
-    return withNotes({ clean: differences.length === 0, differences, repaired: false }, notes);
+    return ctx.connections.use(socket, async (qmp) => {
+      const differences = await runtimeDrift(upgraded, qmp, format, { ...whereOf(ctx, upgraded, name, socket), notes }, ctx);
+      const leaks = await findLeaks(qmp);
+      return withNotes({ clean: differences.length === 0 && leaks.length === 0, differences, repaired: false, leaks }, notes);
+    });
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
-  // Under the lock: a hotplug between reading QEMU and writing the file would be lost.
-  return ctx.store.withLock(name, async () => {
+  // Under the lock: a hotplug between reading QEMU and writing the file would be lost. The monitor is
+  // only taken once the lock is ours, so a long lock wait never holds (or loses) a connection.
+  return ctx.store.withLock(name, () => ctx.connections.use(socket, async (qmp) => {
     const read = await ctx.store.read(name);
     const where = whereOf(ctx, read.upgraded, name, socket);
     const live = await readLiveState(qmp, where);
     const aliases = await deviceAliasesOf(binaryOf(read.upgraded, ctx));
     const differences = findDrift(expectedLayout(read.upgraded), live, { aliases, unplaced: unplacedDevices(read.upgraded, read.format), realpath: realpathOrUndefined, notes });
-    if (differences.length === 0) return withNotes({ clean: true, differences, repaired: false }, notes);
+    const leaks = await findLeaks(qmp);
+    const removed = leaks.length === 0 ? undefined : await removeLeaks(qmp, leaks);
+    const leaksLeft = removed === undefined ? [] : await findLeaks(qmp);
+    const extra = removed === undefined ? {} : { removed };
+    if (differences.length === 0) return withNotes({ clean: leaksLeft.length === 0, differences, repaired: false, leaks, ...extra }, notes);
     const next = repairRuntime(read.upgraded, differences, live, known, { realpath: realpathOrUndefined });
-    await ctx.store.write(name, next, { expect: read.stamp });
+    await ctx.store.writeKeepingFormat(name, next, read);
     const after = await runtimeDrift(next, qmp, '2.16', where, ctx);
-    return withNotes({ clean: after.length === 0, differences, repaired: true }, notes);
-  });
+    return withNotes({ clean: after.length === 0 && leaksLeft.length === 0, differences, repaired: true, leaks, ...extra }, notes);
+  }));
 }

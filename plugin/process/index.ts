@@ -4,3 +4,4 @@
 
 export { launchQemu, LAUNCH_DEFAULTS } from './qemu-launcher';
 export type { LaunchQemuOptions, QemuExit, QemuProcess } from './qemu-launcher';
+export { adoptQemu, type RunningQemu, type QmpSession } from './adopt';

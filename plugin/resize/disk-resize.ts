@@ -89,9 +89,10 @@ async function blockNodeOf(qmp: QmpClient, id: string): Promise<{ node: string; 
 /**
  * Grows disk `ref` of instance `name` in QEMU to the storage's size (or to
  * `sizeMib`, which must not exceed it), then records the size in the
- * runtime file. `qmp` is held for two commands only.
+ * runtime file. `qmp` runs one short sequence (two commands) on the
+ * instance's monitor and gives it back (QmpConnections.use fits).
  */
-export async function resizeDisk(store: RuntimeStore, qmp: () => Promise<QmpClient>, name: string, ref: DiskRef, sizeMib?: number): Promise<ResizeResult> {
+export async function resizeDisk(store: RuntimeStore, qmp: <T>(fn: (q: QmpClient) => Promise<T>) => Promise<T>, name: string, ref: DiskRef, sizeMib?: number): Promise<ResizeResult> {
   return store.withLock(name, async () => {
     const read = await store.read(name);
     const disk = findDisk(read.upgraded, ref, name);
@@ -103,12 +104,14 @@ export async function resizeDisk(store: RuntimeStore, qmp: () => Promise<QmpClie
       }
       target = sizeMib * MIB;
     }
-    const q = await qmp();
-    const { node, size } = await blockNodeOf(q, disk.id);
-    if (target < size) {
-      throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot shrink "${disk.id}" from ${size} to ${target} bytes: a guest's file systems do not survive a disk shrinking under them`, { field: sizeMib === undefined ? 'path' : 'size', device: disk.id });
-    }
-    if (target > size) await q.execute('block_resize', { 'node-name': node, size: target });
+    const size = await qmp(async (q) => {
+      const b = await blockNodeOf(q, disk.id);
+      if (target < b.size) {
+        throw new GkdError('GKD_UNSUPPORTED_VALUE', `Cannot shrink "${disk.id}" from ${b.size} to ${target} bytes: a guest's file systems do not survive a disk shrinking under them`, { field: sizeMib === undefined ? 'path' : 'size', device: disk.id });
+      }
+      if (target > b.size) await q.execute('block_resize', { 'node-name': b.node, size: target });
+      return b.size;
+    });
     // Ganeti keeps a disk's size in MiB in its dict; the file keeps its own format.
     const raw = read.value as unknown as Array<Array<[Record<string, unknown>, ...unknown[]]>>;
     const dict = raw[3]?.[disk.index]?.[0];

@@ -46,6 +46,7 @@ export interface RpcParams {
   "instance.start": {
     instance: InstanceSpec;
     qmp?: string;
+    replace?: boolean;
   };
   "instance.verify": {
     name: string;

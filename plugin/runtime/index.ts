@@ -6,12 +6,13 @@
 export type { RuntimeChange, RuntimeProblem } from './format/change';
 export { type ConvertOptions, type ConvertResult, convertRuntime } from './format/convert';
 export { RUNTIME_FORMATS, detectFormat, isRuntimeFormatId } from './format/detect';
-export { pciEraDriver, pciEraId } from './format/pci-era';
+export { canonicalAddrToSlot, pciEraDriver, pciEraId } from './format/pci-era';
 export { encodePythonJson, parseRuntime, serializeRuntime } from './format/serialize';
 export { type RuntimeIssue, type RuntimeOf, isValidRuntime, runtimeIssues, validateRuntime } from './format/validate';
 export type { FileStamp } from './atomic-file';
 export { readTextFile } from './atomic-file';
 export { type BulkFileResult, type BulkOptions, type BulkReport, type BulkStatus, convertAll } from './bulk';
 export { RUNTIME_SUFFIX, assertInstanceName, isSafeInstanceName } from './instance-name';
+export { Journal, type JournalEntry, type JournalOp } from './journal';
 export { LOCK_DEFAULTS, type LockOptions, busyPath, lockPath, withInstanceLock } from './lock';
 export { RuntimeStore, type RuntimeRead, type RuntimeStoreOptions, STORE_DEFAULTS, type WriteOptions } from './store';

@@ -11,8 +11,15 @@
  * callers fail at once with `GKD_INSTANCE_BUSY` instead of waiting for it.
  * The marker lives beside the lock directory, not in it, because
  * proper-lockfile releases with `rmdir`, which fails on a non-empty directory.
+ *
+ * A holder also writes `<dir>/.<name>.lock.pid` (its pid and the lock
+ * directory's inode). A waiter that finds that process gone takes the lock
+ * over at once instead of waiting out the staleness: a daemon killed in the
+ * middle of an operation must not block the next one (and its repair) for
+ * 10 s. The inode ties the pid to this very lock directory, so a pid file
+ * left by an earlier holder never condemns a newer, live one.
  */
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { GkdError } from '../errors';
@@ -34,6 +41,12 @@ export interface LockOptions {
   wait?: number;
   /** @default LOCK_DEFAULTS.stale */
   stale?: number;
+  /**
+   * Called when the lock turned out lost (not refreshed in time) after `fn`
+   * finished: `fn`'s effects are applied and its result is still returned,
+   * so the caller can log this. @default ignore
+   */
+  onLost?: (err: Error) => void;
   /**
    * Names a long operation (e.g. `"migration"`) holding the lock: while it
    * runs, other callers fail at once with `GKD_INSTANCE_BUSY` naming it
@@ -75,6 +88,58 @@ function removeMarker(dir: string, name: string): void {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The holder file of instance `name`'s lock (see the file comment). */
+export function holderPath(dir: string, name: string): string {
+  return `${lockPath(dir, name)}.pid`;
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when a process with `pid` exists (EPERM: it exists, owned by someone else). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Removes the lock directory when the holder file names a dead process and
+ * this very directory; true when it did (the caller retries at once).
+ */
+function takeOverFromDeadHolder(dir: string, name: string): boolean {
+  let holder: { pid?: unknown; ino?: unknown };
+  try {
+    holder = JSON.parse(readFileSync(holderPath(dir, name), 'utf8')) as typeof holder;
+  } catch {
+    return false; // none yet (the holder is between mkdir and writing it) or half-written
+  }
+  if (typeof holder.pid !== 'number' || typeof holder.ino !== 'number' || holder.pid === process.pid) return false;
+  if (processAlive(holder.pid)) return false;
+  const lock = lockPath(dir, name);
+  // Checked again right before removing: another waiter may have taken over and locked anew.
+  if (inodeOf(lock) !== holder.ino) return false;
+  try {
+    rmdirSync(lock);
+  } catch {
+    return false;
+  }
+  try {
+    unlinkSync(holderPath(dir, name));
+  } catch {
+    // another waiter removed it
+  }
+  return true;
+}
+
 /** The lock directory of instance `name` in runtime dir `dir`. */
 export function lockPath(dir: string, name: string): string {
   return join(dir, `.${name}.lock`);
@@ -85,9 +150,9 @@ export function lockPath(dir: string, name: string): string {
  * lock however `fn` ends.
  *
  * @throws GkdError `GKD_INSTANCE_BUSY` at once when an `exclusive` holder has it,
- *   `GKD_RUNTIME_LOCKED` when the lock stays held for `wait` ms,
- *   or when it was lost (not refreshed in time) while `fn` ran; in that case
- *   `fn`'s own result is discarded.
+ *   `GKD_RUNTIME_LOCKED` when the lock stays held for `wait` ms (a holder
+ *   whose process is gone is taken over at once). A lock found lost after
+ *   `fn` finished does not discard `fn`'s result (see `onLost`).
  */
 export async function withInstanceLock<T>(
   dir: string,
@@ -119,6 +184,7 @@ export async function withInstanceLock<T>(
       if (code !== 'ELOCKED') {
         throw new GkdError('GKD_RUNTIME_IO', `Cannot lock instance "${name}": ${(e as Error).message}`, { field: 'name', cause: e });
       }
+      if (takeOverFromDeadHolder(dir, name)) continue;
       const busy = busyOperation(dir, name);
       if (busy !== undefined) {
         throw new GkdError('GKD_INSTANCE_BUSY', `Cannot lock instance "${name}": a ${busy} is running on it`, {
@@ -138,6 +204,11 @@ export async function withInstanceLock<T>(
   }
   // A marker left by a holder that died is stale once the lock is ours.
   removeMarker(dir, name);
+  try {
+    writeFileSync(holderPath(dir, name), JSON.stringify({ pid: process.pid, ino: inodeOf(lockPath(dir, name)) }), { mode: 0o644 });
+  } catch {
+    // Without it a dead holder's lock is taken over only once stale: slower, still correct.
+  }
   const held = release;
   let result: T;
   try {
@@ -147,13 +218,17 @@ export async function withInstanceLock<T>(
     result = await fn();
   } finally {
     if (options.exclusive !== undefined) removeMarker(dir, name);
+    if (compromised === undefined) {
+      try {
+        unlinkSync(holderPath(dir, name));
+      } catch {
+        // already gone
+      }
+    }
     await held().catch(() => undefined); // already released when compromised
   }
-  if (compromised !== undefined) {
-    throw new GkdError('GKD_RUNTIME_LOCKED', `Cannot trust the result for instance "${name}": its lock was lost while held: ${compromised.message}`, {
-      field: 'name',
-      cause: compromised,
-    });
-  }
+  // Lost after the work was done: the effects are applied (and recorded), so reporting a failure
+  // would be false (a retried hot-add would then meet GKD_DEVICE_EXISTS). Say so to the caller's log.
+  if (compromised !== undefined) options.onLost?.(compromised);
   return result;
 }

@@ -45,6 +45,11 @@ export interface RuntimeStoreOptions {
   mode?: number;
   /** Lock options for {@link RuntimeStore.withLock}. @default LOCK_DEFAULTS */
   lock?: LockOptions;
+  /**
+   * The format to keep for a file that is valid in both 2.10 and 2.16 (four
+   * members, no device yet): this node's Ganeti format. @default '2.16'
+   */
+  devicelessAs?: RuntimeFormatId;
 }
 
 /** What {@link RuntimeStore.read} returns. */
@@ -80,8 +85,10 @@ export class RuntimeStore {
   readonly #maxBytes: number;
   readonly #mode: number;
   readonly #lock: LockOptions;
+  readonly #devicelessAs: RuntimeFormatId;
 
   constructor(dir: string = STORE_DEFAULTS.dir, options: RuntimeStoreOptions = {}) {
+    this.#devicelessAs = options.devicelessAs ?? '2.16';
     this.dir = dir;
     this.#maxBytes = options.maxBytes ?? STORE_DEFAULTS.maxBytes;
     this.#mode = options.mode ?? STORE_DEFAULTS.mode;
@@ -132,6 +139,32 @@ export class RuntimeStore {
     validateRuntime(value, options.format ?? '2.16');
     const replace = { mode: this.#mode, ...(options.expect === undefined ? {} : { expect: options.expect }) };
     return replaceFileAtomically(path, serializeRuntime(value), replace);
+  }
+
+  /**
+   * Writes `value` (2.16) in the format the file was read in (`read.format`),
+   * so a 2.10 file stays 2.10 for the Ganeti that reads it; only replaces the
+   * version `read.stamp` names. Call inside {@link withLock}.
+   *
+   * @throws GkdError `GKD_RUNTIME_LOSSY` (nothing written) naming what the
+   *   file's format cannot express, and what {@link write} throws
+   */
+  async writeKeepingFormat(name: string, value: RuntimeV2_16, read: Pick<RuntimeRead, 'format' | 'stamp' | 'value'>): Promise<FileStamp> {
+    const format = this.formatToKeep(read);
+    if (format === '2.16') return this.write(name, value, { expect: read.stamp });
+    const { value: kept } = convertRuntime(structuredClone(value), format);
+    return this.write(name, kept as never, { format, expect: read.stamp });
+  }
+
+  /**
+   * The format a rewrite of a file read as `read` keeps: its own, except that
+   * a four-member file without any device is byte for byte both 2.10 and
+   * 2.16 (detection calls it 2.10), and then it is this node's (`devicelessAs`).
+   */
+  formatToKeep(read: Pick<RuntimeRead, 'format' | 'value'>): RuntimeFormatId {
+    const v = read.value as unknown[];
+    const deviceless = v.length === 4 && (v[1] as unknown[]).length === 0 && (v[3] as unknown[]).length === 0;
+    return read.format === '2.10' && deviceless ? this.#devicelessAs : read.format;
   }
 
   /** Removes instance `name`'s runtime file; false when there was none. */

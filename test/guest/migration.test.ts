@@ -76,7 +76,7 @@ describe('migration of a booted guest', function () {
     const hotDev = st.scsi.find((d) => d.hctl === hctl)!.block;
     await con.check(`printf 'before-migration' > /dev/${hotDev} && sync`);
     const uptimeBefore = Number((await con.check('cut -d" " -f1 /proc/uptime')).trim());
-    const layout = await readLiveLayout(await src.pool.get(src.qmpSocket(s.name)));
+    const layout = await src.pool.use(src.qmpSocket(s.name), readLiveLayout);
 
     // First a target that lacks the hot-added disk: it dies loading the state (the source, with
     // return-path, says "failed"), the source must be resumed and the guest answer there.
@@ -132,8 +132,7 @@ describe('migration of a booted guest', function () {
     await tcon.check('echo 3 > /proc/sys/vm/drop_caches');
     assert.equal((await tcon.check(`head -c 16 /dev/${hotDev}`)).trimEnd(), 'before-migration');
 
-    const tq = await dst.pool.get(acc.qmp);
-    assert.deepEqual(await readLiveLayout(tq), layout);
+    assert.deepEqual(await dst.pool.use(acc.qmp, readLiveLayout), layout);
     assert.deepEqual((await verifyInstance(dst.ctx, s.name)).differences, []);
   });
 });

@@ -168,7 +168,8 @@ describe('q35 with a booted guest', function () {
       const result = await startMigration(g.src.ctx, { name: g.vm.name, uri: incoming, targetQmp: accepted.qmp });
       assert.equal(result.target.confirmed, true, result.target.detail);
       assert.equal(result.target.status, 'running');
-      const target = await dst.pool.get(accepted.qmp);
+      // The launcher's own connection to the target, adopted by the pool: it stays open.
+      const target = await dst.pool.use(accepted.qmp, async (c) => c);
       assert.deepEqual(await readLiveLayout(target), before, 'target layout equals the source layout');
       const v = await verifyInstance(dst.ctx, g.vm.name);
       assert.deepEqual(v.differences, []);

@@ -5,6 +5,7 @@
 import { changeCdrom } from '../../cdrom/change';
 import { qmpSocketFor } from '../../config';
 import type { QmpConnections } from '../../hotplug';
+import type { QmpClient } from '../../qmp';
 import type { RuntimeStore } from '../../runtime';
 import { defineMethod, type RpcMethod } from '../method';
 import { checkPathParam } from './confine';
@@ -18,7 +19,8 @@ export function cdromChangeMethod(store: RuntimeStore, connections: QmpConnectio
     handler: async (p, ctx) => {
       // The image is a host file QEMU (as root) opens for the guest: only under the storage roots.
       if (p.path !== null) await checkPathParam('cdrom.change', '/path', p.path, ctx.config.storageRoots);
-      const qmp = (): ReturnType<QmpConnections['get']> => connections.get(p.qmp ?? qmpSocketFor(ctx.config, p.name));
+      const socket = p.qmp ?? qmpSocketFor(ctx.config, p.name);
+      const qmp = <T>(fn: (q: QmpClient) => Promise<T>): Promise<T> => connections.use(socket, fn);
       return changeCdrom(store, qmp, p.name, p.slot, p.path, p.force === true);
     },
   });

@@ -5,6 +5,7 @@
  */
 import { qmpSocketFor } from '../../config';
 import type { QmpConnections } from '../../hotplug';
+import type { QmpClient } from '../../qmp';
 import { resizeDisk } from '../../resize/disk-resize';
 import type { RuntimeStore } from '../../runtime';
 import { defineMethod, type RpcMethod } from '../method';
@@ -16,7 +17,9 @@ export function diskResizeMethod(store: RuntimeStore, connections: QmpConnection
     summary: "Makes the running QEMU see a disk's grown storage; growing only",
     schema,
     handler: (p, ctx) => {
-      const qmp = (): ReturnType<QmpConnections['get']> => connections.get(p.qmp ?? qmpSocketFor(ctx.config, p.name));
+      // One short sequence on the monitor (it may be Ganeti's, which serves one client at a time).
+      const socket = p.qmp ?? qmpSocketFor(ctx.config, p.name);
+      const qmp = <T>(fn: (q: QmpClient) => Promise<T>): Promise<T> => connections.use(socket, fn);
       // The schema requires one of the two; -1 names no disk.
       const ref = p.uuid !== undefined ? { uuid: p.uuid } : { index: p.index ?? -1 };
       return resizeDisk(store, qmp, p.name, ref, p.size);

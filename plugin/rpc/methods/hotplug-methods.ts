@@ -18,7 +18,8 @@ import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
 
 /** The five hotplug methods. */
 export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
-  const opts = (p: { qmp?: string }): { qmp?: string } => (p.qmp === undefined ? {} : { qmp: p.qmp });
+  // The caller's abort cancels an operation still queued for its instance (never one already running).
+  const opts = (p: { qmp?: string }, signal: AbortSignal): { qmp?: string; signal: AbortSignal } => ({ ...(p.qmp === undefined ? {} : { qmp: p.qmp }), signal });
   return [
     defineMethod({
       name: 'hotplug.supported',
@@ -26,8 +27,7 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
       schema: supportedSchema,
       handler: async (p, ctx) => {
         const { upgraded } = await store.read(p.name);
-        const qmp = await connections.get(p.qmp ?? qmpSocketFor(ctx.config, p.name));
-        return hotplugSupported(upgraded, qmp, p.kind, p.action);
+        return connections.use(p.qmp ?? qmpSocketFor(ctx.config, p.name), (qmp) => hotplugSupported(upgraded, qmp, p.kind, p.action));
       },
     }),
     defineMethod({
@@ -35,20 +35,20 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
       handler: async (p, ctx) => {
         // Without a uri the path is a host file QEMU (as root) opens for the guest.
         if (p.disk.uri === undefined || p.disk.uri === null) await checkPathParam('disk.add', '/disk/path', p.disk.path, ctx.config.storageRoots);
-        return engine.addDisk(p.name, p.disk, opts(p));
+        return engine.addDisk(p.name, p.disk, opts(p, ctx.signal));
       },
     }),
     defineMethod({
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
-      handler: (p) => engine.removeDisk(p.name, p.uuid, opts(p)),
+      handler: (p, ctx) => engine.removeDisk(p.name, p.uuid, opts(p, ctx.signal)),
     }),
     defineMethod({
       name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
-      handler: (p) => engine.addNic(p.name, p.nic, opts(p)),
+      handler: (p, ctx) => engine.addNic(p.name, p.nic, opts(p, ctx.signal)),
     }),
     defineMethod({
       name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
-      handler: (p) => engine.removeNic(p.name, p.uuid, opts(p)),
+      handler: (p, ctx) => engine.removeNic(p.name, p.uuid, opts(p, ctx.signal)),
     }),
   ];
 }

@@ -3,6 +3,7 @@
  * module implementing it exists: an unknown method answers -32601, never a
  * stub.
  */
+import type { Logger } from 'pino';
 import type { Config } from '../../config';
 import { qmpSocketFor } from '../../config';
 import { HotplugEngine, QmpConnections } from '../../hotplug';
@@ -31,7 +32,7 @@ export const SHARED_SCHEMAS: Record<string, unknown>[] = [instanceSchema];
 export interface MethodDeps {
   config: Config;
   store: RuntimeStore;
-  /** One QMP connection per instance, shared by hotplug, migration and launch. */
+  /** Short-lived QMP connections (one short sequence each), shared by hotplug, migration and launch. */
   connections: QmpConnections;
   engine: HotplugEngine;
   migration: MigrationContext;
@@ -51,11 +52,12 @@ export interface MethodDeps {
 }
 
 /** The shared state for a daemon with `config`. */
-export function methodDeps(config: Config): MethodDeps {
-  const store = new RuntimeStore(config.runtimeDir);
-  // Idle connections are closed after a second: the QMP socket may be Ganeti's own, which serves
-  // one client at a time, and Ganeti must be able to reach its QEMU between our calls.
-  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs, idleCloseMs: 1_000 });
+export function methodDeps(config: Config, logger?: Logger): MethodDeps {
+  // A file without devices is valid as 2.10 and as 2.16: rewrites keep it in this node's Ganeti format.
+  const store = new RuntimeStore(config.runtimeDir, { devicelessAs: config.ganetiFormat });
+  // Each connection lives for one short command sequence: the QMP socket may be Ganeti's own, which
+  // serves one client at a time, and Ganeti's client gives up after 5 s.
+  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs });
   const qmpSocket = (name: string): string => qmpSocketFor(config, name);
   const deps: MethodDeps = {
     config, store, connections, launched: new Map(), reserved: new Set(),
@@ -68,11 +70,14 @@ export function methodDeps(config: Config): MethodDeps {
       node: { runDir: config.runDir, ...(config.accel === undefined ? {} : { accel: config.accel }) },
     },
   };
-  deps.engine = new HotplugEngine({
+  const engine = new HotplugEngine({
     store, connections, qmpSocket, unplugTimeoutMs: config.unplugTimeoutMs,
     ...(config.accel === undefined ? {} : { accel: config.accel }),
     onRemoved: (ev) => deps.notifyAll('device.removed', { ...ev }),
+    ...(logger === undefined ? {} : { logger }),
   });
+  deps.engine = engine;
+  deps.migration.journal = engine.journal;
   return deps;
 }
 
@@ -86,7 +91,10 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
     diskResizeMethod(deps.store, deps.connections),
     cdromChangeMethod(deps.store, deps.connections),
-    ...migrationMethods(deps.migration, deps.launched, deps.reserved),
+    ...migrationMethods(deps.migration, deps.launched, deps.reserved, {
+      reconcile: (name) => deps.engine.reconcile(name),
+      pending: (name) => deps.engine.pending().filter((x) => x.name === name),
+    }),
     ...runtimeMethods(deps.store),
   );
   // Every method taking a QMP socket path only reaches sockets in the daemon's own directories.

@@ -2,13 +2,13 @@
  * `instance.start` and `instance.cleanup`: writing and removing an
  * instance's runtime file, and (daemon option `launch`) starting QEMU.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { lstat, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
-import { launchQemu, type QemuProcess } from '../../process';
+import { launchQemu, type QemuProcess, type RunningQemu } from '../../process';
 import type { QmpConnections } from '../../hotplug';
-import type { RuntimeStore } from '../../runtime';
+import { Journal, type RuntimeStore } from '../../runtime';
 import { defineMethod, type CallContext, type RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import startSchema from '../../../schemas/rpc/instance.start.schema.json';
@@ -16,8 +16,8 @@ import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
 
 type Plan = Awaited<ReturnType<typeof planForDaemon>>;
 
-/** QEMU processes the daemon started (launch mode), by instance name. */
-export type Launched = Map<string, QemuProcess>;
+/** QEMU processes the daemon runs in launch mode (started, or adopted after a restart), by instance name. */
+export type Launched = Map<string, RunningQemu>;
 
 /** The two lifecycle methods over `store`. */
 export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections, starting: Set<string> = new Set()): RpcMethod[] {
@@ -27,14 +27,21 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
   // launch fails.
 
   /** The part of instance.start that runs while `name` is reserved in `starting`. */
-  const startReserved = async (name: string, plan: Plan, ctx: CallContext): Promise<Record<string, unknown>> => {
+  const startReserved = async (name: string, plan: Plan, ctx: CallContext, replace: boolean): Promise<Record<string, unknown>> => {
     // A running instance's runtime file records its hot-plugged devices: never start over it.
     const pid = runningPid(join(ctx.config.runDir, 'pid', name));
     if (pid !== undefined) {
       throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": QEMU (pid ${pid}) is running it; stop it first`, { field: 'instance.name' });
     }
     await mkdir(store.dir, { recursive: true });
-    const written = await store.withLock(name, () => store.write(name, plan.runtime as never));
+    // No live pid file does not mean no QEMU (another run dir, a pid file lost): an existing runtime
+    // file may record hot-plugged devices, so it is replaced only when the caller says so.
+    const written = await store.withLock(name, async () => {
+      if (!replace && existsSync(store.path(name))) {
+        throw new GkdError('GKD_RUNTIME_EXISTS', `Cannot start instance "${name}": it already has a runtime file (${store.path(name)}); pass replace: true to overwrite it, or instance.cleanup it first`, { field: 'replace' });
+      }
+      return store.write(name, plan.runtime as never, replace ? {} : { expect: null });
+    });
     if (!ctx.config.launch) return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: false };
     // Ganeti's run dir layout: pid/ and ctrl/ (QMP, serial) must exist before QEMU binds them.
     for (const d of [join(ctx.config.runDir, 'pid'), join(ctx.config.runDir, 'ctrl'), dirname(plan.qmp)]) await mkdir(d, { recursive: true });
@@ -74,7 +81,7 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
         if (launched.has(name)) throw new GkdError('GKD_INSTANCE_BUSY', `Cannot start instance "${name}": the daemon already runs it`);
         starting.add(name);
         try {
-          return await startReserved(name, plan, ctx);
+          return await startReserved(name, plan, ctx, p.replace === true);
         } finally {
           starting.delete(name);
         }
@@ -92,7 +99,11 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
         if (pid !== undefined) {
           throw new GkdError('GKD_INSTANCE_RUNNING', `Cannot remove the runtime file of instance "${name}": QEMU (pid ${pid}) is still running it`, { field: 'name' });
         }
-        const removed = await store.withLock(name, () => store.remove(name));
+        const removed = await store.withLock(name, async () => {
+          // The instance is gone: so is whatever its journal still waited for.
+          await new Journal(store.dir).remove(name);
+          return store.remove(name);
+        });
         return { name, removed };
       },
     }),
@@ -106,7 +117,7 @@ async function sameFile(path: string, stamp: { dev: number; ino: number; size: n
 }
 
 /** The pid in a QEMU pid file when that process is alive and is a QEMU; undefined otherwise (no file, stale file). */
-function runningPid(pidFile: string): number | undefined {
+export function runningPid(pidFile: string): number | undefined {
   let pid: number;
   try {
     pid = Number(readFileSync(pidFile, 'utf8').trim());

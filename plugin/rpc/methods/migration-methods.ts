@@ -13,12 +13,20 @@ import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
 import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
 import startSchema from '../../../schemas/rpc/migration.start.schema.json';
 
+/** What instance.verify asks of the hotplug engine: finish half-done work first, list what is pending. */
+export interface VerifyHooks {
+  /** Reconciles the instance's open journal entries (no-op without any). */
+  reconcile(name: string): Promise<unknown>;
+  /** Removals of the instance still waiting for the guest. */
+  pending(name: string): unknown[];
+}
+
 /** The three migration methods over `mctx`. */
-export function migrationMethods(mctx: MigrationContext, launched: Launched, reserved: Set<string> = new Set()): RpcMethod[] {
+export function migrationMethods(mctx: MigrationContext, launched: Launched, reserved: Set<string> = new Set(), hooks?: VerifyHooks): RpcMethod[] {
   return [
     defineMethod({
       name: 'instance.verify',
-      summary: 'Reports drift between the runtime file and the live QEMU',
+      summary: 'Reports drift between the runtime file and the live QEMU, leaked backends and pending removals',
       schema: verifySchema,
       handler: async (p, ctx) => {
         // A known disk's path may end up in the runtime file (when QEMU shows no plain file): the same roots apply.
@@ -27,10 +35,13 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
             if (d.uri === undefined || d.uri === null) await checkPathParam('instance.verify', `/repair/known/disks/${i}/path`, d.path, ctx.config.storageRoots);
           }
         }
-        return verifyInstance(mctx, p.name, {
+        // A process that died mid-operation left a journal entry: finish or undo it before comparing.
+        await hooks?.reconcile(p.name);
+        const r = await verifyInstance(mctx, p.name, {
           ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
           ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' ? { repair: p.repair } : {}),
         });
+        return { ...r, pending: hooks?.pending(p.name) ?? [] };
       },
     }),
     defineMethod({
@@ -44,6 +55,8 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
         }
         reserved.add(name);
         try {
+          // An accept a killed daemon left half done (a runtime file and no QEMU) is undone first.
+          await hooks?.reconcile(name);
           const r = await acceptMigration(mctx, {
             name, runtime: p.runtime, incoming: p.incoming, launch: ctx.config.launch,
             ...(p.qmp === undefined ? {} : { qmp: p.qmp }),

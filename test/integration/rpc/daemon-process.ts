@@ -4,7 +4,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isLive } from '../../../plugin/rpc';
@@ -36,10 +36,15 @@ export async function spawnDaemon(options: { dir?: string; args?: string[]; env?
   const dir = options.dir ?? tempDir();
   const socket = join(dir, 'sock', 'rpc.sock');
   const runtimeDir = join(dir, 'conf');
+  // A config file of its own: the host's /etc/ganeti-kvm-devices/config.json (an installed daemon, maybe
+  // of another version) must not decide how the daemon under test behaves.
+  const configFile = join(dir, 'config.json');
+  mkdirSync(dir, { recursive: true });
+  if (!existsSync(configFile)) writeFileSync(configFile, '{}\n');
   const child = spawn(process.execPath, [
     MAIN, 'serve', '--socket', socket, '--runtime-dir', runtimeDir, '--run-dir', join(dir, 'run'),
     '--log-level', 'info', ...(options.args ?? []),
-  ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GKD_CONFIG: '', ...options.env } });
+  ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GKD_CONFIG: configFile, ...options.env } });
   let stderr = '';
   child.stderr?.on('data', (b: Buffer) => {
     stderr += b.toString();

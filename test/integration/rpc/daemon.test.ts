@@ -55,6 +55,15 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     const started = await c.call<{ launched: boolean }>('instance.start', { instance: spec });
     assert.equal(started.launched, false);
     assert.ok(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')));
+    // An existing runtime file may record hot-plugged devices: replaced only when asked.
+    const before = readFileSync(join(d.runtimeDir, 'inst1.example.com.runtime'));
+    await assert.rejects(c.call('instance.start', { instance: { ...spec, disks: [(spec.disks as unknown[])[0]] } }), (e: RpcCallError) => {
+      assert.equal(e.code, 2008);
+      assert.match(e.message, /already has a runtime file.*replace: true/);
+      return true;
+    });
+    assert.deepEqual(readFileSync(join(d.runtimeDir, 'inst1.example.com.runtime')), before, 'refused: the file is untouched');
+    await c.call('instance.start', { instance: spec, replace: true });
     const got = await c.call<{ format: string; runtime: unknown[] }>('runtime.get', { name: 'inst1.example.com' });
     assert.equal(got.format, '2.16');
     assert.deepEqual(await c.call('runtime.validate', { name: 'inst1.example.com' }), { valid: true, format: '2.16' });

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RpcClient, RpcCallError } from '../../../plugin/rpc';
 import { spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
@@ -58,7 +58,7 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     const removed = await a.call<{ status: string }>('disk.remove', { name: 'inst1', uuid: '1e7c85f6-b6e5-4243-b27d-680b78c6d204' });
     assert.equal(removed.status, 'removed');
     await assert.rejects(a.call('disk.remove', { name: 'inst1', uuid: '1e7c85f6-b6e5-4243-b27d-680b78c6d204' }), (e: RpcCallError) => e.code === 4004);
-    assert.deepEqual(await a.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await a.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false, leaks: [], pending: [] });
 
     const { runtime } = await a.call<{ runtime: unknown }>('runtime.get', { name: 'inst1' });
     const incoming = `unix:${join(dir, 'mig.sock')}`;
@@ -74,7 +74,7 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     const done = await a.call<{ status: string }>('migration.start', { name: 'inst1', uri: incoming });
     assert.equal(done.status, 'completed');
     assert.ok(progress.length > 0, 'migration.progress notifications');
-    assert.deepEqual(await b.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await b.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false, leaks: [], pending: [] });
   });
 
   it('refuses a second concurrent instance.start of one instance and keeps the first one\'s runtime file', async () => {
@@ -100,6 +100,37 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     const spec = { name: 'broken1', beparams: { maxmem: 64 }, disks: [{ uuid: '5e7c85f6-b6e5-4243-b27d-680b78c6d203', path: join(dir, 'absent.img') }], nics: [] };
     await assert.rejects(a.call('instance.start', { instance: spec }), (e: RpcCallError) => e.code === 6003 && /absent\.img/.test(e.message));
     await assert.rejects(a.call('runtime.get', { name: 'broken1' }), (e: RpcCallError) => e.code === 2004);
+  });
+
+  it('a QEMU that outlived a killed daemon is adopted by the next one, which stops it on shutdown', async () => {
+    const home = join(dir, 'orphan');
+    const first = await spawnDaemon({ dir: home, args: ['--launch', '--accel', 'tcg'] });
+    const c1 = await RpcClient.connect(first.socket);
+    const spec = { name: 'inst7', beparams: { maxmem: 64 }, disks: [], nics: [{ uuid: NIC0, mac: 'aa:00:00:bf:2f:16', backend: { type: 'user' } }] };
+    const { pid } = await c1.call<{ pid: number }>('instance.start', { instance: spec });
+    await c1.close();
+    await first.stop('SIGKILL');
+    const alive = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    assert.ok(alive(), 'QEMU outlives the killed daemon');
+    const second = await spawnDaemon({ dir: home, args: ['--launch', '--accel', 'tcg'] });
+    const c2 = await RpcClient.connect(second.socket);
+    try {
+      for (let i = 0; i < 100 && !/adopted a QEMU/.test(second.log()); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(second.log(), new RegExp(`"pid":${pid}.*adopted a QEMU|adopted a QEMU.*"pid":${pid}`));
+      assert.equal((await c2.call<{ clean: boolean }>('instance.verify', { name: 'inst7' })).clean, true);
+      await assert.rejects(c2.call('instance.start', { instance: spec, replace: true }), (e: RpcCallError) => e.code === 5004);
+    } finally {
+      await c2.close();
+      await second.stop();
+    }
+    assert.equal(alive(), false, 'the adopted QEMU was stopped with the daemon');
   });
 
   it('refuses to start over an instance whose QEMU is running (pid file), keeping its runtime file', async () => {

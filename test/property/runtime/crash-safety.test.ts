@@ -76,8 +76,9 @@ describe('upgrade-all under SIGKILL', function () {
       if (Date.now() - t0 > BUDGET_MS && runs >= 8) break;
       runs++;
       await runAndKill(dir, lines, delay);
-      // The dead child's lock dirs would block the next run until they go stale (10 s).
-      for (const e of readdirSync(dir)) if (e.endsWith('.lock')) rmSync(join(dir, e), { recursive: true, force: true });
+      // The dead child's locks: taken over at once through their holder files, but a child killed
+      // between taking a lock and writing its holder file leaves one that only goes stale after 10 s.
+      for (const e of readdirSync(dir)) if (e.endsWith('.lock') || e.endsWith('.lock.pid')) rmSync(join(dir, e), { recursive: true, force: true });
       let olds = 0;
       for (const n of names) {
         const path = join(dir, `${n}.runtime`);

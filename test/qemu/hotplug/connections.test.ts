@@ -1,7 +1,8 @@
 /**
- * QmpConnections on real QEMU: QEMU's -qmp serves one client at a time, so
- * an idle shared connection must give the socket back (it may be Ganeti's
- * own), but never while a command or an event wait is under way.
+ * QmpConnections on real QEMU: QEMU's -qmp serves one client at a time and
+ * the socket may be Ganeti's, so a connection lives only as long as the
+ * sequence that uses it; a monitor held by someone else is reported busy
+ * within the connect budget, naming the socket.
  */
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
@@ -20,17 +21,6 @@ async function otherClientGetsIn(sock: string, ms = 500): Promise<boolean> {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits for `pred`, failing with `what` after a bound far above the idle times used here. */
-async function until(pred: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) assert.fail(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
-
 describe('QmpConnections', function () {
   this.timeout(30_000);
   useQemuCleanup();
@@ -44,47 +34,60 @@ describe('QmpConnections', function () {
     return sock;
   }
 
-  it('gives the socket back when idle and reconnects on the next get', async () => {
-    const sock = await vmWithSharedSocket();
-    const pool = new QmpConnections({ idleCloseMs: 800 });
-    try {
-      const a = await pool.get(sock);
-      await a.execute('query-status');
-      assert.equal(await otherClientGetsIn(sock, 200), false, 'while held, nobody else gets a greeting');
-      await until(() => a.closed, 'the idle connection is closed');
-      assert.equal(await otherClientGetsIn(sock), true, 'the socket is free for someone else');
-      const b = await pool.get(sock);
-      assert.notEqual(b, a);
-      assert.equal((await b.execute<{ status: string }>('query-status')).status, 'prelaunch');
-    } finally {
-      await pool.closeAll();
-    }
-  });
-
-  it('keeps a connection with an armed event wait (a pending unplug) open past the idle time', async () => {
-    const sock = await vmWithSharedSocket();
-    const pool = new QmpConnections({ idleCloseMs: 100 });
-    try {
-      const a = await pool.get(sock);
-      const wait = a.expectEvent('DEVICE_DELETED', (d) => d.device === 'nothing', 5_000);
-      await sleep(400);
-      assert.equal(a.closed, false);
-      wait.cancel();
-      await until(() => a.closed, 'closed once the wait ended');
-    } finally {
-      await pool.closeAll();
-    }
-  });
-
-  it('never closes a connection without idleCloseMs', async () => {
+  it('holds the monitor only while a sequence runs, and gives it back right after', async () => {
     const sock = await vmWithSharedSocket();
     const pool = new QmpConnections();
     try {
-      const a = await pool.get(sock);
-      await sleep(300);
-      assert.equal(a.closed, false);
-      assert.equal(await pool.get(sock), a);
+      let inside: QmpClient | undefined;
+      const status = await pool.use(sock, async (c) => {
+        inside = c;
+        assert.equal(await otherClientGetsIn(sock, 200), false, 'while held, nobody else gets a greeting');
+        return (await c.execute<{ status: string }>('query-status')).status;
+      });
+      assert.equal(status, 'prelaunch');
+      assert.equal(inside?.closed, true, 'closed as soon as the sequence ended');
+      assert.equal(pool.isOpen(sock), false);
+      assert.equal(await otherClientGetsIn(sock), true, 'the socket is free for someone else');
     } finally {
+      await pool.closeAll();
+    }
+  });
+
+  it('shares one connection between overlapping sequences and closes it after the last', async () => {
+    const sock = await vmWithSharedSocket();
+    const pool = new QmpConnections();
+    try {
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let first: QmpClient | undefined;
+      const a = pool.use(sock, async (c) => {
+        first = c;
+        await held;
+      });
+      const second = await pool.use(sock, async (c) => c);
+      assert.equal(second, first, 'the overlapping sequence joined the open connection');
+      assert.equal(second.closed, false, 'still open: the first sequence runs');
+      release();
+      await a;
+      assert.equal(second.closed, true);
+    } finally {
+      await pool.closeAll();
+    }
+  });
+
+  it('reports GKD_QMP_BUSY naming the socket when another client keeps the monitor past the budget', async () => {
+    const sock = await vmWithSharedSocket();
+    const ganeti = await QmpClient.connect(sock);
+    const pool = new QmpConnections({ connectTimeoutMs: 300 });
+    try {
+      await assert.rejects(pool.use(sock, (c) => c.execute('query-status')), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'GKD_QMP_BUSY');
+        assert.ok(e.message.includes(sock), e.message);
+        return true;
+      });
+      assert.equal((await ganeti.execute<{ status: string }>('query-status')).status, 'prelaunch', 'the holder was not disturbed');
+    } finally {
+      await ganeti.close();
       await pool.closeAll();
     }
   });

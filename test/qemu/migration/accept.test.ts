@@ -101,8 +101,7 @@ describe('acceptMigration()', function () {
     assert.equal(stored.format, '2.16');
     const place = (h: unknown): unknown => ({ driver: (h as { driver: string }).driver, addr: (h as { addr: string }).addr });
     assert.deepEqual(stored.upgraded[3].map(([d]) => place(d.hvinfo)), rt216[3].map(([d]) => place(d.hvinfo)));
-    const live = await dst.pool.get(r.qmp);
-    assert.equal((await live.execute<{ status: string }>('query-status')).status, 'inmigrate');
+    assert.equal((await dst.pool.use(r.qmp, (live) => live.execute<{ status: string }>('query-status'))).status, 'inmigrate');
   });
 
   it('refuses an instance that already runs on this node', async () => {

@@ -45,7 +45,7 @@ describe('verifyInstance() and drift', function () {
 
   it('is clean right after start, and with the device set of a plain plan', async () => {
     const s = await startSource(src, makeSpec({ disks: 2, nics: 2, hvparams: SCSI }));
-    assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false, leaks: [] });
   });
 
   for (const balloon of [['-balloon', 'virtio'], ['-balloon', 'virtio,id=balloon,bus=pci.0,addr=0x3'], ['-device', 'virtio-balloon,id=balloon']]) {
@@ -54,7 +54,7 @@ describe('verifyInstance() and drift', function () {
       const ganeti = ['-pidfile', '/var/run/ganeti/kvm-hypervisor/pid/inst1.example.com', '-daemonize', ...balloon, '-localtime'];
       const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: SCSI }), { edit: (rt) => rt[0].push(...ganeti) });
       assert.ok(s.argv.some((a, i) => s.argv[i - 1] === '-device' && a.startsWith('virtio-balloon')) && !s.argv.includes('-balloon'), s.argv.join(' '));
-      assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false });
+      assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false, leaks: [] });
     });
   }
 
@@ -137,6 +137,6 @@ describe('verifyInstance() and drift', function () {
     assert.deepEqual(disks.map(([d]) => d.uuid), [spec.disks[0].uuid, known.uuid]);
     assert.deepEqual(disks[1][0].hvinfo, { driver: 'scsi-hd', id: knownId, bus: 'scsi.0', channel: 0, 'scsi-id': 9, lun: 0 });
     assert.equal(disks[1][1], known.path);
-    assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(src.ctx, s.name), { clean: true, differences: [], repaired: false, leaks: [] });
   });
 });

@@ -64,23 +64,23 @@ describe('disks opened through a passed descriptor (/dev/fdset/N)', function () 
 
   it('verify resolves them to the files they are: clean while paused (the set still lists them) and running (Ganeti emptied it)', async () => {
     const { runtime, images } = await start();
-    const block = (await (await node.pool.get(node.qmpSocket(NAME))).execute<Array<{ inserted?: { file?: string } }>>('query-block'))[0];
+    const block = (await node.pool.use(node.qmpSocket(NAME), (q) => q.execute<Array<{ inserted?: { file?: string } }>>('query-block')))[0];
     assert.equal(block.inserted?.file, '/dev/fdset/5');
-    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false, leaks: [] });
 
     // Ganeti's hot-add of a second disk, recorded as Ganeti records it: the link, not /dev/fdset/N.
     ganetiHotAddDisk(raw, images[1], hot(0));
     const rt = structuredClone(runtime);
     rt[3].push(diskEntry({ uuid: uuidN(0x3000), path: link(1, images[1]) }, hot(0), 1, 'disk'));
     await node.store.write(NAME, rt);
-    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false, leaks: [] });
 
     // Once the VM runs, QEMU closes the removed set's descriptor and lists the set empty.
     qmpSteps(raw, [{ execute: 'cont' }]);
     await new Promise((r) => setTimeout(r, 300));
     const sets = qmpSteps(raw, [{ execute: 'query-fdsets' }])[0] as Array<{ 'fdset-id': number; fds: unknown[] }>;
     assert.ok(sets.some((s) => s['fdset-id'] !== 5 && s.fds.length === 0), JSON.stringify(sets));
-    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false, leaks: [] });
 
     // The runtime naming another file is drift, whether QEMU still lists the set's descriptor or not.
     const wrong = structuredClone(rt);
@@ -111,6 +111,6 @@ describe('disks opened through a passed descriptor (/dev/fdset/N)', function () 
     assert.doesNotMatch(text, /\/dev\/fdset/);
     const rt = (await node.store.read(NAME)).upgraded;
     assert.equal(rt[3][1][1], l1);
-    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(node.ctx, NAME), { clean: true, differences: [], repaired: false, leaks: [] });
   });
 });

@@ -118,7 +118,7 @@ describe('migrating a QEMU Ganeti 3.0 started, to a target built from its runtim
     const incoming = `unix:${join(lab.root, 'mig.sock')}`;
     await acceptMigration(dst.ctx, { name, runtime: repaired, incoming, launch: true, build: { nicBackends: userBackends(repaired) } });
     assert.equal((await startMigration(src.ctx, { name, uri: incoming, targetQmp: dst.qmpSocket(name) })).status, 'completed');
-    assert.deepEqual(await verifyInstance(dst.ctx, name), { clean: true, differences: [], repaired: false });
+    assert.deepEqual(await verifyInstance(dst.ctx, name), { clean: true, differences: [], repaired: false, leaks: [] });
   });
 
   const cases: Array<[string, string, Variant]> = [
@@ -142,19 +142,17 @@ describe('migrating a QEMU Ganeti 3.0 started, to a target built from its runtim
     it(`${name} (${what}): the source verifies clean, the target accepts the stream, runs, has the same PCI devices and verifies clean`, async () => {
       const { runtime } = await ganetiSource(name, variant);
       const v = await verifyInstance(src.ctx, name);
-      assert.deepEqual(v, { clean: true, differences: [], repaired: false }, JSON.stringify(v.differences, null, 1));
+      assert.deepEqual(v, { clean: true, differences: [], repaired: false, leaks: [] }, JSON.stringify(v.differences, null, 1));
 
       const incoming = `unix:${join(lab.root, 'mig.sock')}`;
       const accepted = await acceptMigration(dst.ctx, { name, runtime: structuredClone(runtime), incoming, launch: true, build: { nicBackends: userBackends(runtime) } });
       assert.equal(accepted.status, 'inmigrate');
       const result = await startMigration(src.ctx, { name, uri: incoming, targetQmp: dst.qmpSocket(name) });
       assert.equal(result.status, 'completed', JSON.stringify(result));
-      const target = await dst.pool.get(dst.qmpSocket(name));
-      assert.equal((await target.execute<{ status: string }>('query-status')).status, 'running');
+      assert.equal((await dst.pool.use(dst.qmpSocket(name), (t) => t.execute<{ status: string }>('query-status'))).status, 'running');
       // QEMU ignores a device only the target has: the PCI functions of both sides must be the same.
-      const source = await src.pool.get(src.qmpSocket(name));
-      assert.deepEqual(await pciFunctions(target), await pciFunctions(source));
-      assert.deepEqual(await verifyInstance(dst.ctx, name), { clean: true, differences: [], repaired: false });
+      assert.deepEqual(await dst.pool.use(dst.qmpSocket(name), pciFunctions), await src.pool.use(src.qmpSocket(name), pciFunctions));
+      assert.deepEqual(await verifyInstance(dst.ctx, name), { clean: true, differences: [], repaired: false, leaks: [] });
     });
   }
 });

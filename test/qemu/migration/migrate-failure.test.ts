@@ -112,8 +112,8 @@ describe('startMigration() failures', function () {
     });
     assert.equal(data.source.resumed, false);
     assert.equal(await status(s.vm.qmp), 'postmigrate', 'the source was not resumed');
-    assert.equal(await status(await dst.pool.get(realQmp)), 'running', 'the real target runs the guest');
-    assert.equal(await status(await other.pool.get(decoyQmp)), 'inmigrate', 'the decoy was not stopped');
+    assert.equal(await dst.pool.use(realQmp, status), 'running', 'the real target runs the guest');
+    assert.equal(await other.pool.use(decoyQmp, status), 'inmigrate', 'the decoy was not stopped');
   });
 
   it('cancels the migration and resumes the source when a QMP command fails in the progress loop', async () => {
@@ -121,15 +121,14 @@ describe('startMigration() failures', function () {
     // query-migrate fails as a timed-out command would. QEMU cannot be made to time out one command on cue.
     const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual', migration_bandwidth: 1 } }), { paused: false });
     const targetQmp = await acceptOn(dst, s, 'mig.sock', false);
-    const realGet = src.ctx.connections.get.bind(src.ctx.connections);
+    const realUse = src.ctx.connections.use.bind(src.ctx.connections);
     let queries = 0;
     const ctx = {
       ...src.ctx,
       connections: {
-        async get(socket: string): Promise<QmpClient> {
-          const client = await realGet(socket);
-          if (socket !== src.qmpSocket(s.name)) return client;
-          return new Proxy(client, {
+        use<T>(socket: string, fn: (c: QmpClient) => Promise<T>): Promise<T> {
+          if (socket !== src.qmpSocket(s.name)) return realUse(socket, fn);
+          return realUse(socket, (client) => fn(new Proxy(client, {
             get(t, prop) {
               const v = Reflect.get(t, prop, t) as unknown;
               if (prop !== 'execute') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
@@ -140,7 +139,7 @@ describe('startMigration() failures', function () {
                 return (t.execute as (...a: unknown[]) => unknown).call(t, command, ...rest);
               };
             },
-          });
+          })));
         },
       },
     };
@@ -160,7 +159,7 @@ describe('startMigration() failures', function () {
 
   it('refuses an unknown migration capability before contacting QEMU', async () => {
     const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual', migration_caps: 'xbzrle:turbo' } }));
-    const ctx = { ...src.ctx, connections: { get: (): Promise<QmpClient> => Promise.reject(new Error('QEMU was contacted')) } };
+    const ctx = { ...src.ctx, connections: { use: (): Promise<never> => Promise.reject(new Error('QEMU was contacted')) } };
     await assert.rejects(startMigration(ctx, { name: s.name, uri: `unix:${join(lab.root, 'mig.sock')}` }), { code: 'GKD_UNSUPPORTED_VALUE', field: 'hvparams.migration_caps' });
     assert.equal((await s.vm.qmp.execute<{ status?: string }>('query-migrate')).status, undefined);
   });

@@ -29,8 +29,8 @@ describe('startMigration() of a paused VM', function () {
   });
 
   async function migrateAndCheck(name: string): Promise<void> {
-    const srcQmp = await src.pool.get(src.qmpSocket(name));
-    const before = await readLiveLayout(srcQmp);
+    const srcSock = src.qmpSocket(name);
+    const before = await src.pool.use(srcSock, readLiveLayout);
     const sent = await src.store.read(name);
     const accepted = await acceptMigration(dst.ctx, {
       name,
@@ -47,10 +47,9 @@ describe('startMigration() of a paused VM', function () {
     assert.equal(result.target.confirmed, true, result.target.detail);
     assert.equal(result.target.status, 'prelaunch');
     assert.ok(progress.length > 0 && progress[progress.length - 1].status === 'completed', JSON.stringify(progress));
-    assert.equal((await srcQmp.execute<{ status: string }>('query-status')).status, 'postmigrate');
+    assert.equal((await src.pool.use(srcSock, (q) => q.execute<{ status: string }>('query-status'))).status, 'postmigrate');
 
-    const target = await dst.pool.get(accepted.qmp);
-    assert.deepEqual(await readLiveLayout(target), before, 'target layout equals the source layout');
+    assert.deepEqual(await dst.pool.use(accepted.qmp, readLiveLayout), before, 'target layout equals the source layout');
     const v = await verifyInstance(dst.ctx, name);
     assert.deepEqual(v.differences, []);
     assert.equal(v.clean, true);

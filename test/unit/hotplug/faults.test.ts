@@ -199,7 +199,8 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       assert.equal((e.cause as GkdError).code, 'GKD_QMP_CLOSED');
       // The reply never came, so device_add may have happened: ask QEMU to drop the device too.
       assert.deepEqual(undone(e), [`device_del ${NEW_DISK_ID} (QEMU did not have it: device_add had not taken effect)`, `blockdev-del ${NEW_DISK_ID}`]);
-      assert.equal(r.vm.connections, 2);
+      // The add's connection, then one short connection per inverse (the rollback never holds the monitor).
+      assert.equal(r.vm.connections, 3);
       r.unchanged();
     });
 
@@ -272,6 +273,40 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       const e = await rejectsWithCode(r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }), 'GKD_HOTPLUG_FAILED');
       assert.deepEqual(undone(e), [`netdev_del ${NEW_NIC_ID}`]);
       r.unchanged();
+    });
+  });
+
+  describe('queue and cancellation', () => {
+    it('refuses more than maxQueued waiting operations on one instance with GKD_OVERLOADED', async () => {
+      const r = await rig(VIRTIO);
+      const engine = new HotplugEngine({ store: r.store, connections: rigs[rigs.length - 1].connections, qmpSocket: () => r.vm.path, accel: 'tcg', maxQueued: 2, lockWaitMs: 5_000 });
+      let letGo!: () => void;
+      const held = r.store.withLock(NAME, () => new Promise<void>((resolve) => (letGo = resolve)));
+      await until(() => letGo !== undefined, 'the outside hold');
+      const a = engine.addNic(NAME, { uuid: uuidN(0xe5), mac: macN(5), backend: { type: 'user' } });
+      const b = engine.addNic(NAME, { uuid: uuidN(0xe6), mac: macN(6), backend: { type: 'user' } });
+      const e = await rejectsWithCode(engine.addNic(NAME, { uuid: uuidN(0xe7), mac: macN(7), backend: { type: 'user' } }), 'GKD_OVERLOADED');
+      assert.match(e.message, /2 are already waiting/);
+      letGo();
+      await held;
+      await Promise.all([a, b]);
+      assert.deepEqual(r.mutations().filter((m) => m.startsWith('netdev_add')), ['netdev_add nic-000000e5-b6e5-4243', 'netdev_add nic-000000e6-b6e5-4243']);
+    });
+
+    it('does not run an operation whose caller gave up while it waited, and changes nothing', async () => {
+      const r = await rig(VIRTIO);
+      let letGo!: () => void;
+      const held = r.store.withLock(NAME, () => new Promise<void>((resolve) => (letGo = resolve)));
+      await until(() => letGo !== undefined, 'the outside hold');
+      const abort = new AbortController();
+      const p = r.engine.addNic(NAME, { uuid: NEW_NIC, mac: macN(9), backend: { type: 'user' } }, { signal: abort.signal });
+      abort.abort(new Error('client disconnected'));
+      letGo();
+      await held;
+      const e = await rejectsWithCode(p, 'GKD_CANCELLED');
+      assert.match(e.message, /client disconnected/);
+      r.unchanged();
+      assert.deepEqual(r.mutations(), []);
     });
   });
 
