@@ -1,0 +1,71 @@
+/**
+ * A good neighbour on Ganeti's QMP socket: QEMU serves one QMP client at a
+ * time and Ganeti gives up after 5 s, so while the plugin works on an
+ * instance (a removal waiting for a guest that never answers, the pending
+ * removal after it, a stream of instance.verify calls) Ganeti's own
+ * `gnt-instance modify --hotplug` on the same instance must still complete.
+ * The instance boots no OS, so QEMU never releases an unplugged device and
+ * the plugin's removal stays pending for the whole test.
+ */
+import { strict as assert } from 'node:assert';
+import { addInstance, call, callError, ensureGanetiNode, ganetiRuntime, gnt, removeInstance, SKIP_GANETI } from './helpers/lab';
+
+(SKIP_GANETI ? describe.skip : describe)("Ganeti 3.0: Ganeti's hotplug works while the plugin works on the same QMP socket", function () {
+  this.timeout(300_000);
+  const NAME = 'gkd-neighbour.example.com';
+
+  before(async function () {
+    this.timeout(1_200_000);
+    await ensureGanetiNode();
+    await removeInstance(NAME);
+    const r = await addInstance(NAME, { disks: 2, nics: 1, diskSizeMb: 1 });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    await gnt('gnt-instance', 'start', NAME);
+  });
+
+  after(async () => {
+    await removeInstance(NAME).catch(() => undefined);
+  });
+
+  /** A Ganeti hotplug that must be reported done, with no QMP time-out. */
+  async function ganetiHotplug(...args: string[]): Promise<number> {
+    const r = await gnt('gnt-instance', 'modify', '--hotplug', ...args, NAME);
+    const out = r.stdout + r.stderr;
+    assert.match(out, /hotplug:done/, out);
+    assert.doesNotMatch(out, /hotplug:failed|Timeout while receiving a QMP message/, out);
+    return r.ms;
+  }
+
+  it('while disk.remove waits for a guest that never releases the disk, and while that removal is pending, Ganeti hot-adds a NIC and a disk', async () => {
+    const uuid = String(ganetiRuntime(NAME)[3][1][0].uuid);
+    const removal = callError('disk.remove', { name: NAME, uuid });
+    await new Promise((r) => setTimeout(r, 1500));
+    const during = await ganetiHotplug('--net', 'add:mode=bridged,link=br0');
+    const answer = await removal;
+    assert.equal(answer.code, 'GKD_HOTPLUG_PENDING', JSON.stringify(answer));
+    // Pending now: the daemon looks again from time to time, each time briefly.
+    const pending = await ganetiHotplug('--disk', 'add:size=1M');
+    process.stdout.write(`        Ganeti's hotplug took ${Math.round(during)} ms during the removal wait, ${Math.round(pending)} ms while it was pending\n`);
+    const v = await call<{ pending?: unknown[] }>('instance.verify', { name: NAME });
+    assert.ok(Array.isArray(v.pending) && v.pending.length === 1, `the pending removal stays visible: ${JSON.stringify(v)}`);
+  });
+
+  it('during a stream of instance.verify calls, Ganeti hot-adds a NIC', async () => {
+    let stop = false;
+    let verifies = 0;
+    const loop = (async () => {
+      while (!stop) {
+        await call('instance.verify', { name: NAME });
+        verifies++;
+      }
+    })();
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await ganetiHotplug('--net', 'add:mode=bridged,link=br0');
+    } finally {
+      stop = true;
+      await loop;
+    }
+    assert.ok(verifies >= 3, `instance.verify ran ${verifies} times meanwhile`);
+  });
+});
