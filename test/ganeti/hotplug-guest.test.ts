@@ -130,3 +130,44 @@ import {
     assert.equal(JSON.stringify(ganetiRuntime(NAME)), before);
   });
 });
+
+(SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0 grow-disk of a scsi-hd disk on a running guest', function () {
+  this.timeout(300_000);
+  const NAME = 'gkd-scsigrow.example.com';
+  let con: GuestConsole | undefined;
+
+  before(async function () {
+    this.timeout(1_200_000);
+    await ensureGanetiNode();
+    await removeInstance(NAME);
+    const g = guestHv(NAME);
+    const r = await addInstance(NAME, {
+      disks: 1, nics: 1, diskSizeMb: 4, memoryMb: 128, hv: { ...g.hv, disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' },
+    });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    await gnt('gnt-instance', 'start', NAME);
+    con = await g.console();
+    await con.waitReady(90_000);
+  });
+
+  after(async () => {
+    con?.close();
+    await removeInstance(NAME).catch(() => undefined);
+  });
+
+  it('QEMU reports the new capacity to the guest; Linux reads it at its next SCSI rescan (udev does that on most distributions)', async () => {
+    assert.ok(con !== undefined);
+    const size = async (): Promise<string> => (await con!.check('cat /sys/block/sda/size')).trim();
+    assert.equal(await size(), '8192');
+    const mark = logMark();
+    await gnt('gnt-instance', 'grow-disk', NAME, '0', '4M');
+    // The disk-grow hook told QEMU (block_resize): QEMU caches a disk's size and would report the old one.
+    assert.deepEqual(daemonCallsSince(mark).filter((c) => c.method === 'disk.resize').map((c) => c.outcome), ['ok']);
+    // A SCSI disk's capacity change reaches Linux as a unit attention; without udev the kernel
+    // re-reads the size when asked to rescan the device, which is what this guest does.
+    await con.check('for d in /sys/class/scsi_device/*/device/rescan; do echo 1 > "$d"; done');
+    assert.equal(await size(), '16384', 'the guest sees 8 MiB after the grow, without a reboot');
+    const rt = ganetiRuntime(NAME);
+    assert.equal(rt[3][0][0].size, 8);
+  });
+});
