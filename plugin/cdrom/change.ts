@@ -13,6 +13,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { GkdError } from '../errors';
+import { splitOptions } from '../planner/kvm-extra';
 import { escapeOptionValue } from '../planner/option-escape';
 import type { QmpClient } from '../qmp';
 import type { RuntimeStore } from '../runtime';
@@ -28,21 +29,17 @@ export interface CdromChangeResult {
 
 /** The `file=` of one `-drive` value, `,,` unescaped; undefined when it has none. */
 export function driveFile(value: string): string | undefined {
-  // Options are split at single commas; ",," is a literal comma.
-  const opts = value.replace(/,,/g, '\u0000').split(',').map((o) => o.replace(/\u0000/g, ','));
-  const f = opts.find((o) => o.startsWith('file='));
+  const f = splitOptions(value).find((o) => o.startsWith('file='));
   return f === undefined ? undefined : f.slice('file='.length);
 }
 
-/** `value` with its `file=` set to `path` (escaped), or removed for an empty drive. */
+/** `value` with its `file=` set to `path`, or removed for an empty drive; every option re-escaped. */
 export function withDriveFile(value: string, path: string | null): string {
-  const opts = value.replace(/,,/g, '\u0000').split(',');
   // An empty drive takes no format either (QEMU refuses a format without a file).
-  const rest = opts.filter((o) => !o.startsWith('file=') && !(path === null && o.startsWith('format=')));
+  const rest = splitOptions(value).filter((o) => !o.startsWith('file=') && !(path === null && o.startsWith('format=')));
   const hasFormat = rest.some((o) => o.startsWith('format='));
-  const file = path === null ? [] : [`file=${escapeOptionValue(path)}`.replace(/,,/g, '\u0000'), ...(hasFormat ? [] : ['format=raw'])];
-  const out = [...file, ...rest];
-  return out.join(',').replace(/\u0000/g, ',,');
+  const file = path === null ? [] : [`file=${path}`, ...(hasFormat ? [] : ['format=raw'])];
+  return [...file, ...rest].map(escapeOptionValue).join(',');
 }
 
 /** Index in kvm_cmd of the value of the `slot`-th CD-ROM `-drive`. */
@@ -79,8 +76,7 @@ export async function changeCdrom(
   if (path !== null) await checkImage(path);
   return store.withLock(name, async () => {
     const read = await store.read(name);
-    const raw = read.value as unknown as unknown[][];
-    const cmd = raw[0] as unknown[];
+    const cmd = read.upgraded[0];
     const at = cdromDriveIndex(cmd, slot);
     if (at === undefined) {
       throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot change CD-ROM ${slot} of "${name}": its QEMU was started without that drive (Ganeti adds it when cdrom${slot === 1 ? '' : '2'}_image_path is set at start); the image applies at the next start`, { field: 'slot' });
@@ -97,7 +93,7 @@ export async function changeCdrom(
       else await q.execute('blockdev-change-medium', { device: drive, filename: path, format: 'raw', ...(force ? { force: true } : {}) });
     });
     cmd[at] = withDriveFile(value, path);
-    await store.write(name, read.value as never, { format: read.format, expect: read.stamp });
+    await store.writeKeepingFormat(name, read.upgraded, read);
     return { name, slot, drive, before, after: path };
   });
 }

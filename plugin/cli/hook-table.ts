@@ -183,8 +183,7 @@ async function cdromChanges(env: NodeJS.ProcessEnv, after: NodeJS.ProcessEnv, cl
       lines.push(now === '' ? `CD-ROM ${i + 1} ejected` : `CD-ROM ${i + 1} now "${now}"`);
     } catch (e) {
       // Not running here (another node's hook run), or no such drive: the change applies at the next start.
-      const code = codeOf(e);
-      if (code === 'GKD_RUNTIME_NOT_FOUND' || code === 'GKD_QMP_CONNECT') continue;
+      if (notRunningHere(e)) continue;
       failed = true;
       lines.push(`WARNING: CD-ROM ${i + 1} not changed live, it applies at the next start: ${(e as Error).message}`);
     }
@@ -242,6 +241,16 @@ async function modifyAfter(env: NodeJS.ProcessEnv, client: RpcClient): Promise<H
   }
 }
 
+/**
+ * Whether a refusal says the instance does not run on this node: no runtime
+ * file here, or nothing listening on its QMP socket. Ganeti runs a hook on the
+ * master and on every node of the instance, so the other nodes meet this.
+ */
+function notRunningHere(e: unknown): boolean {
+  const code = codeOf(e);
+  return code === 'GKD_RUNTIME_NOT_FOUND' || code === 'GKD_QMP_CONNECT';
+}
+
 /** The daemon's error code, when `e` is an answer from it. */
 function codeOf(e: unknown): string | undefined {
   const d = (e as { data?: { code?: unknown } }).data;
@@ -275,8 +284,7 @@ async function growDisk(env: NodeJS.ProcessEnv, client: RpcClient): Promise<Hook
     return { ok: true, message: `${name}: ${r.device} ${r.resized ? `grown in QEMU from ${r.before} to ${r.after} bytes` : `already ${r.after} bytes in QEMU`}` };
   } catch (e) {
     // Only the node running the instance has its runtime file and QEMU; a stopped instance sees the new size at its next start.
-    const code = codeOf(e);
-    if (code === 'GKD_RUNTIME_NOT_FOUND' || code === 'GKD_QMP_CONNECT') return { ok: true, message: `${name}: not running on this node, the new size applies at its next start` };
+    if (notRunningHere(e)) return { ok: true, message: `${name}: not running on this node, the new size applies at its next start` };
     throw e;
   }
 }
@@ -309,8 +317,8 @@ async function migrateCheck(env: NodeJS.ProcessEnv, client: RpcClient, config: C
     v = await client.call<VerifyAnswer>('instance.verify', { name });
   } catch (e) {
     // A stopped instance (a failover of it) has no QEMU to compare with: nothing can drift.
-    const code = codeOf(e);
-    if (code === 'GKD_QMP_CONNECT' || code === 'GKD_QMP_CLOSED') return { ok: true, message: `${readable.message}; no QEMU runs it here, no drift to check` };
+    // A QEMU that exits while being read has nothing left to drift from either.
+    if (notRunningHere(e) || codeOf(e) === 'GKD_QMP_CLOSED') return { ok: true, message: `${readable.message}; no QEMU runs it here, no drift to check` };
     throw e;
   }
   // Leaked backends (attached to no device) do not reach the migration stream: noted, never refused.

@@ -113,12 +113,11 @@ export async function resizeDisk(store: RuntimeStore, qmp: <T>(fn: (q: QmpClient
       return b.size;
     });
     // Ganeti keeps a disk's size in MiB in its dict; the file keeps its own format.
-    const raw = read.value as unknown as Array<Array<[Record<string, unknown>, ...unknown[]]>>;
-    const dict = raw[3]?.[disk.index]?.[0];
+    const dict = read.upgraded[3][disk.index][0];
     const mib = Math.floor(target / MIB);
-    if (dict !== undefined && dict.size !== mib) {
+    if (dict.size !== mib) {
       dict.size = mib;
-      await store.write(name, read.value as never, { format: read.format, expect: read.stamp });
+      await store.writeKeepingFormat(name, read.upgraded, read);
     }
     return { name, device: disk.id, before: size, after: target, resized: target > size };
   });
