@@ -10,7 +10,7 @@ import { strict as assert } from 'node:assert';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GuestConsole } from '../helpers/guest';
-import { addInstance, callError, ensureGanetiNode, ganetiRuntime, gnt, guestHv, qmpOnce, removeInstance, SKIP_GANETI } from './helpers/lab';
+import { callError, ensureGanetiNode, ganetiRuntime, gnt, guestHv, qmpOnce, removeInstance, SKIP_GANETI, startGuestInstance } from './helpers/lab';
 
 interface Block {
   device: string;
@@ -22,6 +22,8 @@ interface Block {
   this.timeout(300_000);
   const NAME = 'gkd-cd.example.com';
   let con: GuestConsole | undefined;
+  /** The guest kit loads its IDE CD-ROM driver on request. */
+  const GUEST_CD_ARGS = 'gk.modules=ata_piix,sr_mod';
   // Under Ganeti's file storage dir: a storage root of the daemon.
   const DIR = '/srv/ganeti/file-storage/gkd-images';
   const A = join(DIR, 'a.iso');
@@ -36,19 +38,13 @@ interface Block {
   before(async function () {
     this.timeout(1_200_000);
     await ensureGanetiNode();
-    await removeInstance(NAME);
     mkdirSync(DIR, { recursive: true });
     writeFileSync(A, Buffer.alloc(64 * 1024, 'a'));
     writeFileSync(B, Buffer.alloc(64 * 1024, 'b'));
     // An IDE CD-ROM has a tray and a medium to change; Ganeti's default (cdrom_disk_type taken from
     // disk_type, here paravirtual) is a read-only virtio disk, which QEMU cannot change live.
     // A booted guest with the IDE CD-ROM driver reads the medium itself.
-    const g = guestHv(NAME, 'gk.modules=ata_piix,sr_mod');
-    const r = await addInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 1, memoryMb: 128, hv: { ...g.hv, cdrom_image_path: A, cdrom_disk_type: 'ide' } });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
-    con = await g.console();
-    await con.waitReady(90_000);
+    con = await startGuestInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 1, kernelArgs: GUEST_CD_ARGS, hv: { cdrom_image_path: A, cdrom_disk_type: 'ide' } });
   });
 
   /** The first bytes of the guest's CD-ROM, as the guest reads them ('' when it has no medium). */
@@ -105,7 +101,7 @@ interface Block {
     await gnt('gnt-instance', 'modify', '-H', 'cdrom_disk_type=ide', NAME);
     await gnt('gnt-instance', 'start', NAME);
     con?.close();
-    con = await guestHv(NAME, 'gk.modules=ata_piix,sr_mod').console();
+    con = await guestHv(NAME, GUEST_CD_ARGS).console();
     await con.waitReady(90_000);
   });
 

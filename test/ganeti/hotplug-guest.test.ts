@@ -10,29 +10,19 @@
 import { strict as assert } from 'node:assert';
 import type { GuestConsole } from '../helpers/guest';
 import {
-  addInstance, call, callError, daemonCallsSince, ensureGanetiNode, ganetiRuntime, gnt, guestHv, logMark, qmpOnce, removeInstance, SKIP_GANETI,
+  call, callError, daemonCallsSince, ensureGanetiNode, ganetiRuntime, gnt, logMark, qmpOnce, removeInstance, SKIP_GANETI, startGuestInstance,
 } from './helpers/lab';
 
 (SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0 hotplug with the plugin installed, booted guest', function () {
   this.timeout(300_000);
   const NAME = 'gkd-guest.example.com';
-  let guest: () => Promise<GuestConsole>;
   let con: GuestConsole | undefined;
 
   before(async function () {
     this.timeout(1_200_000);
     await ensureGanetiNode();
-    await removeInstance(NAME);
-    const g = guestHv(NAME);
-    guest = g.console;
-    const r = await addInstance(NAME, {
-      // The guest kernel needs more than the 64 MiB other tests give instances without an OS.
-      disks: 1, nics: 1, diskSizeMb: 4, memoryMb: 128, hv: g.hv,
-    });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
-    con = await guest();
-    const ready = await con.waitReady(90_000);
+    con = await startGuestInstance(NAME, { disks: 1, nics: 1, diskSizeMb: 4 });
+    const ready = await con.waitReady();
     process.stdout.write(`        guest up after ${ready.elapsedMs} ms (kernel ${ready.kernel})\n`);
   });
 
@@ -139,15 +129,7 @@ import {
   before(async function () {
     this.timeout(1_200_000);
     await ensureGanetiNode();
-    await removeInstance(NAME);
-    const g = guestHv(NAME);
-    const r = await addInstance(NAME, {
-      disks: 1, nics: 1, diskSizeMb: 4, memoryMb: 128, hv: { ...g.hv, disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' },
-    });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
-    con = await g.console();
-    await con.waitReady(90_000);
+    con = await startGuestInstance(NAME, { disks: 1, nics: 1, diskSizeMb: 4, hv: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' } });
   });
 
   after(async () => {

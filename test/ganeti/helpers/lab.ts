@@ -286,29 +286,6 @@ export async function waitForGuestDriver(name: string, timeoutMs = 90_000): Prom
   }
 }
 
-/** Ganeti's serial console socket of `name` (serial_console=true), read as text. */
-export async function openSerial(name: string): Promise<{ waitFor(re: RegExp, timeoutMs: number): Promise<string>; close(): void }> {
-  const sock = connect(`/var/run/ganeti/kvm-hypervisor/ctrl/${name}.serial`);
-  await new Promise<void>((resolve, reject) => {
-    sock.once('connect', resolve);
-    sock.once('error', reject);
-  });
-  let text = '';
-  sock.on('data', (b: Buffer) => (text += b.toString('latin1')));
-  return {
-    waitFor: async (re, timeoutMs) => {
-      const t0 = Date.now();
-      for (;;) {
-        const m = re.exec(text);
-        if (m !== null) return m[0];
-        if (Date.now() - t0 > timeoutMs) throw new Error(`the guest console of ${name} did not show ${String(re)} within ${timeoutMs} ms; it showed:\n${text.slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
-    close: () => sock.destroy(),
-  };
-}
-
 /**
  * hvparams that boot the guest kit under Ganeti, with the guest's command
  * channel: ttyS0 is Ganeti's own serial console (serial_console=true, a unix
@@ -345,4 +322,21 @@ export function guestHv(name: string, extraKernelArgs?: string): { hv: Record<st
       return con;
     },
   };
+}
+
+/**
+ * Adds instance `name` booting the guest kit (see {@link guestHv}; 128 MiB,
+ * which the guest kernel needs, unless `o` says otherwise), starts it and
+ * waits until the guest's command channel answers.
+ */
+export async function startGuestInstance(name: string, o: AddOptions & { kernelArgs?: string } = {}): Promise<GuestConsole> {
+  await removeInstance(name);
+  const { kernelArgs, ...add } = o;
+  const g = guestHv(name, kernelArgs);
+  const r = await addInstance(name, { memoryMb: 128, ...add, hv: { ...g.hv, ...add.hv } });
+  if (r.code !== 0) throw new Error(`gnt-instance add ${name} failed:\n${r.stdout}${r.stderr}`);
+  await gnt('gnt-instance', 'start', name);
+  const con = await g.console();
+  await con.waitReady(90_000);
+  return con;
 }
