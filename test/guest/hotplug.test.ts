@@ -15,9 +15,9 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RemovedEvent } from '../../plugin/hotplug';
-import type { QmpEvent } from '../../plugin/qmp';
 import type { InstanceSpec, PciHvInfo, RuntimeV2_10, ScsiHvInfo } from '../../plugin/types';
 import { GuestConsole, guestHvparams, guestKit, guestSerialChardevs, serialArg } from '../helpers/guest';
+import { DeviceDeletedLog } from '../helpers/device-deleted';
 import { assertRuntimeMatchesQemu, startHotplugVm, type HotplugVm } from '../helpers/hotplug-vm';
 import { makeImage } from '../helpers/plan-vm';
 import { useQemuCleanup } from '../helpers/qemu';
@@ -29,8 +29,8 @@ const MiB = 1024 * 1024;
 interface Booted {
   h: HotplugVm;
   con: GuestConsole;
-  /** DEVICE_DELETED events with a `device`, as the test's own monitor saw them. */
-  deleted: string[];
+  /** DEVICE_DELETED events as the test's own monitor sees them. */
+  deleted: DeviceDeletedLog;
   removed: RemovedEvent[];
   /** Resolves at the next onRemoved. */
   nextRemoved(): Promise<RemovedEvent>;
@@ -55,10 +55,7 @@ async function boot(spec: InstanceSpec, extra?: (dir: string) => string[]): Prom
       },
     },
   });
-  const deleted: string[] = [];
-  h.vm.qmp.on('event', (ev: QmpEvent) => {
-    if (ev.event === 'DEVICE_DELETED' && typeof ev.data.device === 'string') deleted.push(ev.data.device);
-  });
+  const deleted = new DeviceDeletedLog(h.vm.qmp);
   const con = new GuestConsole(paths(h.vm.dir));
   await con.waitReady(60_000);
   return { h, con, deleted, removed, nextRemoved: () => new Promise((r) => (wake = r)) };
@@ -101,7 +98,7 @@ describe('hotplug with a booted guest', function () {
       const r = await g.h.engine.removeNic(g.h.name, nic);
       assert.equal(r.status, 'removed');
       assert.deepEqual(r.warnings, []);
-      assert.ok(g.deleted.includes(r.hvinfo.id), `DEVICE_DELETED for ${r.hvinfo.id}; saw ${JSON.stringify(g.deleted)}`);
+      await g.deleted.waitFor(r.hvinfo.id, 10_000);
       assert.ok(!(await g.h.runtime())[1].some((x) => x.uuid === nic));
       await assertRuntimeMatchesQemu(g.h);
       await g.con.waitFor((s) => !s.net.some((x) => x.mac === macN(0x7a1)), 10_000, 'the NIC to leave the guest');
@@ -111,7 +108,7 @@ describe('hotplug with a booted guest', function () {
       const r = await g.h.engine.removeDisk(g.h.name, disk);
       assert.equal(r.status, 'removed');
       assert.deepEqual(r.warnings, []);
-      assert.ok(g.deleted.includes(r.hvinfo.id));
+      await g.deleted.waitFor(r.hvinfo.id, 10_000);
       assert.deepEqual((await g.h.runtime())[3], []);
       await assertRuntimeMatchesQemu(g.h);
       await g.con.waitFor((s) => s.scsi.length === 0, 10_000, 'the SCSI disk to leave the guest');
@@ -130,7 +127,9 @@ describe('hotplug with a booted guest', function () {
 
       const ev = await done;
       assert.deepEqual(ev, { name: g.h.name, kind: 'nic', uuid: nic2, id, warnings: [] });
-      assert.ok(g.deleted.includes(id));
+      // The engine may see the device gone from QOM (its poll) before the test's own monitor
+      // receives DEVICE_DELETED: wait for the event there rather than race it.
+      await g.deleted.waitFor(id, 10_000);
       assert.deepEqual(g.h.engine.pending(), []);
       assert.ok(!(await g.h.runtime())[1].some((x) => x.uuid === nic2));
       await assertRuntimeMatchesQemu(g.h);
@@ -165,7 +164,7 @@ describe('hotplug with a booted guest', function () {
       const r = await g.h.engine.removeDisk(g.h.name, old);
       assert.equal(r.status, 'removed');
       assert.equal(r.hvinfo.id, oldId);
-      assert.ok(g.deleted.includes(oldId), `DEVICE_DELETED for ${oldId}`);
+      await g.deleted.waitFor(oldId, 10_000);
       // A -drive goes away with its device; there is no block node left to delete.
       assert.equal(r.warnings.length, 1);
       assert.match(r.warnings[0], new RegExp(`^blockdev-del ${oldId}: `));
@@ -190,7 +189,7 @@ describe('hotplug with a booted guest', function () {
       const r = await g.h.engine.removeDisk(g.h.name, disk);
       assert.equal(r.status, 'removed');
       assert.deepEqual(r.warnings, []);
-      assert.ok(g.deleted.includes(d.hvinfo.id));
+      await g.deleted.waitFor(d.hvinfo.id, 10_000);
       await assertRuntimeMatchesQemu(g.h);
       await g.con.waitFor((s) => s.block.length === 0, 10_000, 'vda to leave the guest');
     });

@@ -17,8 +17,9 @@ import { join } from 'node:path';
 import { HotplugEngine } from '../../plugin/hotplug';
 import { readLiveLayout } from '../../plugin/inspect';
 import { acceptMigration, startMigration, verifyInstance } from '../../plugin/migration';
-import type { QmpClient, QmpEvent } from '../../plugin/qmp';
+import type { QmpClient } from '../../plugin/qmp';
 import type { PciHvInfo, RuntimeV2_16, ScsiHvInfo } from '../../plugin/types';
+import { DeviceDeletedLog } from '../helpers/device-deleted';
 import { GuestConsole, guestHvparams, guestKit, guestSerialChardevs, serialArg, type GuestState } from '../helpers/guest';
 import { migrationLab, startSource, userBackends, type MigrationLab, type SourceVm, type TestNode } from '../helpers/migration-pair';
 import { makeImage } from '../helpers/plan-vm';
@@ -38,8 +39,8 @@ interface Booted {
   vm: SourceVm;
   engine: HotplugEngine;
   con: GuestConsole;
-  /** DEVICE_DELETED `device`s seen on the test's own monitor. */
-  deleted: string[];
+  /** DEVICE_DELETED events as the test's own monitor sees them. */
+  deleted: DeviceDeletedLog;
 }
 
 async function boot(hvparams: Record<string, unknown>, disks: number, nics: number): Promise<Booted> {
@@ -49,10 +50,7 @@ async function boot(hvparams: Record<string, unknown>, disks: number, nics: numb
   const spec = makeSpec({ disks, nics, hvparams: { machine_version: 'q35', ...hvparams, ...FAST, ...guestHvparams(kit), reboot_behavior: 'exit' } });
   spec.beparams = { ...spec.beparams, maxmem: 256 };
   const vm = await startSource(src, spec, { paused: false, serials: guestSerialChardevs(paths(src.dir)).map(serialArg) });
-  const deleted: string[] = [];
-  vm.vm.qmp.on('event', (ev: QmpEvent) => {
-    if (ev.event === 'DEVICE_DELETED' && typeof ev.data.device === 'string') deleted.push(ev.data.device);
-  });
+  const deleted = new DeviceDeletedLog(vm.vm.qmp);
   const con = new GuestConsole(paths(src.dir));
   await con.waitReady(60_000);
   const engine = new HotplugEngine({ store: src.store, connections: src.pool, qmpSocket: src.qmpSocket, accel: 'tcg' });
@@ -135,10 +133,10 @@ describe('q35 with a booted guest', function () {
     it('hot-remove completes with DEVICE_DELETED and frees the port; a re-add lands on it and the guest sees it again', async () => {
       const rd = await g.engine.removeDisk(g.vm.name, disk1);
       assert.equal(rd.status, 'removed');
-      assert.ok(g.deleted.includes(rd.hvinfo.id), `DEVICE_DELETED for ${rd.hvinfo.id}`);
+      await g.deleted.waitFor(rd.hvinfo.id);
       const rn = await g.engine.removeNic(g.vm.name, nic1);
       assert.equal(rn.status, 'removed');
-      assert.ok(g.deleted.includes(rn.hvinfo.id), `DEVICE_DELETED for ${rn.hvinfo.id}`);
+      await g.deleted.waitFor(rn.hvinfo.id);
       await g.con.waitFor((x) => !x.block.includes('vdb') && !x.net.some((y) => y.mac === macN(0x91)), 10_000, 'vdb and the NIC to leave the guest');
       const spare = await emptyPorts(g.vm.vm.qmp, (await g.src.store.read(g.vm.name)).upgraded);
       assert.ok(spare.includes(diskPort) && spare.includes(nicPort), `freed ports ${diskPort} ${nicPort} among ${spare.join(' ')}`);
@@ -225,7 +223,7 @@ describe('q35 with a booted guest', function () {
 
       const r = await g.engine.removeDisk(g.vm.name, disk1);
       assert.equal(r.status, 'removed');
-      assert.ok(g.deleted.includes(r.hvinfo.id));
+      await g.deleted.waitFor(r.hvinfo.id);
       await g.con.waitFor((x) => !hasTarget(x), 10_000, 'the SCSI disk to leave the guest');
 
       const again = await g.engine.addDisk(g.vm.name, { uuid: disk2, path: makeImage(join(g.src.dir, 's2.raw'), 4 * MiB) });
