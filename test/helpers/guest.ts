@@ -269,10 +269,15 @@ export class GuestConsole {
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor(opts: GuestSerialPaths & { proc?: ChildProcess }) {
+  /**
+   * `ready` continues a guest that is already up (its ready marker went to
+   * an earlier log, e.g. on the QEMU it was migrated from).
+   */
+  constructor(opts: GuestSerialPaths & { proc?: ChildProcess; ready?: GuestReady }) {
     this.serialLog = opts.serialLog;
     this.cmdSocket = opts.cmdSocket;
     this.proc = opts.proc;
+    this.ready = opts.ready;
     if (this.proc) {
       this.proc.stderr?.on('data', (d: Buffer) => {
         this.stderr += d.toString();
@@ -290,6 +295,11 @@ export class GuestConsole {
   text(): string {
     this.refresh();
     return this.text_;
+  }
+
+  /** What waitReady() saw, once it has. */
+  readiness(): GuestReady | undefined {
+    return this.ready;
   }
 
   /** Waits for /init's ready marker; resolves at once when already seen. */

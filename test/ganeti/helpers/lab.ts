@@ -13,7 +13,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { QmpClient } from '../../../plugin/qmp';
-import { GuestConsole, guestAppend, guestKit, guestSerialArgs } from '../../helpers/guest';
+import { GuestConsole, guestAppend, guestKit, guestSerialArgs, type GuestReady } from '../../helpers/guest';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc/client';
 
 const execFileP = promisify(execFile);
@@ -294,34 +294,49 @@ export async function waitForGuestDriver(name: string, timeoutMs = 90_000): Prom
  * the log file the guest console reads; call it right after the start (the
  * socket drops what the guest says while nobody is connected).
  */
-export function guestHv(name: string, extraKernelArgs?: string): { hv: Record<string, string>; console: () => Promise<GuestConsole> } {
+export function guestHv(name: string, extraKernelArgs?: string): { hv: Record<string, string>; console: (o?: ConsoleOn) => Promise<GuestConsole> } {
   const kit = guestKit();
-  const dir = '/var/run/ganeti/kvm-hypervisor/ctrl';
-  const paths = { serialLog: `/var/log/ganeti/kvm/${name}.gk-serial.log`, cmdSocket: `${dir}/${name}.gk-cmd` };
-  const cmdArg = guestSerialArgs(paths).slice(2).join(' ');
+  const ganetiDir = '/var/run/ganeti/kvm-hypervisor/ctrl';
+  const cmdArg = guestSerialArgs({ serialLog: '', cmdSocket: `${ganetiDir}/${name}.gk-cmd` }).slice(2).join(' ');
   return {
     hv: {
       kernel_path: kit.kernel, initrd_path: kit.initrd, root_path: '/dev/ram0', kernel_args: guestAppend(extraKernelArgs),
       serial_console: 'true', kvm_extra: cmdArg,
     },
-    console: async () => {
-      writeFileSync(paths.serialLog, '');
-      const sock = connect(`${dir}/${name}.serial`);
-      await new Promise<void>((resolve, reject) => {
-        sock.once('connect', resolve);
-        sock.once('error', reject);
-      });
-      sock.on('data', (b: Buffer) => appendFileSync(paths.serialLog, b));
-      sock.on('error', () => undefined);
-      const con = new GuestConsole(paths);
-      const close = con.close.bind(con);
-      con.close = () => {
-        sock.destroy();
-        close();
-      };
-      return con;
-    },
+    console: (o) => guestConsoleOf(name, o),
   };
+}
+
+/** Where a guest console attaches: which node's QEMU, and a guest already up there. */
+export interface ConsoleOn {
+  /** The node's run dir as this process sees it. @default '/var/run/ganeti' (node 1) */
+  runDir?: string;
+  /** Continue a guest that is already up (after a migration): its readiness from the earlier console. */
+  ready?: GuestReady;
+}
+
+/**
+ * A console on the guest of `name` as {@link guestHv} set it up: Ganeti's
+ * serial socket copied into a log file, the command channel on ttyS1.
+ */
+export async function guestConsoleOf(name: string, o: ConsoleOn = {}): Promise<GuestConsole> {
+  const dir = `${o.runDir ?? '/var/run/ganeti'}/kvm-hypervisor/ctrl`;
+  const paths = { serialLog: `/var/log/ganeti/kvm/${name}.gk-serial.log`, cmdSocket: `${dir}/${name}.gk-cmd` };
+  writeFileSync(paths.serialLog, '');
+  const sock = connect(`${dir}/${name}.serial`);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  sock.on('data', (b: Buffer) => appendFileSync(paths.serialLog, b));
+  sock.on('error', () => undefined);
+  const con = new GuestConsole({ ...paths, ...(o.ready === undefined ? {} : { ready: o.ready }) });
+  const close = con.close.bind(con);
+  con.close = () => {
+    sock.destroy();
+    close();
+  };
+  return con;
 }
 
 /**

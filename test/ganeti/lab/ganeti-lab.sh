@@ -3,9 +3,23 @@
 # under TCG) whose whole network lives inside one network namespace, for the
 # Ganeti test suite. Run as root on Debian 12.
 #
-#   ganeti-lab.sh up        install missing packages, build and start the lab (idempotent)
-#   ganeti-lab.sh down      remove instances, destroy the cluster, undo "up"
-#   ganeti-lab.sh gnt CMD…  run a command inside the lab's namespace
+#   ganeti-lab.sh up          install missing packages, build and start the lab (idempotent)
+#   ganeti-lab.sh up2         "up", then a second node joined to the cluster (idempotent)
+#   ganeti-lab.sh down        remove instances, destroy the cluster, undo "up" and "up2"
+#   ganeti-lab.sh gnt CMD…    run a command inside the lab's namespace (node 1)
+#   ganeti-lab.sh node2 CMD…  run a command on node 2 (its network, host name and mounts)
+#
+# Node 2 (node2.example.com, 198.51.100.11) has its own network namespace
+# (GKD_LAB_NS2, default gkd-ganeti2), its own UTS namespace (host name) and
+# its own mount namespace, in which its own directories are mounted over
+# /var/lib/ganeti, /run/ganeti, /var/log/ganeti, /etc/ganeti-kvm-devices
+# and /run/ganeti-kvm-devices: its Ganeti state, runtime files, QMP sockets,
+# the plugin's configuration and the plugin daemon's socket are its own.
+# Shared with node 1: the programs, /etc/ganeti (hooks, file storage
+# paths), the SSH host keys and the shared-file storage directory, which is
+# what lets Ganeti live-migrate a sharedfile instance without DRBD. The two
+# namespaces are joined by a bridge inside node 1's namespace; nothing is
+# routed outside.
 #
 # What "up" changes on the machine (all undone by "down"): a network
 # namespace (GKD_LAB_NS, default gkd-ganeti) holding every address of the
@@ -84,9 +98,11 @@ names() {
   STEP=names
   [ -f "$STATE/orig-hostname" ] || hostname >"$STATE/orig-hostname"
   [ -f "$STATE/orig-etc-hostname" ] || cp /etc/hostname "$STATE/orig-etc-hostname" 2>/dev/null || : >"$STATE/orig-etc-hostname"
-  if ! grep -q ' # gkd-ganeti-lab$' /etc/hosts; then
-    printf '%s %s %s # gkd-ganeti-lab\n' "$NODE_IP" "$NODE" "${NODE%%.*}" "$CLUSTER_IP" "$CLUSTER" "${CLUSTER%%.*}" >>/etc/hosts
-  fi
+  local ip name
+  for ip in "$NODE_IP $NODE" "$NODE2_IP $NODE2" "$CLUSTER_IP $CLUSTER"; do
+    name=${ip#* }; ip=${ip%% *}
+    grep " $name ${name%%.*} # gkd-ganeti-lab\$" /etc/hosts >/dev/null || printf '%s %s %s # gkd-ganeti-lab\n' "$ip" "$name" "${name%%.*}" >>/etc/hosts
+  done
   [ "$(hostname)" = "$NODE" ] || hostname "$NODE"
   [ "$(cat /etc/hostname 2>/dev/null)" = "$NODE" ] || echo "$NODE" >/etc/hostname
   [ "$(in_ns /usr/bin/python3 -c 'import socket; print(socket.getfqdn())')" = "$NODE" ] || die "socket.getfqdn() inside $NS is not $NODE"
@@ -220,8 +236,11 @@ down() {
     for i in $(in_ns gnt-instance list --no-headers -o name 2>/dev/null); do
       in_ns gnt-instance remove -f --shutdown-timeout=0 --ignore-failures "$i" >/dev/null 2>&1
     done
+    in_ns gnt-node list --no-headers -o name 2>/dev/null | grep -x "$NODE2" >/dev/null &&
+      in_ns gnt-node remove "$NODE2" >/dev/null 2>&1
     in_ns gnt-cluster destroy --yes-do-it >/dev/null 2>&1
   fi
+  down2
   local f n d
   for f in /var/run/ganeti/kvm-hypervisor/pid/*; do
     [ -f "$f" ] || continue
@@ -250,9 +269,133 @@ down() {
   log "lab removed"
 }
 
+
+# ---- node 2 -------------------------------------------------------------
+NS2=${GKD_LAB_NS2:-gkd-ganeti2}
+NODE2_IP=198.51.100.11
+NODE2=node2.example.com
+LAN=lan0
+NODE2_DIR=$STATE/node2
+NSFILES=$STATE/ns
+# The directories node 2 has for itself, mounted over the shared ones.
+NODE2_MOUNTS="/var/lib/ganeti /run/ganeti /var/log/ganeti /etc/ganeti-kvm-devices /run/ganeti-kvm-devices"
+
+# n2 CMD…: runs CMD on node 2.
+n2() { nsenter --net="/run/netns/$NS2" --uts="$NSFILES/node2.uts" --mount="$NSFILES/node2.mnt" "$@"; }
+node2_ns_ready() { ip netns list 2>/dev/null | awk '{print $1}' | grep -x "$NS2" >/dev/null && [ -f "$NSFILES/node2.mnt" ] && n2 true 2>/dev/null; }
+
+node2_network() {
+  STEP=node2-network
+  ip netns list 2>/dev/null | awk '{print $1}' | grep -x "$NS2" >/dev/null || ip netns add "$NS2"
+  ip -n "$NS2" link set lo up
+  # Node 1's interface gets a switch: its veth peer and node 2's cable on one bridge.
+  in_ns ip link show "$LAN" >/dev/null 2>&1 || ip -n "$NS" link add "$LAN" type bridge
+  in_ns ip link set "$LAN" up
+  in_ns ip link set "$IF-peer" master "$LAN"
+  if ! in_ns ip link show n2lan >/dev/null 2>&1; then
+    ip -n "$NS" link add n2lan type veth peer name "$IF" netns "$NS2"
+  fi
+  in_ns ip link set n2lan master "$LAN"
+  in_ns ip link set n2lan up
+  ip -n "$NS2" -4 addr show dev "$IF" | grep " $NODE2_IP/" >/dev/null || ip -n "$NS2" addr add "$NODE2_IP/24" dev "$IF"
+  ip -n "$NS2" link set "$IF" up
+  ip -n "$NS2" link show "$BRIDGE" >/dev/null 2>&1 || ip -n "$NS2" link add "$BRIDGE" type bridge
+  ip -n "$NS2" link set "$BRIDGE" up
+}
+
+node2_namespaces() {
+  STEP=node2-namespaces
+  node2_ns_ready && return 0
+  local d
+  # A namespace is kept alive by mounting its file; that mount must not propagate.
+  mkdir -p "$NSFILES"
+  mountpoint -q "$NSFILES" || { mount --bind "$NSFILES" "$NSFILES"; mount --make-private "$NSFILES"; }
+  : >"$NSFILES/node2.mnt"; : >"$NSFILES/node2.uts"
+  for d in $NODE2_MOUNTS; do mkdir -p "$d" "$NODE2_DIR$d"; done
+  cp -a /etc/ganeti-kvm-devices/. "$NODE2_DIR/etc/ganeti-kvm-devices/" 2>/dev/null || true
+  # sysfs is mounted again so that it shows node 2's own interfaces (Ganeti
+  # checks its bridge under /sys/class/net), as "ip netns exec" does.
+  nsenter --net="/run/netns/$NS2" unshare --mount="$NSFILES/node2.mnt" --uts="$NSFILES/node2.uts" --propagation private \
+    /bin/sh -ec '
+      hostname "$1"; shift
+      mount -t sysfs sysfs /sys
+      dir=$1; shift
+      for m in "$@"; do mount --bind "$dir$m" "$m"; done
+    ' node2 "$NODE2" "$NODE2_DIR" $NODE2_MOUNTS
+  [ "$(n2 hostname)" = "$NODE2" ] || die "node 2's host name is not $NODE2"
+  [ "$(n2 /usr/bin/python3 -c 'import socket; print(socket.getfqdn())')" = "$NODE2" ] || die "socket.getfqdn() on node 2 is not $NODE2"
+  n2 ip link show "$BRIDGE" >/dev/null || die "node 2 does not see its bridge"
+  n2 /usr/lib/ganeti/ensure-dirs >/dev/null 2>&1 || true
+}
+
+node2_sshd() {
+  STEP=node2-sshd
+  mkdir -p "$NODE2_DIR/state"
+  if ! { p=$(cat "$NODE2_DIR/state/sshd.pid" 2>/dev/null) && alive "$p" && [ "$(ip netns identify "$p")" = "$NS2" ]; }; then
+    n2 /usr/sbin/sshd -o ListenAddress="$NODE2_IP" -o PidFile="$NODE2_DIR/state/sshd.pid" -o PermitRootLogin=prohibit-password
+    local i; for i in $(seq 50); do [ -s "$NODE2_DIR/state/sshd.pid" ] && break; sleep 0.1; done
+  fi
+  local h
+  for h in "$NODE2" "${NODE2%%.*}" "$NODE2_IP"; do
+    ssh-keygen -F "$h" >/dev/null 2>&1 || in_ns ssh-keyscan -T 5 "$h" 2>/dev/null >>/root/.ssh/known_hosts || true
+  done
+  in_ns ssh -o BatchMode=yes -o ConnectTimeout=5 "$NODE2" true || die "ssh root@$NODE2 from node 1 does not work"
+  [ "$(in_ns ssh -o BatchMode=yes "$NODE2" hostname)" = "$NODE2" ] || die "ssh to $NODE2 does not land on node 2"
+}
+
+node2_join() {
+  STEP=node2-join
+  if ! in_ns gnt-node list --no-headers -o name 2>/dev/null | grep -x "$NODE2" >/dev/null; then
+    log "gnt-node add $NODE2"
+    in_ns gnt-node add --no-ssh-key-check --master-capable=no "$NODE2" >/dev/null
+  fi
+  # noded on node 2 (gnt-node add starts it; a later "up2" after a restart must too).
+  local pf=/run/ganeti/ganeti-noded.pid p i
+  if ! { p=$(n2 cat "$pf" 2>/dev/null) && alive "$p" && [ "$(ip netns identify "$p")" = "$NS2" ]; }; then
+    n2 rm -f "$pf"
+    n2 /usr/lib/ganeti/daemon-util start ganeti-noded >/dev/null
+  fi
+  for i in $(seq 60); do
+    [ "$(in_ns gnt-node list --no-headers -o name,offline 2>/dev/null | awk -v n="$NODE2" '$1 == n {print $2}')" = N ] && break
+    sleep 0.5
+  done
+  in_ns gnt-node list --no-headers -o name 2>/dev/null | grep -x "$NODE2" >/dev/null || die "$NODE2 is not in the cluster"
+}
+
+up2() {
+  up
+  packages_for_node2
+  node2_network; node2_namespaces; node2_sshd; node2_join
+  STEP=done
+  log "node $NODE2 up inside network namespace $NS2"
+}
+
+packages_for_node2() { command -v nsenter >/dev/null && command -v unshare >/dev/null || die "nsenter/unshare (util-linux) missing"; }
+
+down2() {
+  local p i
+  if ip netns list 2>/dev/null | awk '{print $1}' | grep -x "$NS2" >/dev/null; then
+    # Every process on node 2 (noded, sshd, QEMU, the plugin's daemon) lives in its network namespace.
+    for p in $(ip netns pids "$NS2" 2>/dev/null); do kill "$p" 2>/dev/null; done
+    for i in $(seq 50); do [ -z "$(ip netns pids "$NS2" 2>/dev/null)" ] && break; sleep 0.1; done
+    for p in $(ip netns pids "$NS2" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$NS2"
+  fi
+  if [ -d "$NSFILES" ]; then
+    umount "$NSFILES/node2.mnt" 2>/dev/null; umount "$NSFILES/node2.uts" 2>/dev/null
+    mountpoint -q "$NSFILES" && umount "$NSFILES"
+  fi
+  rm -rf "$NODE2_DIR" "$NSFILES"
+  [ -d /run/ganeti-kvm-devices ] && rmdir /run/ganeti-kvm-devices 2>/dev/null
+  return 0
+}
+
 case ${1:-} in
   up) up ;;
+  up2) up2 ;;
   down) down ;;
+  node2) shift; [ $# -gt 0 ] || die "usage: $0 node2 COMMAND [ARG…]"
+    exec nsenter --net="/run/netns/$NS2" --uts="$NSFILES/node2.uts" --mount="$NSFILES/node2.mnt" "$@" ;;
   gnt) shift; [ $# -gt 0 ] || die "usage: $0 gnt COMMAND [ARG…]"; exec ip netns exec "$NS" "$@" ;;
-  *) echo "usage: $0 up|down|gnt COMMAND [ARG…]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|up2|down|gnt COMMAND [ARG…]|node2 COMMAND [ARG…]" >&2; exit 2 ;;
 esac
