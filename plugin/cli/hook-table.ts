@@ -5,6 +5,7 @@
 import type { Config } from '../config';
 import { RpcCallError, type RpcClient } from '../rpc/client';
 import type { InstanceSpec } from '../types';
+import { describeStaleLinks, type StaleDiskLink } from '../migration/disk-links';
 import { HookEnvError, specFromHookEnv, type SpecFromHookEnvOptions } from './hook-env';
 
 /** A hook's verdict and the line Ganeti shows the operator. */
@@ -297,6 +298,8 @@ interface VerifyAnswer {
   differences: Array<{ device: string; detail: string }>;
   /** Block nodes / netdevs of ours attached to nothing: not part of the device state a target rebuilds. */
   leaks?: Array<{ name: string }>;
+  /** Disks whose runtime link name Ganeti's target would not create. */
+  staleLinks?: StaleDiskLink[];
 }
 
 /**
@@ -320,6 +323,16 @@ async function migrateCheck(env: NodeJS.ProcessEnv, client: RpcClient, config: C
     // A QEMU that exits while being read has nothing left to drift from either.
     if (notRunningHere(e) || codeOf(e) === 'GKD_QMP_CLOSED') return { ok: true, message: `${readable.message}; no QEMU runs it here, no drift to check` };
     throw e;
+  }
+  // Ganeti's own target would exit at once on these ("Failed to accept instance"): refused whatever
+  // the tags say, since going ahead cannot work; the repair relinks them while the guest runs.
+  if (v.staleLinks !== undefined && v.staleLinks.length > 0) {
+    return {
+      ok: false,
+      message: `${name}: Ganeti's target QEMU would not start: the runtime file names a disk by a link the target does not create ` +
+        `(${describeStaleLinks(v.staleLinks)}; left by hot-removing a disk that was not the last). ` +
+        `Relink them ("kvm-devices call instance.verify '{\"name\":\"${name}\",\"repair\":true}'") or restart the instance, then migrate`,
+    };
   }
   // Leaked backends (attached to no device) do not reach the migration stream: noted, never refused.
   if (v.differences.length === 0) {

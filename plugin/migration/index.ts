@@ -6,6 +6,7 @@
 export type { MigrationContext, NodeBuildOptions, QmpPool } from './context';
 export { verifyInstance, runtimeDrift, type VerifyOptions, type VerifyResult } from './verify';
 export { findLeaks, removeLeaks, type Leak } from './leaks';
+export { staleDiskLinks, describeStaleLinks, GANETI_DISK_LINKS_DIR, type StaleDiskLink } from './disk-links';
 export { findDrift, QEMU_DEVICE_ALIASES, type Difference, type DriftKind, type DriftOptions } from './drift';
 export { unplacedDevices, describeUnplaced, UNPLACED_REASON, type UnplacedDevice } from './unplaced';
 export { expectedLayout, type ExpectedDevice } from './expected-layout';

@@ -7,11 +7,13 @@ import { DEFAULT_RUN_DIR } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { RuntimeFormatId, RuntimeV2_16 } from '../types';
 import type { MigrationContext } from './context';
+import { GANETI_DISK_LINKS_DIR, staleDiskLinks, type StaleDiskLink } from './disk-links';
 import { findDrift, type Difference } from './drift';
 import { findLeaks, removeLeaks, type Leak } from './leaks';
 import { expectedLayout } from './expected-layout';
 import { readLiveState, type LiveStateWhere } from './live-state';
 import { deviceAliasesOf } from './node-facts';
+import { relinkDisks } from './relink';
 import { repairRuntime, type KnownDevices } from './repair';
 import { unplacedDevices } from './unplaced';
 
@@ -25,6 +27,8 @@ export interface VerifyOptions {
    * QEMU has (their UUIDs are not in QEMU). @default false
    */
   repair?: boolean | { known?: KnownDevices };
+  /** Where Ganeti links instance disks. @default GANETI_DISK_LINKS_DIR */
+  diskLinksDir?: string;
 }
 
 /** What {@link verifyInstance} returns. */
@@ -41,6 +45,15 @@ export interface VerifyResult {
   leaks: Leak[];
   /** With repair: what was done about the leaks, one line each. */
   removed?: string[];
+  /**
+   * Disks whose runtime link name a migration target would not have (a
+   * Ganeti 3.0 hot-remove leftover, see disk-links.ts); absent when none.
+   * QEMU is unaffected, so they do not make the instance unclean; with
+   * repair they are relinked (before the repair: what was found).
+   */
+  staleLinks?: StaleDiskLink[];
+  /** With repair: the disks relinked, one line each. */
+  relinked?: string[];
 }
 
 /** A path with its symlinks resolved; undefined when it does not exist here. */
@@ -58,6 +71,11 @@ export function pidFilesOf(runtime: RuntimeV2_16, name: string, runDir = DEFAULT
   const i = cmd.indexOf('-pidfile');
   const out = i >= 0 && typeof cmd[i + 1] === 'string' ? [String(cmd[i + 1])] : [];
   return [...out, `${runDir}/pid/${name}`];
+}
+
+/** The staleLinks field, present only when there are any. */
+function withStale(stale: StaleDiskLink[]): { staleLinks?: StaleDiskLink[] } {
+  return stale.length === 0 ? {} : { staleLinks: stale };
 }
 
 function withNotes(r: VerifyResult, notes: string[]): VerifyResult {
@@ -105,13 +123,15 @@ export async function runtimeDrift(
  */
 export async function verifyInstance(ctx: MigrationContext, name: string, options: VerifyOptions = {}): Promise<VerifyResult> {
   const socket = options.qmp ?? ctx.qmpSocket(name);
+  const linksDir = options.diskLinksDir ?? GANETI_DISK_LINKS_DIR;
   const notes: string[] = [];
   if (options.repair === undefined || options.repair === false) {
     const { upgraded, format } = await ctx.store.read(name);
+    const stale = withStale(staleDiskLinks(upgraded, name, linksDir));
     return ctx.connections.use(socket, async (qmp) => {
       const differences = await runtimeDrift(upgraded, qmp, format, { ...whereOf(ctx, upgraded, name, socket), notes }, ctx);
       const leaks = await findLeaks(qmp);
-      return withNotes({ clean: differences.length === 0 && leaks.length === 0, differences, repaired: false, leaks }, notes);
+      return withNotes({ clean: differences.length === 0 && leaks.length === 0, differences, repaired: false, leaks, ...stale }, notes);
     });
   }
   const known = options.repair === true ? {} : options.repair.known ?? {};
@@ -127,10 +147,18 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
     const removed = leaks.length === 0 ? undefined : await removeLeaks(qmp, leaks);
     const leaksLeft = removed === undefined ? [] : await findLeaks(qmp);
     const extra = removed === undefined ? {} : { removed };
-    if (differences.length === 0) return withNotes({ clean: leaksLeft.length === 0, differences, repaired: false, leaks, ...extra }, notes);
-    const next = repairRuntime(read.upgraded, differences, live, known, { realpath: realpathOrUndefined });
+    const staleBefore = staleDiskLinks(read.upgraded, name, linksDir);
+    if (differences.length === 0 && staleBefore.length === 0) return withNotes({ clean: leaksLeft.length === 0, differences, repaired: false, leaks, ...extra }, notes);
+    let next = differences.length === 0 ? read.upgraded : repairRuntime(read.upgraded, differences, live, known, { realpath: realpathOrUndefined });
+    // After the repair, entries rebuilt from QEMU may carry other names: judge those.
+    const stale = staleDiskLinks(next, name, linksDir);
+    let relinked: string[] | undefined;
+    if (stale.length > 0) ({ runtime: next, lines: relinked } = relinkDisks(next, stale));
     await ctx.store.writeKeepingFormat(name, next, read);
     const after = await runtimeDrift(next, qmp, '2.16', where, ctx);
-    return withNotes({ clean: after.length === 0 && leaksLeft.length === 0, differences, repaired: true, leaks, ...extra }, notes);
+    return withNotes({
+      clean: after.length === 0 && leaksLeft.length === 0, differences, repaired: true, leaks, ...extra,
+      ...withStale(staleBefore), ...(relinked === undefined ? {} : { relinked }),
+    }, notes);
   }));
 }
