@@ -24,6 +24,7 @@ export const COMMANDS: Record<string, Command> = {
   hook: lazy('run a Ganeti hook (what the scripts in hooks/ call)', () => require('./hook').hookCommand),
   demo: lazy('the main job end to end on real QEMU, on an embedded instance', () => require('./demo').demoCommand),
   runtime: lazy('runtime files: detect, validate, convert, upgrade-all, downgrade-all', () => require('./runtime-command').runtimeCommand),
+  config: lazy("print this node's effective configuration, or one key of it", () => require('./config-command').configCommand),
 };
 
 export function usage(): string {

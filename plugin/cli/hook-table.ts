@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import { RpcCallError, type RpcClient } from '../rpc/client';
 import type { InstanceSpec } from '../types';
 import { describeStaleLinks, type StaleDiskLink } from '../migration/disk-links';
+import { isThisNode, peerFormat, type PeerFormat } from './peer-format';
 import { HookEnvError, specFromHookEnv, type SpecFromHookEnvOptions } from './hook-env';
 
 /** A hook's verdict and the line Ganeti shows the operator. */
@@ -312,6 +313,44 @@ interface VerifyAnswer {
  * no drift. The tag {@link ALLOW_DRIFT_TAG} lets an operator go ahead anyway.
  */
 async function migrateCheck(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+  const peers = await formatsAgree(env, config);
+  if (peers !== undefined && !peers.ok) return peers;
+  const local = await migrateCheckHere(env, client, config);
+  if (peers === undefined || !local.ok) return local;
+  return { ...local, message: `${local.message}; ${peers.message}`, ...(local.warning === true || peers.warning === true ? { warning: true } : {}) };
+}
+
+/**
+ * On the master's run of the hook: the plugins on the source and the target
+ * must be configured for the same runtime format (a cluster half way
+ * through gnt-cluster upgrade is not), else the file Ganeti ships would be
+ * read and written in the wrong one. Asked over SSH (see peer-format.ts);
+ * a node that cannot be asked is a warning, not a refusal. Undefined on
+ * other nodes and for operations without both nodes.
+ */
+async function formatsAgree(env: NodeJS.ProcessEnv, config: Config): Promise<HookOutcome | undefined> {
+  const master = env.GANETI_MASTER ?? '';
+  const cluster = env.GANETI_CLUSTER ?? '';
+  const nodes = [env.GANETI_OLD_PRIMARY ?? '', env.GANETI_NEW_PRIMARY ?? ''];
+  if (master === '' || cluster === '' || nodes.includes('') || nodes[0] === nodes[1] || !isThisNode(master)) return undefined;
+  const answers = await Promise.all(nodes.map((n) => (isThisNode(n) ? Promise.resolve<PeerFormat>({ node: n, format: config.ganetiFormat }) : peerFormat(n, cluster))));
+  const known = answers.filter((a): a is { node: string; format: string } => 'format' in a);
+  if (new Set(known.map((a) => a.format)).size > 1) {
+    return {
+      ok: false,
+      message: `${instanceName(env)}: the plugin on ${known.map((a) => `${a.node} is configured for runtime format ${a.format}`).join(', on ')}: ` +
+        'a runtime file moved between them would be read in the wrong format. Finish the upgrade on every node ' +
+        '(or correct ganetiFormat in /etc/ganeti-kvm-devices/config.json) before moving instances',
+    };
+  }
+  const failed = answers.filter((a): a is { node: string; error: string } => 'error' in a);
+  if (failed.length > 0) {
+    return { ok: true, warning: true, message: `WARNING: could not compare runtime formats across nodes (${failed.map((f) => `${f.node}: ${f.error}`).join('; ')})` };
+  }
+  return { ok: true, message: `runtime format ${known[0]?.format ?? '?'} on ${nodes.join(' and ')}` };
+}
+
+async function migrateCheckHere(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
   const readable = await readableHere(env, client, config);
   if (/no runtime file on this node/.test(readable.message)) return readable;
   const name = instanceName(env);

@@ -10,7 +10,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
-import { renameSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GuestConsole } from '../helpers/guest';
 import { addInstance, gnt, gntTry, guestConsoleOf, HOOKS_DIR, removeInstance, SKIP_GANETI, startGuestInstance } from './helpers/lab';
@@ -333,6 +333,45 @@ async function guestSees(con: GuestConsole, disks: number, nics: number, kind: '
       const other = n === 1 ? 2 : 1;
       const list = await callOn<{ files: Array<{ name: string }> }>(other, 'runtime.list', {});
       assert.ok(!list.files.some((f) => f.name === NAME), `node ${other}'s plugin lists no runtime file of ${NAME}`);
+    });
+  });
+
+  describe('runtime formats across nodes', () => {
+    const NAME = 'gkd-mig-format.example.com';
+    let saved: string | undefined;
+
+    before(async function () {
+      this.timeout(300_000);
+      await removeInstance(NAME);
+      const r = await addInstance(NAME, { template: 'sharedfile', disks: 1, nics: 1 });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      await gnt('gnt-instance', 'start', NAME);
+      saved = existsSync(NODES[2].config) ? readFileSync(NODES[2].config, 'utf8') : undefined;
+    });
+
+    after(async () => {
+      if (saved === undefined) rmSync(NODES[2].config, { force: true });
+      else writeFileSync(NODES[2].config, saved);
+      await removeInstance(NAME).catch(() => undefined);
+    });
+
+    it('node 2\'s plugin configured for another format: the master\'s pre hook refuses before anything moves, naming both', async () => {
+      const cfg = saved === undefined ? {} : (JSON.parse(saved) as Record<string, unknown>);
+      writeFileSync(NODES[2].config, JSON.stringify({ ...cfg, ganetiFormat: '2.10' }));
+      const pid = qemuPidOn(1, NAME);
+      const r = await gntTry('gnt-instance', 'migrate', '-f', '-n', NODE2, NAME);
+      migrations.push(`${NAME}: node1 -> node2 refused: node 2 configured for format 2.10 (${Math.round(r.ms)} ms)`);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stdout + r.stderr, /node1\.example\.com is configured for runtime format 2\.16, on node2\.example\.com is configured for runtime format 2\.10/);
+      assert.equal(await primaryOf(NAME), NODES[1].name);
+      assert.equal(qemuPidOn(1, NAME), pid);
+      assert.equal(qemuPidOn(2, NAME), undefined);
+    });
+
+    it('with the formats equal again the same migration goes through', async () => {
+      if (saved === undefined) rmSync(NODES[2].config, { force: true });
+      else writeFileSync(NODES[2].config, saved);
+      await migrate(NAME, 1, 2);
     });
   });
 });
