@@ -20,9 +20,10 @@ function help(): string {
   const rows = Object.entries(HOOKS).map(([n, h]) => `  ${n.padEnd(22)} ${h.summary}`);
   return `usage: kvm-devices hook NAME
 
-Runs one Ganeti hook: reads the GANETI_* environment, makes one call to the
-daemon and prints the verdict on stdout. Installed as
-<hooks-dir>/<NAME>.d/kvm-devices by install.sh --hooks.
+Runs one Ganeti hook: reads the GANETI_* environment, makes its calls to the
+daemon and prints the verdict on stdout. The scripts install.sh --hooks puts
+in <hooks-dir>/<NAME>.d/kvm-devices have the daemon run the same hook
+(POST /hook/NAME on its socket) and run this command when curl is missing.
 
 hooks:
 ${rows.join('\n')}
