@@ -370,7 +370,9 @@ describe(`hostile input fuzzing (real daemon; seed ${SEED}, rerun with GKD_FUZZ_
         const r = await httpOn(d.socket, method, path, body);
         const what = `${method} ${path.slice(0, 80)} (${body.length} bytes): ${r.status} ${r.text.slice(0, 300)}`;
         if (r.status === -1) {
-          assert.ok(body.length > 1024 * 1024, `connection dropped: ${what}`);
+          // Refused before its body was read (wrong method, unknown hook, over the limit): the daemon
+          // answers and closes while a large body is still being written.
+          assert.ok(body.length >= 64 * 1024, `connection dropped: ${what}`);
           return;
         }
         if (r.status === 200) {
