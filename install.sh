@@ -176,16 +176,23 @@ put 755 "$wrapper" "$BINDIR/kvm-devices"
 rm -f "$wrapper"
 
 if [ -n "$hooks_dir" ]; then
+  # What every hook script sources: it posts the hook's environment to the daemon with curl
+  # (the Node CLI, kvm-devices hook, when curl is missing).
+  staged=$(mktemp)
+  sed -e "s|@KVM_DEVICES@|$BINDIR/kvm-devices|" -e "s|@SYSCONFDIR@|$SYSCONFDIR|" "$SRC/plugin/cli/hook-client.sh" >"$staged"
+  put 644 "$staged" "$LIBDIR/hook-client.sh"
+  rm -f "$staged"
   for h in "$SRC"/hooks/*; do
     name=$(basename "$h")
     # Ganeti skips names outside ^[a-zA-Z0-9_-]+$ (a ".sh" suffix included).
     if ! printf '%s' "$name" | grep -Eq '^[a-zA-Z0-9_-]+$'; then say "skipping hook \"$name\": not a valid Ganeti hook name"; continue; fi
     staged=$(mktemp)
-    sed "s|@KVM_DEVICES@|$BINDIR/kvm-devices|" "$h" >"$staged"
+    sed "s|@HOOK_CLIENT@|$LIBDIR/hook-client.sh|" "$h" >"$staged"
     put 755 "$staged" "$hooks_dir/$name.d/$HOOK_NAME"
     rm -f "$staged"
   done
   say "hooks installed under $DESTDIR$hooks_dir"
+  command -v curl >/dev/null 2>&1 || say "curl not found: the hooks run through the Node CLI, about 60 ms slower each (on Debian: apt-get install curl)"
 fi
 
 if [ "$use_systemd" = 1 ]; then

@@ -164,6 +164,13 @@ const FORMATS = new Set(['2.9', '2.10', '2.16']);
 export interface LoadConfigOptions {
   /** Config file to read; it must exist. @default GKD_CONFIG, else SYSTEM_CONFIG_FILE when present */
   file?: string;
+  /**
+   * The config file's text as someone else read it (the hook endpoint gets it
+   * from the hook script, `file` naming it for messages), or null for no
+   * config file. When given, nothing is read from disk: GKD_CONFIG and
+   * SYSTEM_CONFIG_FILE are ignored.
+   */
+  fileText?: string | null;
   /** @default process.env */
   env?: NodeJS.ProcessEnv;
   /** Command-line values; they win over everything else. */
@@ -179,12 +186,14 @@ export interface LoadConfigOptions {
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const cfg = defaultConfig(env, options.uid ?? currentUid());
+  const sent = options.fileText;
   const explicit = options.file ?? nonEmpty(env.GKD_CONFIG);
-  const file = explicit ?? (existsSync(SYSTEM_CONFIG_FILE) ? SYSTEM_CONFIG_FILE : undefined);
+  const file = sent !== undefined ? (sent === null ? undefined : explicit ?? 'config text')
+    : explicit ?? (existsSync(SYSTEM_CONFIG_FILE) ? SYSTEM_CONFIG_FILE : undefined);
   if (file !== undefined) {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(file, 'utf8'));
+      parsed = JSON.parse(typeof sent === 'string' ? sent : readFileSync(file, 'utf8'));
     } catch (e) {
       throw new TypeError(`Cannot read config file "${file}": ${(e as Error).message}`);
     }

@@ -50,6 +50,7 @@ export const ERROR_CODES = {
   GKD_LAUNCH_FAILED: { rpc: 6003, meaning: 'QEMU could not be started' },
   GKD_CANCELLED: { rpc: 6005, meaning: 'The caller gave up (disconnected, timed out, shutdown) before the operation started; nothing was done' },
   GKD_OVERLOADED: { rpc: 6004, meaning: 'Too many calls in flight on the connection or queued for the instance; wait for an answer before calling again' },
+  GKD_HOOK_REQUEST_INVALID: { rpc: 6006, meaning: 'A request to the hook endpoint is malformed: unknown hook, wrong method, body too large or not NUL-separated KEY=VALUE records' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

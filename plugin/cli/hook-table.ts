@@ -3,7 +3,7 @@
  * `<hpath>-<phase>`. Only hooks whose methods the daemon serves are listed.
  */
 import type { Config } from '../config';
-import { RpcCallError, type RpcClient } from '../rpc/client';
+import { RpcCallError } from '../rpc/client';
 import type { InstanceSpec } from '../types';
 import { describeStaleLinks, type StaleDiskLink } from '../migration/disk-links';
 import { isThisNode, peerFormat, type PeerFormat } from './peer-format';
@@ -15,6 +15,11 @@ export interface HookOutcome {
   message: string;
   /** The operation goes ahead, but the operator should read the message. */
   warning?: boolean;
+}
+
+/** What a hook needs of the daemon: its methods, by name (over the WebSocket or in process). */
+export interface HookCaller {
+  call<T = unknown>(method: string, params?: Record<string, unknown>): Promise<T>;
 }
 
 export interface HookDef {
@@ -30,7 +35,7 @@ export interface HookDef {
    * daemon must not stop every instance of the node.
    */
   whenUnsure?: 'refuse' | 'pass';
-  run(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome>;
+  run(env: NodeJS.ProcessEnv, client: HookCaller, config: Config): Promise<HookOutcome>;
 }
 
 interface PlanResult {
@@ -92,7 +97,7 @@ function classifyModifyProblem(e: RpcCallError): ModifyProblem {
  * whether the modify hot-plugs, so NICs whose model cannot be hot-plugged on
  * a running instance are reported, not refused.
  */
-async function modifyCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+async function modifyCheck(env: NodeJS.ProcessEnv, client: HookCaller): Promise<HookOutcome> {
   const spec = specFromHookEnv(env);
   const notes: string[] = [];
   let plan: PlanResult | undefined;
@@ -141,7 +146,7 @@ function ganetiStartFailure(spec: InstanceSpec): string | undefined {
 }
 
 /** Preflight: the instance as Ganeti describes it must plan (slots, controller limits, ids). */
-async function preflight(env: NodeJS.ProcessEnv, client: RpcClient, mode: PreflightMode, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
+async function preflight(env: NodeJS.ProcessEnv, client: HookCaller, mode: PreflightMode, options: SpecFromHookEnvOptions = {}): Promise<HookOutcome> {
   const spec = specFromHookEnv(env, options);
   // Ganeti attaches a running instance's CD-ROMs itself (-drive media=cdrom on IDE): nothing to place.
   if (mode === 'existing' && spec.hvparams !== undefined) for (const k of CDROM_PARAMS) delete spec.hvparams[k];
@@ -172,7 +177,7 @@ const CDROM_PARAMS = ['cdrom_image_path', 'cdrom2_image_path'] as const;
  * running instance: Ganeti 3.0 applies it only at the next start; this
  * changes the medium now (an empty value ejects). Returns a line per drive.
  */
-async function cdromChanges(env: NodeJS.ProcessEnv, after: NodeJS.ProcessEnv, client: RpcClient): Promise<{ lines: string[]; failed: boolean }> {
+async function cdromChanges(env: NodeJS.ProcessEnv, after: NodeJS.ProcessEnv, client: HookCaller): Promise<{ lines: string[]; failed: boolean }> {
   const lines: string[] = [];
   let failed = false;
   if (after.GANETI_INSTANCE_STATUS !== 'up' && after.GANETI_INSTANCE_STATUS !== 'running') return { lines, failed };
@@ -203,7 +208,7 @@ function startsAnyway(e: RpcCallError): boolean {
  * runtime file Ganeti writes anew, so it is checked like a start; soft and hard
  * reboots keep the running QEMU and its devices.
  */
-async function rebootCheck(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+async function rebootCheck(env: NodeJS.ProcessEnv, client: HookCaller): Promise<HookOutcome> {
   const type = env.GANETI_REBOOT_TYPE ?? '';
   if (type !== 'full') return { ok: true, message: `${instanceName(env)}: ${type || 'soft'} reboot keeps QEMU and its devices, nothing to check` };
   return preflight(env, client, 'existing');
@@ -227,7 +232,7 @@ export function afterOperation(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
  * now is. A post hook cannot undo the change: a layout that would not start
  * again is reported as a failure (Ganeti prints it as a warning).
  */
-async function modifyAfter(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+async function modifyAfter(env: NodeJS.ProcessEnv, client: HookCaller): Promise<HookOutcome> {
   const after = afterOperation(env);
   if (after.GANETI_INSTANCE_NAME === undefined) return { ok: true, message: `${instanceName(env)}: Ganeti exported no state after the change, nothing to check` };
   const cd = await cdromChanges(env, after, client);
@@ -260,7 +265,7 @@ function codeOf(e: unknown): string | undefined {
 }
 
 /** The instance's runtime file must be expressible in the format this node's Ganeti reads. */
-async function readableHere(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+async function readableHere(env: NodeJS.ProcessEnv, client: HookCaller, config: Config): Promise<HookOutcome> {
   const name = instanceName(env);
   try {
     const r = await client.call<{ from: string; to: string }>('runtime.convert', { name, to: config.ganetiFormat });
@@ -277,7 +282,7 @@ async function readableHere(env: NodeJS.ProcessEnv, client: RpcClient, config: C
  * QEMU, so the guest sees the old size until a full restart. On the node
  * running the instance, disk.resize makes QEMU see the storage's new size.
  */
-async function growDisk(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+async function growDisk(env: NodeJS.ProcessEnv, client: HookCaller): Promise<HookOutcome> {
   const name = instanceName(env);
   const raw = env.GANETI_DISK ?? '';
   if (!/^\d+$/.test(raw)) throw new HookEnvError('GANETI_DISK', `Cannot read the Ganeti hook environment: GANETI_DISK="${raw}" is not a disk index`);
@@ -312,7 +317,7 @@ interface VerifyAnswer {
  * does (its fd-passed disks, its hot-plugged devices, its default devices) is
  * no drift. The tag {@link ALLOW_DRIFT_TAG} lets an operator go ahead anyway.
  */
-async function migrateCheck(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+async function migrateCheck(env: NodeJS.ProcessEnv, client: HookCaller, config: Config): Promise<HookOutcome> {
   const peers = await formatsAgree(env, config);
   if (peers !== undefined && !peers.ok) return peers;
   const local = await migrateCheckHere(env, client, config);
@@ -350,7 +355,7 @@ async function formatsAgree(env: NodeJS.ProcessEnv, config: Config): Promise<Hoo
   return { ok: true, message: `runtime format ${known[0]?.format ?? '?'} on ${nodes.join(' and ')}` };
 }
 
-async function migrateCheckHere(env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+async function migrateCheckHere(env: NodeJS.ProcessEnv, client: HookCaller, config: Config): Promise<HookOutcome> {
   const readable = await readableHere(env, client, config);
   if (/no runtime file on this node/.test(readable.message)) return readable;
   const name = instanceName(env);
@@ -398,7 +403,7 @@ async function migrateCheckHere(env: NodeJS.ProcessEnv, client: RpcClient, confi
  * live guest) and the hook passes with a note: a post hook must never undo
  * what Ganeti just did.
  */
-async function cleanup(env: NodeJS.ProcessEnv, client: RpcClient): Promise<HookOutcome> {
+async function cleanup(env: NodeJS.ProcessEnv, client: HookCaller): Promise<HookOutcome> {
   const name = instanceName(env);
   try {
     const r = await client.call<{ removed: boolean }>('instance.cleanup', { name });
@@ -415,7 +420,7 @@ interface ListResult {
 }
 
 /** After `gnt-cluster upgrade`: runtime files not in this node's format (or unreadable). */
-async function verifyFormats(_env: NodeJS.ProcessEnv, client: RpcClient, config: Config): Promise<HookOutcome> {
+async function verifyFormats(_env: NodeJS.ProcessEnv, client: HookCaller, config: Config): Promise<HookOutcome> {
   const r = await client.call<ListResult>('runtime.list', { expect: config.ganetiFormat });
   const bad = r.files.filter((f) => f.matches === false);
   if (bad.length === 0) return { ok: true, message: `${r.files.length} runtime file(s) in ${r.dir}, all in format ${config.ganetiFormat}` };

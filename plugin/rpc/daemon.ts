@@ -12,6 +12,7 @@ import { adoptQemu } from '../process';
 import { runningPid } from './methods/instance-lifecycle';
 import type { RpcMethod } from './method';
 import { buildMethods, methodDeps, SHARED_SCHEMAS, type MethodDeps } from './methods';
+import { hookEndpoint } from './hook-endpoint';
 import { RpcServer } from './server';
 
 export interface StartDaemonOptions {
@@ -44,7 +45,11 @@ export async function startDaemon(config: Config, options: StartDaemonOptions = 
   if (config.launch) for (const d of ['pid', 'ctrl']) await mkdir(join(config.runDir, d), { recursive: true });
   const deps = methodDeps(config, logger);
   const methods = buildMethods(version, deps, options.extraMethods);
-  const server = await RpcServer.start({ config, logger, methods, sharedSchemas: SHARED_SCHEMAS });
+  const server = await RpcServer.start({
+    config, logger, methods, sharedSchemas: SHARED_SCHEMAS,
+    // The hook scripts' fast path, on the same socket (same mode and group); one hook body is held to the size of one RPC message.
+    httpRequest: hookEndpoint(config.maxPayload, logger.child({ module: 'hook' })),
+  });
   deps.notifyAll = (method, params) => server.notify('all', method, params);
   const recovery = recoverOnStart(config, deps, logger.child({ module: 'recovery' }));
   const close = async (graceMs?: number): Promise<void> => {

@@ -7,7 +7,7 @@
  * the method's schema before its handler runs, and every outcome is logged
  * once with method, instance, duration and request id.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { lstat, unlink } from 'node:fs/promises';
 import {
   JSONRPCErrorCode, JSONRPCServer, createJSONRPCErrorResponse, createJSONRPCNotification, createJSONRPCSuccessResponse,
@@ -46,9 +46,14 @@ interface CallState {
   thrown?: unknown;
 }
 
-interface Peer extends RpcPeer {
-  ws: WebSocket;
+/** Who a call comes from: a WebSocket client, or a caller inside the daemon ({@link RpcServer.localPeer}). */
+interface CallerPeer extends RpcPeer {
+  /** The calls running for it, aborted when it goes away. */
   calls: Set<AbortController>;
+}
+
+interface Peer extends CallerPeer {
+  ws: WebSocket;
   log: Logger;
   /** Set once the peer is being dropped for not reading. */
   dropped?: boolean;
@@ -60,6 +65,24 @@ export interface RpcServerOptions {
   methods: RpcMethod[];
   /** Schemas that method schemas `$ref` (e.g. the instance spec). */
   sharedSchemas?: Record<string, unknown>[];
+  /**
+   * Answers plain HTTP requests on the socket (the hook endpoint); without
+   * it they get 426. Shutdown waits for the promise like for a call.
+   */
+  httpRequest?: (req: IncomingMessage, res: ServerResponse, server: RpcServer) => Promise<void>;
+}
+
+/**
+ * Calls into the daemon from inside it, through the same checks, limits and
+ * logging as a WebSocket client's (a fresh client id; notifications to it go
+ * nowhere). Made by {@link RpcServer.localPeer}.
+ */
+export interface LocalPeer {
+  readonly id: number;
+  /** The JSON-RPC response the call gets, exactly as a client would read it. */
+  call(method: string, params: Record<string, unknown>): Promise<JSONRPCResponse>;
+  /** Aborts the calls still running, as a client's disconnect does. */
+  close(reason?: string): void;
 }
 
 /** A listening daemon. Create with {@link RpcServer.start}. */
@@ -89,8 +112,20 @@ export class RpcServer {
     for (const m of options.methods) this.#register(m);
     // Handlers' errors are mapped in #register; this only sees library faults.
     this.#rpc.mapErrorToJSONRPCErrorResponse = (id: JSONRPCID, err: unknown) => ({ jsonrpc: '2.0', id, error: toRpcError(err, '-') });
-    this.#http = createServer((_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end('This socket speaks JSON-RPC over WebSocket\n');
+    const plain = options.httpRequest;
+    this.#http = createServer((req, res) => {
+      if (plain === undefined) {
+        res.writeHead(426, { 'content-type': 'text/plain' }).end('This socket speaks JSON-RPC over WebSocket\n');
+        return;
+      }
+      const work = plain(req, res, this).catch((err: unknown) => {
+        // A bug in the handler: answer, never crash the daemon.
+        this.#log.error({ err }, 'cannot answer HTTP request');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end();
+      });
+      this.#inflight.add(work);
+      void work.finally(() => this.#inflight.delete(work));
     });
     this.#wss = new WebSocketServer({ server: this.#http, maxPayload: options.config.maxPayload });
     this.#wss.on('connection', (ws) => this.#accept(ws));
@@ -125,6 +160,25 @@ export class RpcServer {
   /** The registered methods, in registration order. */
   get methods(): RpcMethod[] {
     return [...this.#methods.values()];
+  }
+
+  /** A caller inside the daemon: its calls take the path a WebSocket client's take. */
+  localPeer(log: Logger = this.#log): LocalPeer {
+    const peer: CallerPeer = { id: this.#nextPeer++, calls: new Set() };
+    let next = 1;
+    return {
+      id: peer.id,
+      call: async (method, params) => {
+        const id = next++;
+        // Through JSON both ways, as on the wire: the caller sees exactly what a client would.
+        const msg = JSON.parse(JSON.stringify({ jsonrpc: '2.0', id, method, params })) as unknown;
+        const reply = await this.#onRequest(peer, msg, log);
+        return JSON.parse(this.#serialize(reply ?? invalidRequest(id), log)) as JSONRPCResponse;
+      },
+      close: (reason = 'caller gone') => {
+        for (const c of peer.calls) c.abort(new Error(reason));
+      },
+    };
   }
 
   /** Sends a notification to one client or to all; a closed client is skipped. */
@@ -291,7 +345,7 @@ export class RpcServer {
     return replies.length > 0 ? replies : null;
   }
 
-  async #onRequest(peer: Peer, msg: unknown): Promise<JSONRPCResponse | null> {
+  async #onRequest(peer: CallerPeer, msg: unknown, parentLog: Logger = this.#log): Promise<JSONRPCResponse | null> {
     const rid = `${process.pid}-${this.#nextCall++}`;
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return invalidRequest(null);
     const req = msg as Record<string, unknown>;
@@ -301,7 +355,7 @@ export class RpcServer {
     // The name is the caller's text: keep a long one out of every log line.
     const method = req.method.length > 128 ? `${req.method.slice(0, 128)}…` : req.method;
     const instance = instanceOf(req.params);
-    const log = this.#log.child({ method, rid, client: peer.id, ...(instance === undefined ? {} : { instance }) });
+    const log = parentLog.child({ method, rid, client: peer.id, ...(instance === undefined ? {} : { instance }) });
     const reply = (code: number, message: string, data?: unknown): JSONRPCResponse | null =>
       id === undefined ? null : createJSONRPCErrorResponse(id as JSONRPCID, code, message, data);
     if (this.#closing !== undefined) {

@@ -1,6 +1,9 @@
 /**
  * A hook against a daemon that accepts the call and never answers: bounded
- * by hookTimeoutMs, pre hooks fail closed, post hooks fail open.
+ * by hookTimeoutMs, pre hooks fail closed, post hooks fail open; through
+ * `kvm-devices hook` (a WebSocket call that gets no reply) and through the
+ * hook script (an HTTP request that gets no answer, bounded by hookTimeoutMs
+ * plus the 5 s connect allowance).
  */
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
@@ -8,12 +11,13 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
 import { GANETI_ENV } from './ganeti-env';
-import { MAIN, tempDir } from './daemon-process';
+import { MAIN, ROOT, tempDir } from './daemon-process';
 
-function runHook(name: string, env: Record<string, string>): Promise<{ status: number | null; out: string; ms: number }> {
+function runHook(name: string, env: Record<string, string>, via: 'cli' | 'script' = 'cli'): Promise<{ status: number | null; out: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN, 'hook', name], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, args] = via === 'cli' ? [process.execPath, [MAIN, 'hook', name]] : [join(ROOT, 'hooks', name), []];
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -58,5 +62,14 @@ describe('hooks against a daemon that never answers', function () {
     const r = await runHook('instance-stop-post', env('instance-stop-post'));
     assert.equal(r.status, 0, r.out);
     assert.match(r.out, /ok: Cannot get an answer from the daemon: no reply to "instance\.cleanup" within 700 ms \(post hook: failing open\)/);
+  });
+
+  it('the hook script: a pre hook fails closed, a post hook fails open, when its request gets no answer', async () => {
+    const pre = await runHook('instance-migrate-pre', env('instance-migrate-pre'), 'script');
+    assert.equal(pre.status, 1, pre.out);
+    assert.match(pre.out, /^kvm-devices instance-migrate-pre: refused: Cannot get an answer from the daemon: no answer to hook "instance-migrate-pre" within 5700 ms \(pre hook: failing closed\)\n$/);
+    const post = await runHook('instance-stop-post', env('instance-stop-post'), 'script');
+    assert.equal(post.status, 0, post.out);
+    assert.match(post.out, /ok: Cannot get an answer from the daemon: no answer to hook "instance-stop-post" within 5700 ms \(post hook: failing open\)/);
   });
 });

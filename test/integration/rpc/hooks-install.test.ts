@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, chownSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { RpcClient } from '../../../plugin/rpc';
 import { GANETI_ADD_ENV, GANETI_ENV } from './ganeti-env';
@@ -47,16 +49,33 @@ describe('Ganeti hooks and install.sh', function () {
   const setConfig = (extra: Record<string, unknown> = {}): void =>
     writeFileSync(configFile, JSON.stringify({ socket: d.socket, runtimeDir: d.runtimeDir, logLevel: 'silent', ...extra }));
 
-  /** Runs an installed hook as Ganeti does: env reset to PATH + GANETI_*, cwd /, stdin /dev/null. */
-  function runHook(name: string, env: Record<string, string | undefined> = {}): { status: number | null; out: string } {
+  /** The hook environment Ganeti gives hook `name`: PATH plus GANETI_*. */
+  function hookEnv(name: string, env: Record<string, string | undefined>): Record<string, string> {
     const [hpath, phase] = [name.replace(/-(pre|post)$/, ''), name.endsWith('-pre') ? 'pre' : 'post'];
     const full: Record<string, string> = { PATH: GANETI_PATH };
     for (const [k, v] of Object.entries({ ...GANETI_ENV, GANETI_HOOKS_PATH: hpath, GANETI_HOOKS_PHASE: phase, ...env })) {
       if (v !== undefined) full[k] = v;
     }
     for (const k of Object.keys(full)) assert.ok(k === 'PATH' || k.startsWith('GANETI_'));
-    const r = spawnSync(join(hooksDir, `${name}.d`, 'kvm-devices'), [], { env: full, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    return full;
+  }
+
+  /**
+   * Runs hook `name` as Ganeti does (env reset to PATH + GANETI_*, cwd /, stdin /dev/null) one way:
+   * the installed script (curl to the daemon's hook endpoint), or the old `kvm-devices hook NAME`.
+   */
+  function runHookVia(via: 'script' | 'cli', name: string, env: Record<string, string | undefined> = {}, path = GANETI_PATH): { status: number | null; out: string } {
+    const [cmd, args] = via === 'script' ? [join(hooksDir, `${name}.d`, 'kvm-devices'), []] : [join(tmp, 'usr', 'bin', 'kvm-devices'), ['hook', name]];
+    const r = spawnSync(cmd, args, { env: { ...hookEnv(name, env), PATH: path }, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
     return { status: r.status, out: r.stdout + r.stderr };
+  }
+
+  /** Runs a hook without side effects both ways: they must say and exit the same. */
+  function runHook(name: string, env: Record<string, string | undefined> = {}): { status: number | null; out: string } {
+    const script = runHookVia('script', name, env);
+    const cli = runHookVia('cli', name, env);
+    assert.deepEqual(script, cli, `${name}: the script and kvm-devices hook disagree`);
+    return script;
   }
 
   before(async () => {
@@ -196,13 +215,18 @@ describe('Ganeti hooks and install.sh', function () {
     assert.equal(runHook('cluster-verify-post').status, 0);
   });
 
-  it('instance-stop-post and instance-remove-post clean up, idempotently', () => {
-    const stop = runHook('instance-stop-post');
-    assert.equal(stop.status, 0, stop.out);
-    assert.match(stop.out, /runtime file removed/);
-    const remove = runHook('instance-remove-post');
-    assert.equal(remove.status, 0, remove.out);
-    assert.match(remove.out, /no runtime file on this node/);
+  it('instance-stop-post and instance-remove-post clean up, idempotently (script, then the CLI)', async () => {
+    for (const via of ['script', 'cli'] as const) {
+      const c = await RpcClient.connect(d.socket);
+      await c.call('instance.start', { instance: sampleSpec() }).catch(() => undefined);
+      await c.close();
+      const stop = runHookVia(via, 'instance-stop-post');
+      assert.equal(stop.status, 0, stop.out);
+      assert.match(stop.out, /runtime file removed/);
+      const remove = runHookVia(via, 'instance-remove-post');
+      assert.equal(remove.status, 0, remove.out);
+      assert.match(remove.out, /no runtime file on this node/);
+    }
   });
 
   it('skips instances of other hypervisors', () => {
@@ -232,6 +256,96 @@ describe('Ganeti hooks and install.sh', function () {
     }
   });
 
+  it('without curl on PATH the script runs kvm-devices hook, with the same verdict', () => {
+    // A PATH with what the script and the installed command use, curl left out.
+    const bin = join(tmp, 'no-curl-bin');
+    mkdirSync(bin);
+    for (const c of ['sh', 'env', 'grep', 'sed', 'cat', 'id', 'dirname', 'readlink']) {
+      const where = spawnSync('sh', ['-c', `command -v ${c}`], { encoding: 'utf8' }).stdout.trim();
+      symlinkSync(where, join(bin, c));
+    }
+    const served = (): number => d.log().split('\n').filter((l) => l.includes('"msg":"hook"')).length;
+    const before = served();
+    const r = runHookVia('script', 'instance-add-pre', lsiDisks(9), bin);
+    assert.deepEqual(r, runHookVia('cli', 'instance-add-pre', lsiDisks(9)));
+    assert.equal(r.status, 1, r.out);
+    assert.match(r.out, /refused: .*GKD_CAPACITY/);
+    assert.equal(served(), before, 'the hook endpoint was not used');
+    assert.ok(served() > 0, 'the endpoint served the earlier script runs');
+  });
+
+  it('a call the daemon cannot finish within hookTimeoutMs: the same refusal both ways (QEMU socket that never greets)', async () => {
+    const c = await RpcClient.connect(d.socket);
+    await c.call('instance.start', { instance: sampleSpec() }).catch(() => undefined);
+    await c.close();
+    // A QMP socket that accepts and never says a word: instance.verify waits (QMP's own budget is 5 s).
+    mkdirSync(join(d.dir, 'run', 'ctrl'), { recursive: true });
+    const mute = createServer(() => undefined);
+    await new Promise<void>((resolve) => mute.listen(join(d.dir, 'run', 'ctrl', 'inst1.example.com.qmp'), resolve));
+    setConfig({ hookTimeoutMs: 700 });
+    try {
+      for (const via of ['script', 'cli'] as const) {
+        const r = runHookVia(via, 'instance-migrate-pre');
+        assert.equal(r.status, 1, `${via}: ${r.out}`);
+        assert.match(r.out, /refused: Cannot get an answer from the daemon: no reply to "instance\.verify" within 700 ms \(pre hook: failing closed\)/, via);
+      }
+    } finally {
+      setConfig();
+      await new Promise((r) => mute.close(r));
+    }
+  });
+
+  it('a stopped daemon (SIGSTOP): pre hooks that guard fail closed, start and post hooks pass, both ways', () => {
+    setConfig({ hookTimeoutMs: 700 });
+    d.child.kill('SIGSTOP');
+    try {
+      const add = runHookVia('script', 'instance-add-pre');
+      assert.equal(add.status, 1, add.out);
+      assert.match(add.out, /refused: Cannot get an answer from the daemon: no answer to hook "instance-add-pre" within 5700 ms \(pre hook: failing closed\)/);
+      const addCli = runHookVia('cli', 'instance-add-pre');
+      assert.equal(addCli.status, 1, addCli.out);
+      assert.match(addCli.out, /refused: daemon unreachable: .*handshake.* \(pre hook: failing closed\)/i);
+      for (const via of ['script', 'cli'] as const) {
+        const start = runHookVia(via, 'instance-start-pre');
+        assert.equal(start.status, 0, `${via}: ${start.out}`);
+        assert.match(start.out, /ok: .* \(this pre hook only refuses what QEMU would refuse: passing\)/);
+        const post = runHookVia(via, 'cluster-verify-post');
+        assert.equal(post.status, 0, `${via}: ${post.out}`);
+        assert.match(post.out, /ok: .* \(post hook: failing open\)/);
+      }
+    } finally {
+      d.child.kill('SIGCONT');
+      setConfig();
+    }
+  });
+
+  it('the hook endpoint answers a bad request with a typed error naming the field, a good one with the exit status and line of the CLI', async () => {
+    const post = (path: string, body: string): Promise<{ status: number; text: string }> => new Promise((resolve, reject) => {
+      const req = request({ socketPath: d.socket, path, method: 'POST' }, (res) => {
+        let text = '';
+        res.on('data', (b: Buffer) => (text += b.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    const bad = await post('/hook/instance-start-pre', 'GANETI_A=1\0GANETI_A=2\0');
+    assert.equal(bad.status, 400);
+    assert.deepEqual(JSON.parse(bad.text), { code: 'GKD_HOOK_REQUEST_INVALID', field: 'GANETI_A', httpStatus: 400, message: 'Cannot read the hook environment: GANETI_A is given twice' });
+    const named = await post('/hook/instance-start-pre', 'GKD_CONFIG=/etc/shadow\0');
+    assert.equal(named.status, 400);
+    assert.equal(JSON.parse(named.text).field, 'GKD_CONFIG_TEXT');
+    const unknown = await post('/hook/no-such-hook', '');
+    assert.equal(unknown.status, 404);
+    assert.equal(JSON.parse(unknown.text).field, 'path');
+    // The same environment through the endpoint and the CLI: the same line.
+    const body = Object.entries(hookEnv('instance-start-pre', {})).map(([k, v]) => `${k}=${v}\0`).join('') +
+      `GKD_CONFIG=${configFile}\0GKD_CONFIG_TEXT=${readFileSync(configFile, 'utf8')}\0`;
+    const ok = await post('/hook/instance-start-pre', body);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.text, `0\n${runHookVia('cli', 'instance-start-pre').out}`);
+  });
+
   it('--uninstall removes everything the PREFIX install put there', () => {
     install({ PREFIX: join(tmp, 'usr'), SYSCONFDIR: join(tmp, 'etc'), DESTDIR: '' }, ['--uninstall']);
     // It created usr/ and the hooks dir, so those go too.
@@ -251,7 +365,10 @@ describe('Ganeti hooks and install.sh', function () {
     const r = spawnSync(join(dest, 'usr/local/bin/kvm-devices'), ['--version'], { encoding: 'utf8' });
     assert.match(r.stdout, /^\d+\.\d+\.\d+/);
     const hook = readFileSync(join(dest, 'etc/ganeti/hooks/instance-start-pre.d/kvm-devices'), 'utf8');
-    assert.match(hook, /KVM_DEVICES='\/usr\/local\/bin\/kvm-devices'/);
+    assert.match(hook, /^CLIENT='\/usr\/local\/lib\/ganeti-kvm-devices\/hook-client\.sh'$/m);
+    const client = readFileSync(join(dest, 'usr/local/lib/ganeti-kvm-devices/hook-client.sh'), 'utf8');
+    assert.match(client, /^KVM_DEVICES='\/usr\/local\/bin\/kvm-devices'$/m);
+    assert.match(client, /^SYSCONFDIR='\/etc'$/m);
     const unit = readFileSync(join(dest, 'etc/systemd/system/ganeti-kvm-devices.service'), 'utf8');
     // 3: another daemon serves the socket (kvm-devices serve's own exit status); restarting cannot help.
     assert.match(unit, /^RestartPreventExitStatus=2 3$/m);

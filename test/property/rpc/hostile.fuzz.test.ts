@@ -2,7 +2,8 @@
  * Fuzzing the real daemon (a child process) with hostile input: RPC frames
  * (garbage, valid requests with one field replaced by something hostile:
  * deep nesting, huge strings, NUL bytes, host paths, odd numbers; batches
- * of them), runtime files, and Ganeti hook environments.
+ * of them), runtime files, Ganeti hook environments, and requests to the
+ * hook endpoint (hostile bodies, paths, methods and config texts).
  *
  * Every answer must be typed: a JSON-RPC transport code, -32602 naming the
  * path, or a GKD_* code other than GKD_INTERNAL (with its field or device
@@ -18,7 +19,9 @@ import fc from 'fast-check';
 import { WebSocket } from 'ws';
 import { ERROR_CODES } from '../../../plugin/errors';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
+import { request } from 'node:http';
 import { HookEnvError, specFromHookEnv } from '../../../plugin/cli/hook-env';
+import { HOOKS } from '../../../plugin/cli/hook-table';
 import { assertDaemonAlive, sampleSpec, spawnDaemon, type DaemonProcess } from '../../integration/rpc/daemon-process';
 
 const SEED = process.env.GKD_FUZZ_SEED !== undefined ? Number(process.env.GKD_FUZZ_SEED) : Date.now() % 2 ** 31;
@@ -322,6 +325,72 @@ describe(`hostile input fuzzing (real daemon; seed ${SEED}, rerun with GKD_FUZZ_
     // depends on the seed (about 90 to 200 of 500 seen); 25 only guards against a generator that stopped
     // producing readable environments.
     assert.ok(planned >= 25, `only ${planned} of 500 environments reached instance.plan`);
+    await assertAlive();
+  });
+
+  /** One plain HTTP request on the daemon's socket. */
+  const httpOn = (socketPath: string, method: string, path: string, body: Buffer): Promise<{ status: number; text: string }> =>
+    new Promise((resolve, reject) => {
+      const req = request({ socketPath, method, path, headers: { 'content-length': body.length } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (b: Buffer) => chunks.push(b));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      });
+      // The daemon may close a connection whose oversize body it refused before reading it all.
+      req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? resolve({ status: -1, text: e.code }) : reject(e)));
+      req.end(body);
+    });
+  const hookPath = fc.oneof(
+    fc.constantFrom(...Object.keys(HOOKS)).map((h) => `/hook/${h}`),
+    fc.constantFrom('/hook/', '/hook/__proto__', '/hook/constructor', '/hook/toString', '/hook/../hook/instance-start-pre', '/', '/hook',
+      '/hook/instance-start-pre?x=1', '/hook/instance-start-pre/', `/hook/${'a'.repeat(5000)}`),
+    fc.string({ maxLength: 40 }).map((x) => `/hook/${encodeURIComponent(x)}`),
+  );
+  const gkdRecord = fc.oneof(
+    hostileText.map((t) => `GKD_CONFIG_TEXT=${t}`),
+    fc.jsonValue({ maxDepth: 2 }).map((v) => `GKD_CONFIG_TEXT=${JSON.stringify(v)}`),
+    fc.constantFrom('GKD_CONFIG=/etc/shadow', 'GKD_CONFIG=', 'GKD_HOOK_TIMEOUT_MS=1', 'GKD_HOOK_TIMEOUT_MS=-5', 'GKD_HOOK_TIMEOUT_MS=abc',
+      'GKD_GANETI_FORMAT=2.10', 'GKD_GANETI_FORMAT=9', 'GKD_SOCKET=/nowhere', 'GKD_CONFIG_TEXT={"ganetiFormat":"2.10"}',
+      'GKD_CONFIG_TEXT={"hookTimeoutMs":0}', 'GKD_CONFIG_TEXT=[]', 'GKD_CONFIG_TEXT={"__proto__":{"x":1}}'),
+  );
+  const hookBody: fc.Arbitrary<Buffer> = fc.oneof(
+    fc.tuple(fc.dictionary(envKey, envValue, { maxKeys: 10 }), fc.array(gkdRecord, { maxLength: 3 }), fc.constantFrom('fuzz1', 'hook1', ''))
+      .map(([env, extra, name]) => Buffer.from([...Object.entries({ GANETI_INSTANCE_NAME: name, GANETI_INSTANCE_HYPERVISOR: 'kvm', ...env }).map(([k, v]) => `${k}=${v}`), ...extra]
+        .map((r) => `${r}\0`).join(''))),
+    fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+    fc.array(fc.string({ maxLength: 20 }), { maxLength: 10 }).map((rs) => Buffer.from(rs.join('\0'))),
+    fc.integer({ min: 1, max: 3 }).map((n) => Buffer.alloc(n * 1024 * 1024, 'GANETI_A=x\0')),
+  );
+
+  // Last: hooks such as instance-stop-post may remove fuzz1's runtime file.
+  it('answers every hook endpoint request with a hook verdict or a typed refusal naming the field, and stays up', async () => {
+    let verdicts = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('POST', 'POST', 'POST', 'GET', 'PUT', 'DELETE'), hookPath, hookBody, async (method, path, body) => {
+        const r = await httpOn(d.socket, method, path, body);
+        const what = `${method} ${path.slice(0, 80)} (${body.length} bytes): ${r.status} ${r.text.slice(0, 300)}`;
+        if (r.status === -1) {
+          // Refused before its body was read (wrong method, unknown hook, over the limit): the daemon
+          // answers and closes while a large body is still being written.
+          assert.ok(body.length >= 64 * 1024, `connection dropped: ${what}`);
+          return;
+        }
+        if (r.status === 200) {
+          verdicts++;
+          assert.match(r.text, /^[01]\nkvm-devices [a-z-]+: (ok|refused|warning): [^\n][\s\S]*\n$/, what);
+          assert.doesNotMatch(r.text, /Internal error/, what);
+          return;
+        }
+        if (r.status === 426) return;
+        assert.ok([400, 404, 405, 413].includes(r.status), what);
+        const e = JSON.parse(r.text) as { code?: string; field?: string; message?: string };
+        assert.equal(e.code, 'GKD_HOOK_REQUEST_INVALID', what);
+        assert.ok(typeof e.field === 'string' && e.field !== '', what);
+        assert.ok(typeof e.message === 'string' && e.message.startsWith('Cannot'), what);
+      }),
+      { seed: SEED, numRuns: 300, endOnFailure: true },
+    );
+    assert.ok(verdicts >= 10, `only ${verdicts} of 300 requests ran a hook`);
     await assertAlive();
   });
 });
