@@ -105,7 +105,9 @@ export async function startDaemon(): Promise<void> {
   if (daemon !== undefined && daemon.exitCode === null) return;
   const [cmd, ...args] = unitExecStart();
   const out = openSync(DAEMON_LOG, 'a');
-  daemon = spawn(cmd as string, args, { stdio: ['ignore', out, out], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  // Inside the node's network namespace, as on a real node: the hooks it runs for Ganeti reach
+  // the other nodes (over SSH) where Ganeti does. "ip netns exec" execs the daemon itself.
+  daemon = spawn('ip', ['netns', 'exec', LAB_NS, cmd as string, ...args], { stdio: ['ignore', out, out], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
   closeSync(out);
   const child = daemon;
   process.once('exit', () => child.kill('SIGTERM'));

@@ -44,7 +44,7 @@ FILE_DIR=/srv/ganeti/file-storage
 SHARED_DIR=/srv/ganeti/shared-file-storage
 STATE=/var/lib/gkd-ganeti-lab
 DAEMONS="noded wconfd luxid confd rapi mond"
-PKGS="ganeti ganeti-os-noop openssh-server qemu-system-x86 qemu-utils iproute2"
+PKGS="ganeti ganeti-os-noop openssh-server qemu-system-x86 qemu-utils iproute2 curl"
 
 REPO=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
 STEP=start
