@@ -183,6 +183,8 @@ interface LevelResult {
   recoveryMs: number;
   /** Daemon CPU per concurrent add+remove cycle, ms. */
   cpuPerCycleMs: number[];
+  /** Daemon CPU per instance.verify over both ways of verifying all, ms. */
+  cpuPerVerifyMs: number[];
   addMs: number[];
   removeMs: number[];
   serialAddMs: number[];
@@ -268,7 +270,7 @@ async function runLevel(n: number, qemu: string): Promise<LevelResult> {
     const serialImage = makeImage(join(imgDir, 'serial.raw'));
     let seq = 0;
     const r: Omit<LevelResult, 'n' | 'qemuStartS' | 'listenMs' | 'recoveryMs' | 'idle' | 'rounds' | 'connected' | 'hookLine'> = {
-      cpuPerCycleMs: [], addMs: [], removeMs: [], serialAddMs: [], serialRemoveMs: [], verifyMs: [], verifyAllSeqMs: [], verifyAllParMs: [], hookMs: [], listMs: [],
+      cpuPerCycleMs: [], cpuPerVerifyMs: [], addMs: [], removeMs: [], serialAddMs: [], serialRemoveMs: [], verifyMs: [], verifyAllSeqMs: [], verifyAllParMs: [], hookMs: [], listMs: [],
     };
     const cycle = async (c: RpcClient, name: string, image: string, add?: number[], remove?: number[]): Promise<void> => {
       const u = uuid(0xa, seq++);
@@ -301,6 +303,7 @@ async function runLevel(n: number, qemu: string): Promise<LevelResult> {
         for (let k = 0; k < SERIAL_CYCLES; k++) await cycle(one, names[(k * 7) % n] as string, serialImage, r.serialAddMs, r.serialRemoveMs);
 
         // instance.verify of every instance: one after the other, then over the 10 clients.
+        const cpuV = cpuMs(d.child.pid as number);
         const ts = process.hrtime.bigint();
         for (const name of names) {
           const tv = process.hrtime.bigint();
@@ -317,6 +320,7 @@ async function runLevel(n: number, qemu: string): Promise<LevelResult> {
           }
         }));
         r.verifyAllParMs.push(ms(tp));
+        r.cpuPerVerifyMs.push((cpuMs(d.child.pid as number) - cpuV) / (2 * n));
 
         // cluster-verify-post as Ganeti runs it, beside the runtime.list call it makes.
         for (let h = 0; h < HOOK_RUNS; h++) {
@@ -432,12 +436,12 @@ function report(levels: LevelResult[], totalS: number, load: string, leftover: n
       `${f1(median(l.serialAddMs))} / ${f1(quantile(l.serialAddMs, 0.99))} | ${f1(median(l.removeMs))} / ${f1(quantile(l.removeMs, 0.99))} | ${f1(median(l.serialRemoveMs))} |`);
   }
   out.push('', `Samples per N: ${levels[0]?.addMs.length ?? 0} concurrent and ${levels[0]?.serialAddMs.length ?? 0} single-client adds (and as many removals); p99 of ${levels[0]?.addMs.length ?? 0} samples is the second largest.`, '');
-  out.push('| N | verify p50 ms per call | verify all, one client, ms | per instance ms | verify all, 10 clients, ms | per instance ms | cluster-verify-post ms (median of ' + `${HOOK_RUNS * ROUNDS}) | runtime.list ms |`);
-  out.push('|---|---|---|---|---|---|---|---|');
+  out.push('| N | verify p50 ms per call | daemon CPU ms per verify | verify all, one client, ms | per instance ms | verify all, 10 clients, ms | per instance ms | cluster-verify-post ms (median of ' + `${HOOK_RUNS * ROUNDS}) | runtime.list ms |`);
+  out.push('|---|---|---|---|---|---|---|---|---|');
   for (const l of levels) {
     const seq = median(l.verifyAllSeqMs);
     const par = median(l.verifyAllParMs);
-    out.push(`| ${l.n} | ${f1(median(l.verifyMs))} | ${f1(seq)} | ${f2(seq / l.n)} | ${f1(par)} | ${f2(par / l.n)} | ${f1(median(l.hookMs))} | ${f1(median(l.listMs))} |`);
+    out.push(`| ${l.n} | ${f1(median(l.verifyMs))} | ${f1(median(l.cpuPerVerifyMs))} | ${f1(seq)} | ${f2(seq / l.n)} | ${f1(par)} | ${f2(par / l.n)} | ${f1(median(l.hookMs))} | ${f1(median(l.listMs))} |`);
   }
   out.push('');
   const base = levels[0] as LevelResult;
@@ -463,6 +467,7 @@ function report(levels: LevelResult[], totalS: number, load: string, leftover: n
     { name: 'hot-remove p50, 10 clients', values: levels.map((l) => median(l.removeMs)), ideal: 'flat', from: CLIENTS },
     { name: 'hot-remove p50, 1 client', values: levels.map((l) => median(l.serialRemoveMs)), ideal: 'flat' },
     { name: 'instance.verify p50 per call', values: levels.map((l) => median(l.verifyMs)), ideal: 'flat' },
+    { name: 'daemon CPU per verify', values: levels.map((l) => median(l.cpuPerVerifyMs)), ideal: 'flat' },
     { name: 'verify all, one client', values: levels.map((l) => median(l.verifyAllSeqMs)), ideal: 'linear' },
     { name: 'verify all, 10 clients', values: levels.map((l) => median(l.verifyAllParMs)), ideal: 'linear' },
     { name: 'daemon start-up pass', values: levels.map((l) => l.recoveryMs), ideal: 'linear' },
