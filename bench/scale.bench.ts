@@ -54,6 +54,8 @@ const GANETI_PATH = '/sbin:/bin:/usr/sbin:/usr/bin';
 /** Every QEMU this run started, so a failure anywhere still stops them all. */
 const qemus = new Set<QemuProcess>();
 let daemon: DaemonProcess | undefined;
+/** The temp dir of the level under way, removed on an interrupt too. */
+let levelDir: string | undefined;
 
 function qemuBinary(): string {
   const named = process.env.QEMU_BINARY ?? 'qemu-system-x86_64';
@@ -214,6 +216,7 @@ function spec(name: string, i: number, image: string, qemu: string): InstanceSpe
 
 async function runLevel(n: number, qemu: string): Promise<LevelResult> {
   const dir = mkdtempSync(join(tmpdir(), 'gkd-scale-'));
+  levelDir = dir;
   const runDir = join(dir, 'run');
   const runtimeDir = join(dir, 'conf');
   const ctrlDir = join(runDir, 'ctrl');
@@ -355,6 +358,7 @@ async function runLevel(n: number, qemu: string): Promise<LevelResult> {
       qemus.delete(vm);
     });
     rmSync(dir, { recursive: true, force: true });
+    levelDir = undefined;
   }
 }
 
@@ -557,6 +561,7 @@ function killAll(): void {
     }
   }
   if (daemon?.child.exitCode === null) daemon.child.kill('SIGKILL');
+  if (levelDir !== undefined) rmSync(levelDir, { recursive: true, force: true });
 }
 
 async function main(): Promise<void> {
