@@ -8,8 +8,8 @@
  * the planner's argv (two at a time) with its QMP socket where the daemon
  * looks (`<runDir>/ctrl/<name>.qmp`) and its runtime file in the daemon's
  * runtime dir. Then ONE real `kvm-devices serve` child starts over them (its
- * start-up pass compares every instance with its QEMU, as after a node
- * reboot of the daemon) and takes the work over its Unix socket:
+ * start-up pass compares every instance with its QEMU, as after a restart
+ * of the daemon) and takes the work over its Unix socket:
  *
  * - 10 persistent RPC clients hot-add and hot-remove disks concurrently,
  *   client c on instances c, c+10, c+20, ... (mod N); at N=1 the ten share
