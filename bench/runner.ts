@@ -110,8 +110,9 @@ function header(ran: string[], partial: boolean, totalSeconds: number): string {
   const memGiB = (totalmem() / 2 ** 30).toFixed(1);
   const debian = readOr('/etc/debian_version', 'not Debian');
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z').replace('T', ' ');
+  const earlier = partial ? /^- Date: (.*)$/m.exec(readOr(OUTPUT, ''))?.[1]?.replace(/ \(.*$/, '') : undefined;
   const scope = partial
-    ? `This run (${totalSeconds.toFixed(0)} s) updated only: ${ran.map((n) => `\`${n}\``).join(', ')}; the other sections are from an earlier run.`
+    ? `This run (${totalSeconds.toFixed(0)} s) updated only: ${ran.map((n) => `\`${n}\``).join(', ')}; the other sections are from an earlier run${earlier === undefined ? '' : ` (${earlier})`}.`
     : `The whole run took ${totalSeconds.toFixed(0)} s.`;
   return [
     '# Benchmarks',
