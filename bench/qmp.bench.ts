@@ -3,7 +3,8 @@
  * a raw socket write/read loop on a second QMP monitor of the same QEMU, in
  * the same run, rounds interleaved so both see the same machine load.
  *
- * Run: `npx tsc -p . && node dist/bench/qmp.bench.js [roundTrips]`
+ * Run: `npx tsc -p . && node dist/bench/qmp.bench.js [roundTrips]`; prints
+ * its BENCHMARKS.md section.
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchQemu } from '../plugin/process';
 import type { QmpClient } from '../plugin/qmp';
+import { QEMU_BINARY } from '../test/helpers/qemu';
+import { fixed, mdTable, numberArg, progress, runSection } from './markdown';
 
 /** One measured series. */
 export interface QmpBenchRow {
@@ -29,7 +32,7 @@ export async function runQmpBench(roundTrips = 2000): Promise<QmpBenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'gkd-bench-qmp-'));
   const rawPath = join(dir, 'raw.sock');
   const vm = await launchQemu(
-    ['qemu-system-x86_64', '-machine', 'pc', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-m', '64', '-qmp', `unix:${rawPath},server=on,wait=off`],
+    [QEMU_BINARY, '-machine', 'pc', '-accel', 'tcg', '-nodefaults', '-display', 'none', '-S', '-m', '64', '-qmp', `unix:${rawPath},server=on,wait=off`],
     { qmpSocket: join(dir, 'qmp.sock') },
   );
   const raw = await RawQmp.open(rawPath);
@@ -41,12 +44,13 @@ export async function runQmpBench(roundTrips = 2000): Promise<QmpBenchRow[]> {
     let baselineMs = 0;
     let pipelinedMs = 0;
     for (let r = 0; r < ROUNDS; r++) {
+      progress('qmp', `round ${r + 1} of ${ROUNDS}`);
       clientMs += await timed(() => sequential(roundTrips, client, () => vm.qmp.execute('query-status')));
       baselineMs += await timed(() => sequential(roundTrips, baseline, () => raw.roundTrip()));
       pipelinedMs += await timed(() => burst(vm.qmp, roundTrips, pipelined));
     }
     const n = roundTrips * ROUNDS;
-    return [row('QmpClient.execute, sequential', n, clientMs, client), row('raw socket write/read, sequential', n, baselineMs, baseline), row('QmpClient.execute, 100 in flight', n, pipelinedMs, pipelined)];
+    return [row('`QmpClient.execute`, sequential', n, clientMs, client), row('raw socket write/read, sequential', n, baselineMs, baseline), row('`QmpClient.execute`, 100 in flight', n, pipelinedMs, pipelined)];
   } finally {
     raw.close();
     await vm.stop();
@@ -137,16 +141,22 @@ class RawQmp {
   }
 }
 
-if (require.main === module) {
-  const n = Number(process.argv[2] ?? 2000);
-  runQmpBench(n).then(
-    (rows) => {
-      console.log('| series | per second | p50 µs | p99 µs |\n|---|---|---|---|');
-      for (const r of rows) console.log(`| ${r.name} | ${r.perSecond} | ${r.p50Us} | ${r.p99Us} |`);
-    },
-    (err) => {
-      console.error(err);
-      process.exitCode = 1;
-    },
-  );
+export function qmpSection(rows: QmpBenchRow[], roundTrips: number): string {
+  const [client, raw, burst] = rows;
+  const perCmdUs = 1e6 / client.perSecond - 1e6 / raw.perSecond;
+  return [
+    '## QMP',
+    '',
+    `\`bench/qmp.bench.ts\`: \`query-status\` round trips on one paused VM (\`-S\`, \`-m 64\`). The baseline is a bare socket loop (write one request line, read one reply line, no JSON parsing, no ids, no timers) on a second \`-qmp\` monitor of the same QEMU. ${ROUNDS} interleaved rounds of ${roundTrips} round trips per series.`,
+    '',
+    mdTable(['series', 'round trips/s', 'p50 µs', 'p99 µs'], rows.map((r) => [r.name, r.perSecond, r.p50Us, r.p99Us])),
+    '',
+    `* The client reaches ${fixed(client.perSecond / raw.perSecond, 2)} of the bare loop's rate: ${fixed(perCmdUs, 0)} µs more per command for framing, the UTF-8 check, \`JSON.parse\`, the id map and the per-command timer.`,
+    `* With 100 commands in flight the rate is ${fixed(burst.perSecond / client.perSecond, 2)} times the sequential one and each command waits p50 ${fixed(burst.p50Us / 1000, 1)} ms: QEMU runs monitor commands one at a time, so a command queues behind the others.`,
+  ].join('\n');
 }
+
+runSection(module, async () => {
+  const n = numberArg(0, 2000);
+  return qmpSection(await runQmpBench(n), n);
+});

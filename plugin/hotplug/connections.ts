@@ -63,7 +63,10 @@ export class QmpConnections {
       else {
         this.#users.delete(socketPath);
         await this.#closeUnused(socketPath);
-        for (const wake of this.#idle.get(socketPath)?.splice(0) ?? []) wake();
+        // A socket the daemon stops using leaves no key behind: the map holds only sockets in use.
+        const waiters = this.#idle.get(socketPath) ?? [];
+        this.#idle.delete(socketPath);
+        for (const wake of waiters) wake();
       }
     }
   }
@@ -76,6 +79,15 @@ export class QmpConnections {
   /** True while this process holds a connection to `socketPath` (for tests and diagnostics). */
   isOpen(socketPath: string): boolean {
     return this.#entries.has(socketPath);
+  }
+
+  /**
+   * How many sockets this pool keeps any state for (a connection, a count of
+   * users, a drain waiting). Zero once nothing runs and only launcher-adopted
+   * connections are open, however many instances were used: for tests and diagnostics.
+   */
+  get tracked(): number {
+    return new Set([...this.#entries.keys(), ...this.#users.keys(), ...this.#idle.keys()]).size;
   }
 
   /** Hands over a connection opened elsewhere (the launcher's, to a QEMU this daemon started). */
@@ -94,12 +106,19 @@ export class QmpConnections {
   async drain(waitMs: number): Promise<boolean> {
     const deadline = Date.now() + waitMs;
     await Promise.all([...this.#users.keys()].map((s) => new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
       const list = this.#idle.get(s) ?? [];
-      list.push(() => {
+      const wake = (): void => {
         clearTimeout(t);
         resolve();
-      });
+      };
+      // Past the deadline the waiter is taken out again, so a drain that gave up leaves nothing behind.
+      const t = setTimeout(() => {
+        const i = list.indexOf(wake);
+        if (i !== -1) list.splice(i, 1);
+        if (list.length === 0 && this.#idle.get(s) === list) this.#idle.delete(s);
+        resolve();
+      }, Math.max(0, deadline - Date.now()));
+      list.push(wake);
       this.#idle.set(s, list);
     })));
     return this.#users.size === 0;

@@ -12,20 +12,44 @@ export interface ParamError {
   message: string;
 }
 
-/** Compiles and caches one validator per method. */
+/**
+ * One validator per method, compiled on the method's first call: compiling
+ * every schema at start costs the daemon about as much memory as the rest of
+ * its start-up, for methods most nodes call rarely (migration, cdrom, resize).
+ * test/unit/rpc/params.test.ts compiles every schema, so a broken one fails
+ * there rather than at a call.
+ */
 export class ParamsValidator {
-  #ajv = new Ajv2020({ allErrors: true, strict: false });
+  #ajv: Ajv2020 | undefined;
+  #shared: Record<string, unknown>[] = [];
+  #schemas = new Map<string, Record<string, unknown>>();
   #byMethod = new Map<string, ValidateFunction>();
 
   /** Registers a schema that other schemas `$ref` by its `$id`. */
   addSharedSchema(schema: Record<string, unknown>): void {
     const id = schema.$id;
-    if (typeof id === 'string' && this.#ajv.getSchema(id) === undefined) this.#ajv.addSchema(schema);
+    if (typeof id === 'string' && !this.#shared.some((s) => s.$id === id)) this.#shared.push(schema);
   }
 
-  /** Compiles `schema` for `method`; throws at startup, not at call time, if it is broken. */
+  /** Registers `schema` for `method`; it is compiled on the method's first {@link check}. */
   add(method: string, schema: Record<string, unknown>): void {
-    this.#byMethod.set(method, this.#ajv.compile(schema));
+    this.#schemas.set(method, schema);
+    this.#byMethod.delete(method);
+  }
+
+  /** The compiled validator for `method`; undefined when it has no schema. */
+  #validator(method: string): ValidateFunction | undefined {
+    let fn = this.#byMethod.get(method);
+    if (fn !== undefined) return fn;
+    const schema = this.#schemas.get(method);
+    if (schema === undefined) return undefined;
+    if (this.#ajv === undefined) {
+      this.#ajv = new Ajv2020({ allErrors: true, strict: false });
+      for (const s of this.#shared) this.#ajv.addSchema(s);
+    }
+    fn = this.#ajv.compile(schema);
+    this.#byMethod.set(method, fn);
+    return fn;
   }
 
   /**
@@ -33,7 +57,7 @@ export class ParamsValidator {
    * @throws JSONRPCErrorException -32602 with `data.errors` listing each failing path
    */
   check(method: string, params: unknown): void {
-    const validate = this.#byMethod.get(method);
+    const validate = this.#validator(method);
     if (validate === undefined || validate(params)) return;
     const errors = toParamErrors(validate.errors ?? []);
     const first = errors[0];

@@ -91,4 +91,29 @@ describe('QmpConnections', function () {
       await pool.closeAll();
     }
   });
+
+  it('keeps no state for a socket once its sequences ended: many instances, a failed connect, a drain that gave up', async () => {
+    const socks = [await vmWithSharedSocket(), await vmWithSharedSocket()];
+    const pool = new QmpConnections({ connectTimeoutMs: 500 });
+    try {
+      for (let i = 0; i < 40; i++) await pool.use(socks[i % 2], (c) => c.execute('query-status'));
+      await Promise.all(socks.map((s) => pool.use(s, (c) => c.execute('query-status'))));
+      assert.equal(pool.tracked, 0, 'after sequential and overlapping sequences');
+
+      await assert.rejects(pool.use(join(socks[0], '..', 'absent.qmp'), (c) => c.execute('query-status')), /absent\.qmp/);
+      assert.equal(pool.tracked, 0, 'after a connect that failed');
+
+      // A shutdown's drain that times out while a sequence still runs, then the sequence ends.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const running = pool.use(socks[1], async () => held);
+      await new Promise((r) => setImmediate(r));
+      assert.equal(await pool.drain(50), false, 'the drain gave up');
+      release();
+      await running;
+      assert.equal(pool.tracked, 0, 'after a drain that gave up and the sequence it waited for');
+    } finally {
+      await pool.closeAll();
+    }
+  });
 });

@@ -3,7 +3,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv2020 from 'ajv/dist/2020';
 import { ParamsValidator } from '../../../plugin/rpc/params';
-import { SHARED_SCHEMAS } from '../../../plugin/rpc';
+import { buildMethods, methodDeps, SHARED_SCHEMAS } from '../../../plugin/rpc';
+import { defaultConfig } from '../../../plugin/config';
 
 const SCHEMA_DIR = join(__dirname, '..', '..', '..', '..', 'schemas', 'rpc');
 /** interface.md section 5. */
@@ -65,5 +66,30 @@ describe('rpc params schemas', () => {
     v.check('instance.verify', { name: 'i', repair: { known: { disks: [{ uuid: '9e7c85f6-b6e5-4243-b27d-680b78c6d203', path: '/dev/x' }], nics: [] } } });
     assert.ok(paths(() => v.check('instance.verify', { name: 'i', repair: { known: { disks: [{ uuid: 'bad', path: '/dev/x' }] } } })).some((p) => p.startsWith('/repair')));
     assert.ok(paths(() => v.check('instance.verify', { name: 'i', repair: { guess: true } })).some((p) => p.startsWith('/repair')));
+  });
+
+  it('every method the daemon serves compiles in a ParamsValidator on its first check', () => {
+    // The daemon compiles a method's schema at its first call, not at start; this is where a broken one shows.
+    const v = new ParamsValidator();
+    for (const s of SHARED_SCHEMAS) v.addSharedSchema(s as Record<string, unknown>);
+    const methods = buildMethods('test', methodDeps({ ...defaultConfig(), runtimeDir: '/nonexistent' }));
+    for (const m of methods) v.add(m.name, m.schema);
+    for (const m of methods) {
+      try {
+        v.check(m.name, {});
+      } catch (e) {
+        assert.equal((e as { code?: number }).code, -32602, `${m.name}: ${String(e)}`);
+      }
+    }
+  });
+
+  it('compiles a schema at its method\'s first check, not when it is added', () => {
+    const v = new ParamsValidator();
+    // A schema ajv refuses: add() accepts it, the first check() of that method throws, others still work.
+    v.add('broken', { type: 'object', properties: { a: { type: 'no-such-type' } } });
+    v.add('fine', { type: 'object', properties: { a: { type: 'string' } }, additionalProperties: false });
+    assert.throws(() => v.check('broken', {}), /no-such-type|type must be/);
+    v.check('fine', { a: 'x' });
+    assert.deepEqual(paths(() => v.check('fine', { b: 1 })), ['/b']);
   });
 });
