@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { QEMU_BINARY } from '../test/helpers/qemu';
 
 /** Section order in BENCHMARKS.md: from the smallest building block to the whole daemon. Benches not listed follow, by name. */
-export const ORDER = ['qmp', 'plan', 'runtime', 'hotplug', 'hook', 'migrate', 'rpc', 'hostile-rss', 'scale'];
+export const ORDER = ['qmp', 'plan', 'runtime', 'hotplug', 'hook', 'migrate', 'rpc', 'hostile-rss', 'scale', 'ganeti'];
 
 const ROOT = join(__dirname, '..', '..');
 const OUTPUT = join(ROOT, 'BENCHMARKS.md');
