@@ -157,6 +157,96 @@ function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | 
 }
 
 /**
+ * A replacement written to its temp file but not yet in place: {@link commit}
+ * renames it over the target, {@link discard} removes it. A hot-add stages
+ * the runtime file while QEMU works, so only the rename and the directory
+ * sync are left once QEMU has confirmed.
+ */
+export interface StagedFile {
+  /** The target the staged content replaces. */
+  readonly path: string;
+  /**
+   * Checks the target is still the version staged against, waits for the
+   * content's fsync, renames it into place and (unless `syncDir` is false,
+   * when the caller syncs the directory itself, once for several changes)
+   * fsyncs the directory.
+   *
+   * @throws GkdError as {@link replaceFileAtomically}; after the rename with `data.committed`
+   */
+  commit(options?: { syncDir?: boolean }): Promise<FileStamp>;
+  /** Removes the temp file (nothing at `path` changes). */
+  discard(): Promise<void>;
+}
+
+/**
+ * Writes `data` to a hidden temp file next to `path`, with the current file's
+ * owner and mode, and starts its fsync; nothing at `path` changes until
+ * {@link StagedFile.commit}. A failed commit removes the temp file.
+ *
+ * @throws GkdError `GKD_RUNTIME_IO` (symlink or non-file at `path`, changed
+ *   since `expect`, I/O error), `GKD_RUNTIME_NOT_FOUND` (gone since `expect`).
+ */
+export async function stageFile(path: string, data: string, options: ReplaceOptions): Promise<StagedFile> {
+  const dir = dirname(path);
+  const before = await currentFile(path);
+  checkExpected(path, before, options.expect);
+  // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
+  // The pid tells removeStaleTempFiles whether the writer may still be at work.
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let fh;
+  try {
+    fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    await fh.writeFile(data, 'utf8');
+    if (before !== undefined) {
+      const own = await fh.stat();
+      if (own.uid !== before.uid || own.gid !== before.gid) await fh.chown(before.uid, before.gid);
+    }
+    // After chown, which may clear set-id bits.
+    await fh.chmod(before === undefined ? options.mode : before.mode & 0o7777);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw e instanceof GkdError ? e : ioError(path, 'write', e);
+  }
+  const open_ = fh;
+  // The sync runs while the caller does other work; commit waits for it before the rename, so the
+  // name never points at content that a power cut could still lose.
+  const synced = open_.sync().finally(() => open_.close());
+  synced.catch(() => undefined);
+  let done = false;
+  const discard = async (): Promise<void> => {
+    done = true;
+    await synced.catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+  };
+  return {
+    path,
+    discard,
+    async commit({ syncDir: sync = true } = {}): Promise<FileStamp> {
+      if (done) throw new GkdError('GKD_RUNTIME_IO', `Cannot replace "${path}": its staged content was already committed or discarded`, { field: 'path', data: { path } });
+      done = true;
+      let renamed = false;
+      try {
+        await synced;
+        // Shrink the window in which a concurrent writer's change could be lost.
+        checkExpected(path, await currentFile(path), options.expect);
+        await rename(tmp, path);
+        renamed = true;
+        if (sync) await syncDir(dir);
+        return stampOf(await lstat(path));
+      } catch (e) {
+        if (!renamed) await unlink(tmp).catch(() => undefined);
+        if (e instanceof GkdError) throw e;
+        const err = ioError(path, renamed ? 'sync the directory of' : 'write', e);
+        // After the rename the new content IS the file: callers must not undo what it records.
+        if (renamed) throw new GkdError(err.code, err.message, { ...(err.field === undefined ? {} : { field: err.field }), data: { ...err.data, committed: true }, cause: e });
+        throw err;
+      }
+    },
+  };
+}
+
+/**
  * Replaces (or creates) `path` with `data` atomically, keeping an existing
  * file's owner and mode. Nothing at `path` changes unless the final rename
  * happens; the temp file is removed on any failure.
@@ -165,55 +255,32 @@ function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | 
  *   since `expect`, I/O error), `GKD_RUNTIME_NOT_FOUND` (gone since `expect`).
  */
 export async function replaceFileAtomically(path: string, data: string, options: ReplaceOptions): Promise<FileStamp> {
-  const dir = dirname(path);
-  const before = await currentFile(path);
-  checkExpected(path, before, options.expect);
-  // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
-  // The pid tells removeStaleTempFiles whether the writer may still be at work.
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let renamed = false;
+  return (await stageFile(path, data, options)).commit();
+}
+
+/** Fsyncs the directory `dir`: the renames and removals done in it survive a crash. */
+export async function syncDirectory(dir: string): Promise<void> {
   try {
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      await fh.writeFile(data, 'utf8');
-      if (before !== undefined) {
-        const own = await fh.stat();
-        if (own.uid !== before.uid || own.gid !== before.gid) await fh.chown(before.uid, before.gid);
-      }
-      // After chown, which may clear set-id bits.
-      await fh.chmod(before === undefined ? options.mode : before.mode & 0o7777);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    // Shrink the window in which a concurrent writer's change could be lost.
-    checkExpected(path, await currentFile(path), options.expect);
-    await rename(tmp, path);
-    renamed = true;
     await syncDir(dir);
-    return stampOf(await lstat(path));
   } catch (e) {
-    if (!renamed) await unlink(tmp).catch(() => undefined);
-    if (e instanceof GkdError) throw e;
-    const err = ioError(path, renamed ? 'sync the directory of' : 'write', e);
-    // After the rename the new content IS the file: callers must not undo what it records.
-    if (renamed) throw new GkdError(err.code, err.message, { ...(err.field === undefined ? {} : { field: err.field }), data: { ...err.data, committed: true }, cause: e });
-    throw err;
+    throw ioError(dir, 'sync the directory', e);
   }
 }
 
 /**
- * Removes `path` (a symlink itself, never its target) and fsyncs the directory.
+ * Removes `path` (a symlink itself, never its target) and fsyncs the directory
+ * (unless `syncDir` is false).
  * Resolves to false when nothing was there.
  */
-export async function removeFile(path: string): Promise<boolean> {
+export async function removeFile(path: string, options: { syncDir?: boolean } = {}): Promise<boolean> {
   try {
     await unlink(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw ioError(path, 'remove', e);
   }
-  await syncDir(dirname(path));
+  // The caller that passes syncDir false syncs the directory itself, once for several changes.
+  if (options.syncDir !== false) await syncDir(dirname(path));
   return true;
 }
 

@@ -15,7 +15,7 @@
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GkdError, isGkdError } from '../errors';
-import { readTextFile, removeFile, replaceFileAtomically } from './atomic-file';
+import { readTextFile, removeFile, stageFile } from './atomic-file';
 import { assertInstanceName, isSafeInstanceName } from './instance-name';
 
 /** What an open entry is about. */
@@ -47,6 +47,12 @@ export interface JournalEntry {
   /** Who wrote it, and when (ISO time). */
   pid: number;
   at: string;
+}
+
+/** Options of the journal's writes. */
+export interface JournalWriteOptions {
+  /** false: leave the directory sync to the caller (see {@link Journal.open}). @default true */
+  syncDir?: boolean;
 }
 
 const SUFFIX = '.journal';
@@ -84,29 +90,36 @@ export class Journal {
     }
   }
 
-  /** Adds `entry` (a new seq) and returns it. */
-  async open(name: string, entry: Omit<JournalEntry, 'seq' | 'pid' | 'at'>): Promise<JournalEntry> {
+  /**
+   * Adds `entry` (a new seq) and returns it. With `syncDir: false` the entry
+   * is fsynced and renamed into place (the next process reads it) but the
+   * directory is not synced: the caller does that once for all its changes
+   * in the runtime dir before it reports the operation done. A power cut
+   * before then may lose the entry, and with it only what it guards: the
+   * QEMU it describes dies in the same power cut.
+   */
+  async open(name: string, entry: Omit<JournalEntry, 'seq' | 'pid' | 'at'>, options: JournalWriteOptions = {}): Promise<JournalEntry> {
     const entries = await this.read(name);
     const seq = entries.reduce((m, e) => Math.max(m, e.seq), 0) + 1;
     const full: JournalEntry = { ...entry, seq, pid: process.pid, at: new Date().toISOString() };
-    await this.#write(name, [...entries, full]);
+    await this.#write(name, [...entries, full], options);
     return full;
   }
 
-  /** Replaces the entry with `entry.seq` (e.g. the next step); adds it when it was closed meanwhile. */
-  async update(name: string, entry: JournalEntry): Promise<JournalEntry> {
+  /** Replaces the entry with `entry.seq` (e.g. the next step); adds it when it was closed meanwhile. `syncDir`: as in {@link open}. */
+  async update(name: string, entry: JournalEntry, options: JournalWriteOptions = {}): Promise<JournalEntry> {
     const next = { ...entry, pid: process.pid, at: new Date().toISOString() };
     const entries = (await this.read(name)).filter((e) => e.seq !== entry.seq);
-    await this.#write(name, [...entries, next].sort((a, b) => a.seq - b.seq));
+    await this.#write(name, [...entries, next].sort((a, b) => a.seq - b.seq), options);
     return next;
   }
 
-  /** Closes entry `seq`; the file goes with the last entry. */
-  async close(name: string, seq: number): Promise<void> {
+  /** Closes entry `seq`; the file goes with the last entry. `syncDir`: as in {@link open}. */
+  async close(name: string, seq: number, options: JournalWriteOptions = {}): Promise<void> {
     const entries = await this.read(name);
     const rest = entries.filter((e) => e.seq !== seq);
     if (rest.length === entries.length) return;
-    await this.#write(name, rest);
+    await this.#write(name, rest, options);
   }
 
   /** Removes the whole journal (the instance is gone). */
@@ -124,11 +137,11 @@ export class Journal {
       .sort();
   }
 
-  async #write(name: string, entries: JournalEntry[]): Promise<void> {
+  async #write(name: string, entries: JournalEntry[], options: JournalWriteOptions): Promise<void> {
     if (entries.length === 0) {
-      await removeFile(this.path(name));
+      await removeFile(this.path(name), options);
       return;
     }
-    await replaceFileAtomically(this.path(name), `${JSON.stringify({ entries })}\n`, { mode: 0o600 });
+    await (await stageFile(this.path(name), `${JSON.stringify({ entries })}\n`, { mode: 0o600 })).commit(options);
   }
 }
