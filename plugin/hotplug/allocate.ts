@@ -20,6 +20,26 @@ export interface LiveOccupancy {
 
 export type DeviceKind = 'disk' | 'nic';
 
+/** Nothing known from QEMU: placement from the runtime file alone (QEMU refuses an address in use). */
+export const NO_LIVE_OCCUPANCY: LiveOccupancy = { rootSlots: new Set(), busyBuses: new Set(), scsiTargets: new Set() };
+
+/**
+ * `live` plus the address of `hvinfo`, which QEMU just refused as taken: a
+ * live read can miss what refused it (a device QOM does not show where
+ * looked), and the retry must not ask for the same address again.
+ */
+export function withTaken(live: LiveOccupancy, hvinfo: HvInfo): LiveOccupancy {
+  const rootSlots = new Set(live.rootSlots);
+  const busyBuses = new Set(live.busyBuses);
+  const scsiTargets = new Set(live.scsiTargets);
+  if (isScsiHvInfo(hvinfo)) scsiTargets.add(hvinfo['scsi-id']);
+  else if (isPciHvInfo(hvinfo)) {
+    busyBuses.add(hvinfo.bus);
+    rootSlots.add(parseInt(hvinfo.addr, 16));
+  }
+  return { rootSlots, busyBuses, scsiTargets };
+}
+
 function runtimeHvInfos(runtime: RuntimeV2_16): HvInfo[] {
   const out: HvInfo[] = [];
   for (const n of runtime[1]) if (n.hvinfo !== undefined && 'id' in n.hvinfo) out.push(n.hvinfo as HvInfo);
