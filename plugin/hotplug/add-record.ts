@@ -1,23 +1,23 @@
 /**
- * The files of one hot-add: its journal entry, written before QEMU is
- * touched, and the new runtime file, staged at the same time and put in
- * place only once QEMU has confirmed the device.
+ * The files of one hot-add: its journal entry, in place before QEMU is
+ * touched, and the new runtime file, staged meanwhile and put in place only
+ * once QEMU has confirmed the device.
  *
- * Durability is arranged so the waits overlap instead of adding up:
- * - the journal entry is fsynced and renamed into place before the first
- *   QEMU step, so a process that dies after that step leaves it for the
- *   next one to read; its directory entry is synced with everything else
- *   at the end (a power cut before then ends QEMU too, so there is nothing
- *   in QEMU left for the entry to guard);
- * - the staged runtime file is fsynced while QEMU works;
+ * Durability is arranged so the add waits for one sync, not four:
+ * - the journal entry is renamed into place, unsynced, before the first
+ *   QEMU step: a process that dies after that step leaves it for the next
+ *   one to read (the page cache outlives the process). Only a power cut
+ *   loses unsynced writes, and it ends the QEMU whose state the entry
+ *   guards. An entry that must outlive the add (a rollback step failed) is
+ *   rewritten synced;
+ * - the staged runtime file is written and fsynced while QEMU works;
  * - after QEMU confirmed: the runtime file is renamed into place, the entry
- *   removed, and the directory synced once for the three changes, before
- *   the add is reported done.
+ *   removed, and the directory synced once for all of it (by the engine,
+ *   after the instance lock is released), before the add is reported done.
  */
 import type { Logger } from 'pino';
-import { GkdError, isGkdError } from '../errors';
 import type { Journal, JournalEntry, RuntimeRead, RuntimeStore, StagedFile } from '../runtime';
-import type { HvInfo, RuntimeDiskEntry, RuntimeNic, RuntimeV2_16 } from '../types';
+import type { HvInfo, RuntimeDiskEntry, RuntimeNic } from '../types';
 import type { DeviceKind } from './allocate';
 import { withEntry } from './runtime-entries';
 
@@ -49,10 +49,11 @@ export class AddRecord {
   readonly #intent: AddIntent;
   readonly #read: RuntimeRead;
   #entry: JournalEntry;
-  #staged: StagedFile;
+  /** Staged in the background; a failure shows at {@link writeRuntime}. */
+  #staged: Promise<StagedFile>;
   #placement: Placement;
 
-  private constructor(d: AddRecordDeps, intent: AddIntent, read: RuntimeRead, entry: JournalEntry, staged: StagedFile, placement: Placement) {
+  private constructor(d: AddRecordDeps, intent: AddIntent, read: RuntimeRead, entry: JournalEntry, staged: Promise<StagedFile>, placement: Placement) {
     this.#d = d;
     this.#intent = intent;
     this.#read = read;
@@ -61,17 +62,12 @@ export class AddRecord {
     this.#placement = placement;
   }
 
-  /** Writes the journal entry and stages the runtime file, both at once; on failure neither is left. */
+  /** Writes the journal entry, then starts staging the runtime file; resolves once the entry is in place. */
   static async open(d: AddRecordDeps, intent: AddIntent, read: RuntimeRead, placement: Placement): Promise<AddRecord> {
     const { name, kind, uuid, id, socket, step } = intent;
-    const [entry, staged] = await Promise.allSettled([
-      d.journal.open(name, { op: 'add', step, kind, uuid, id, socket, hvinfo: placement.hvinfo as unknown as Record<string, unknown>, entry: placement.entry }, { syncDir: false }),
-      d.store.stageKeepingFormat(name, nextRuntime(read.upgraded, kind, placement), read),
-    ]);
-    if (entry.status === 'fulfilled' && staged.status === 'fulfilled') return new AddRecord(d, intent, read, entry.value, staged.value, placement);
-    if (staged.status === 'fulfilled') await staged.value.discard();
-    if (entry.status === 'fulfilled') await d.journal.close(name, entry.value.seq);
-    throw entry.status === 'rejected' ? entry.reason : (staged as PromiseRejectedResult).reason;
+    const entry = await d.journal.open(name, { op: 'add', step, kind, uuid, id, socket, hvinfo: placement.hvinfo as unknown as Record<string, unknown>, entry: placement.entry }, { durability: 'visible' });
+    // Staged only now: its fsync would hold up the entry's own writes (one filesystem journal commit at a time).
+    return new AddRecord(d, intent, read, entry, stage(d, name, read, kind, placement), placement);
   }
 
   get placement(): Placement {
@@ -81,13 +77,9 @@ export class AddRecord {
   /** Another placement (QEMU refused the first address): the entry and the staged file say so before QEMU is asked again. */
   async replace(placement: Placement): Promise<void> {
     const { name, kind } = this.#intent;
-    await this.#staged.discard();
-    const [entry, staged] = await Promise.all([
-      this.#d.journal.update(name, { ...this.#entry, hvinfo: placement.hvinfo as unknown as Record<string, unknown>, entry: placement.entry }, { syncDir: false }),
-      this.#d.store.stageKeepingFormat(name, nextRuntime(this.#read.upgraded, kind, placement), this.#read),
-    ]);
-    this.#entry = entry;
-    this.#staged = staged;
+    await (await this.#staged.catch(() => undefined))?.discard();
+    this.#staged = stage(this.#d, name, this.#read, kind, placement);
+    this.#entry = await this.#d.journal.update(name, { ...this.#entry, hvinfo: placement.hvinfo as unknown as Record<string, unknown>, entry: placement.entry }, { durability: 'visible' });
     this.#placement = placement;
   }
 
@@ -96,24 +88,21 @@ export class AddRecord {
    * @throws GkdError as a runtime write; with `data.committed` once the file is in place
    */
   async writeRuntime(): Promise<void> {
-    await this.#staged.commit({ syncDir: false });
+    await (await this.#staged).commit({ syncDir: false });
   }
 
   /**
-   * Closes the journal entry and syncs the runtime dir: the runtime file, the entry's
-   * creation and its removal become durable together.
-   * @throws GkdError `GKD_RUNTIME_IO` with `data.committed` (the runtime file is in place; only the sync failed)
+   * Closes the journal entry, unsynced: the caller then syncs the runtime dir
+   * (`RuntimeStore.syncDir`), which makes the runtime file, the entry's
+   * creation and its removal durable together.
    */
   async finish(): Promise<void> {
     const { name } = this.#intent;
+    const { seq } = this.#entry;
     // A removal that does not happen leaves an entry whose device is recorded: the next reconcile closes it.
-    await this.#d.journal.close(name, this.#entry.seq, { syncDir: false }).catch((e: unknown) => this.#d.log.warn({ instance: name, seq: this.#entry.seq, err: e }, 'journal entry not closed; the next reconcile will'));
-    try {
-      await this.#d.store.syncDir();
-    } catch (e) {
-      const err = isGkdError(e) ? e : new GkdError('GKD_RUNTIME_IO', (e as Error).message, { cause: e });
-      throw new GkdError(err.code, err.message, { ...(err.field === undefined ? {} : { field: err.field }), data: { ...err.data, committed: true }, cause: e });
-    }
+    // The entry opened on an empty journal is its only one (all writes happen under the instance lock).
+    const closing = seq === 1 ? Promise.resolve().then(() => this.#d.journal.closeOnly(name, seq)) : this.#d.journal.close(name, seq, { durability: 'visible' });
+    await closing.catch((e: unknown) => this.#d.log.warn({ instance: name, seq: this.#entry.seq, err: e }, 'journal entry not closed; the next reconcile will'));
   }
 
   /**
@@ -121,12 +110,18 @@ export class AddRecord {
    * (an inverse failed, so the next reconcile must finish the rollback).
    */
   async abandon(keepEntry: boolean): Promise<void> {
-    await this.#staged.discard();
-    if (keepEntry) return;
-    await this.#d.journal.close(this.#intent.name, this.#entry.seq).catch((e: unknown) => this.#d.log.warn({ instance: this.#intent.name, seq: this.#entry.seq, err: e }, 'journal entry not closed; the next reconcile will'));
+    await (await this.#staged.catch(() => undefined))?.discard();
+    const { name } = this.#intent;
+    const seq = this.#entry.seq;
+    // Kept for the next reconcile, so it must now survive what this process does not: rewritten synced.
+    const done = keepEntry ? this.#d.journal.update(name, this.#entry) : this.#d.journal.close(name, seq);
+    await done.then(() => undefined, (e: unknown) => this.#d.log.warn({ instance: name, seq, err: e }, keepEntry ? 'journal entry not synced' : 'journal entry not closed; the next reconcile will'));
   }
 }
 
-function nextRuntime(runtime: RuntimeV2_16, kind: DeviceKind, placement: Placement): RuntimeV2_16 {
-  return withEntry(runtime, kind, placement.entry);
+/** Stages the runtime file with the new entry; the promise is handled by whoever awaits it last. */
+function stage(d: AddRecordDeps, name: string, read: RuntimeRead, kind: DeviceKind, placement: Placement): Promise<StagedFile> {
+  const p = d.store.stageKeepingFormat(name, withEntry(read.upgraded, kind, placement.entry), read);
+  p.catch(() => undefined);
+  return p;
 }

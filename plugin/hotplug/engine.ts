@@ -88,6 +88,15 @@ export interface RemoveResult {
   warnings: string[];
 }
 
+/** What one hot-add carries between its turn in the queue and its work. */
+interface AddContext {
+  clock: PhaseClock;
+  /** The connection started before the lock was taken (see #addTimed). */
+  early: { release(): Promise<void> } | undefined;
+  /** The runtime dir's sync, awaited once the lock is released. */
+  durable?: Promise<void>;
+}
+
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
 export class HotplugEngine {
   readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger' | 'onAddTiming'>> & HotplugEngineOptions;
@@ -150,7 +159,7 @@ export class HotplugEngine {
   }
 
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
-  #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal, onContended?: () => void): Promise<T> {
     const waiting = this.#waiting.get(name) ?? 0;
     if (waiting >= this.#o.maxQueued) {
       return Promise.reject(new GkdError('GKD_OVERLOADED', `Cannot queue another operation on instance "${name}": ${waiting} are already waiting for it; retry when they are done`, { field: 'name', data: { queued: waiting } }));
@@ -166,6 +175,7 @@ export class HotplugEngine {
       return fn(reconciled);
     }, {
       wait: this.#o.lockWaitMs,
+      ...(onContended === undefined ? {} : { onContended }),
       onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
     }));
     this.#queues.set(name, run);
@@ -220,21 +230,41 @@ export class HotplugEngine {
     return this.#pending.list();
   }
 
-  /** Runs a hot-add under the instance's turn, timed for the hook when there is one. */
+  /**
+   * Runs a hot-add under the instance's turn, timed for the hook when there is one.
+   *
+   * When nothing else of this process waits for the instance, the QMP
+   * connection is started at once, so connecting overlaps taking the lock and
+   * reading the files; it is let go if another process holds the lock. The
+   * runtime dir's sync, which makes the add durable, runs after the lock is
+   * released and before the add is reported done.
+   */
   async #addTimed(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
     const hook = this.#o.onAddTiming;
     const clock = new PhaseClock(hook !== undefined);
+    const ctx: AddContext = { clock, early: this.#queues.has(name) ? undefined : this.#o.connections.hold(this.#socket(name, opts)) };
     let workEnd = 0;
-    const result = await this.#exclusive(name, async () => {
-      clock.record('lock', 0);
-      try {
-        return await this.#add(name, kind, spec, opts, clock);
-      } finally {
-        workEnd = clock.now();
-      }
-    }, opts.signal);
+    let result: AddResult;
+    try {
+      result = await this.#exclusive(name, async () => {
+        clock.record('lock', 0);
+        try {
+          return await this.#add(name, kind, spec, opts, ctx);
+        } finally {
+          workEnd = clock.now();
+        }
+      }, opts.signal, () => void ctx.early?.release());
+    } finally {
+      await ctx.early?.release();
+    }
+    clock.record('release', workEnd);
+    if (ctx.durable !== undefined) {
+      const syncing = clock.now();
+      // The runtime file is in place: a failed directory sync does not undo the add (as a write whose rename happened).
+      await ctx.durable.catch((e: unknown) => this.#log.warn({ instance: name, err: e }, 'the runtime dir could not be synced after a hot-add; the file is in place'));
+      clock.record('dir sync', syncing);
+    }
     if (hook !== undefined) {
-      clock.record('release', workEnd);
       try {
         hook({ kind, totalMs: clock.now(), spans: clock.spans() });
       } catch (e) {
@@ -282,15 +312,10 @@ export class HotplugEngine {
    * verify; the runtime file committed. QEMU refusing the address (a device
    * put there behind our back) costs one live read and one more device_add.
    */
-  async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions, clock: PhaseClock): Promise<AddResult> {
+  async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions, ctx: AddContext): Promise<AddResult> {
+    const { clock } = ctx;
     const field = kind;
     const uuidId = deviceId(kind, spec.uuid, `${field}.uuid`);
-    const read = await clock.span('runtime read', () => this.#o.store.read(name));
-    const runtime = read.upgraded;
-    const format = this.#o.store.formatToKeep(read);
-    if (entryOf(runtime, kind, spec.uuid) !== undefined) {
-      throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${uuidId}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: uuidId });
-    }
     if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
       throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${uuidId}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
     }
@@ -303,31 +328,41 @@ export class HotplugEngine {
     const unplugTimeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
     const backendStep = kind === 'disk' ? 'blockdev-add' : 'netdev_add';
     const recordDeps = { store: this.#o.store, journal: this.journal, log: this.#log };
-    const open = (id: string, placement: Placement): Promise<AddRecord> => AddRecord.open(recordDeps, { name, kind, uuid: spec.uuid, id, socket, step: backendStep }, read, placement);
-    // A pci-era file names the device after its slot, so the slot must be right before the backend
-    // is named: it is placed from QEMU's live layout up front. A 2.16 file is placed from the file
-    // alone, and its journal entry and staged runtime file are written while QMP connects.
-    const liveFirst = format !== '2.16';
     let id = uuidId;
     let record: AddRecord | undefined;
     let steps: AddSteps | undefined;
     let committing: Promise<void> | undefined;
-    const prepared = liveFirst ? undefined : clock.span('journal + staged runtime', async () => {
-      record = await open(uuidId, this.#place(runtime, format, kind, spec, uuidId, NO_LIVE_OCCUPANCY).placement);
-    });
-    prepared?.catch(() => undefined);
+    // Read and placed from the runtime file, journaled, while QEMU is asked for its run state.
+    const preparing = (async () => {
+      const read = await clock.span('runtime read', () => this.#o.store.read(name));
+      const runtime = read.upgraded;
+      const format = this.#o.store.formatToKeep(read);
+      if (entryOf(runtime, kind, spec.uuid) !== undefined) {
+        throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${uuidId}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: uuidId });
+      }
+      const open = (devId: string, placement: Placement): Promise<AddRecord> => AddRecord.open(recordDeps, { name, kind, uuid: spec.uuid, id: devId, socket, step: backendStep }, read, placement);
+      // A pci-era file names the device after its slot, so the slot must be right before the backend
+      // is named: it is placed from QEMU's live layout up front. A 2.16 file is placed from the file
+      // alone (QEMU refuses an address in use, refusals.ts).
+      const liveFirst = format !== '2.16';
+      if (!liveFirst) record = await clock.span('journal entry', async () => open(uuidId, this.#place(runtime, format, kind, spec, uuidId, NO_LIVE_OCCUPANCY).placement));
+      return { read, runtime, format, liveFirst, open };
+    })();
+    preparing.catch(() => undefined);
     try {
       const connecting = clock.now();
       // One short sequence on the monitor: check, add, verify; then it is given back while the file is committed.
       await this.#o.connections.use(socket, async (qmp) => {
         clock.record('qmp connect', connecting);
-        await clock.span('run state', () => this.#checkRunState(qmp, name, `hot-add ${kind} "${uuidId}"`));
-        if (prepared !== undefined) await prepared;
-        else {
+        // This sequence holds the connection now; it closes when the sequence ends.
+        void ctx.early?.release();
+        const [, prep] = await Promise.all([clock.span('run state', () => this.#checkRunState(qmp, name, `hot-add ${kind} "${uuidId}"`)), preparing]);
+        const { runtime, format, liveFirst, open } = prep;
+        if (liveFirst) {
           const live = await clock.span('live read', () => readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind)));
           const p = this.#place(runtime, format, kind, spec, uuidId, live);
           id = p.id;
-          record = await clock.span('journal + staged runtime', () => open(p.id, p.placement));
+          record = await clock.span('journal entry', () => open(p.id, p.placement));
         }
         const rec = record as AddRecord;
         steps = new AddSteps({
@@ -347,8 +382,16 @@ export class HotplugEngine {
         faultPoint(`${kind}-add:journaled`);
         const deviceArgs = (h: HvInfo): QemuDict => (kind === 'disk' ? diskDeviceArgs(h, diskIo(runtime)) : nicDeviceArgs(h, (spec as NicSpec).mac));
         await clock.span(backendStep, () => this.#backend(steps as AddSteps, kind, spec, runtime, id, rec.placement.hvinfo.driver));
+        // The verifying read goes right behind device_add (QEMU answers in order): one round trip
+        // saved. If device_add fails, what it read is ignored.
+        let verifying: Promise<void> | undefined;
         try {
-          await clock.span('device_add', () => (steps as AddSteps).run('device_add', deviceArgs(rec.placement.hvinfo)));
+          await clock.span('device_add', () => {
+            const adding = (steps as AddSteps).run('device_add', deviceArgs(rec.placement.hvinfo));
+            verifying = verifyPlaced(qmp, id, rec.placement.hvinfo);
+            verifying.catch(() => undefined);
+            return adding;
+          });
         } catch (e) {
           // QEMU refused the address: something not in the runtime file sits there. Read what QEMU
           // has and place again, once; the journal entry and staged file follow before QEMU is asked.
@@ -358,9 +401,10 @@ export class HotplugEngine {
           this.#log.info({ instance: name, device: id, refused: rec.placement.hvinfo, now: again.placement.hvinfo }, 'QEMU refused the address (a device not in the runtime file holds it); placing from its live layout');
           await rec.replace(again.placement);
           await clock.span('device_add', () => (steps as AddSteps).run('device_add', deviceArgs(again.placement.hvinfo)));
+          verifying = verifyPlaced(qmp, id, again.placement.hvinfo);
         }
         steps.step = 'verify';
-        await clock.span('verify', () => verifyPlaced(qmp, id, rec.placement.hvinfo));
+        await clock.span('verify', () => verifying as Promise<void>);
         faultPoint(`${kind}-add:verified`);
         steps.step = 'runtime write';
         // The file's rename and directory sync need no monitor: the connection closes meanwhile.
@@ -368,12 +412,14 @@ export class HotplugEngine {
           await rec.writeRuntime();
           faultPoint(`${kind}-add:recorded`);
           await rec.finish();
+          ctx.durable = this.#o.store.syncDir();
+          ctx.durable.catch(() => undefined);
         });
         committing.catch(() => undefined);
       });
       await committing;
     } catch (e) {
-      await prepared?.catch(() => undefined);
+      await preparing.catch(() => undefined);
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
       if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && record !== undefined) return { hvinfo: record.placement.hvinfo };
       // Rolled back after the add's connection was given back: each inverse uses a short one of its own.

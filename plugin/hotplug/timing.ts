@@ -1,8 +1,8 @@
 /**
  * Optional timing of a hot-add's phases, for the benchmark's breakdown of
  * where the time goes: each phase is a span from the start of the call.
- * Phases may overlap (the journal and the staged runtime file are written
- * while the QMP connection is made). Without a hook nothing is recorded.
+ * Phases may overlap (the journal entry is written while the QMP
+ * connection is made). Without a hook nothing is recorded.
  */
 
 /** The phases of a hot-add, in the order they start. */
@@ -10,8 +10,8 @@ export type AddPhase =
   /** Queued behind other operations on the instance, the instance lock, the open-journal check. */
   | 'lock'
   | 'runtime read'
-  /** Allocation from the runtime file, the journal entry and the staged runtime file (overlaps the connect). */
-  | 'journal + staged runtime'
+  /** Allocation from the runtime file and the journal entry put in place (overlaps the connect; the runtime file is staged in the background). */
+  | 'journal entry'
   | 'qmp connect'
   | 'run state'
   /** Only when placing needs QEMU's live layout (a pci-era file, or after QEMU refused the address). */
@@ -20,10 +20,12 @@ export type AddPhase =
   | 'netdev_add'
   | 'device_add'
   | 'verify'
-  /** The staged runtime file renamed into place, the journal entry closed, the directory synced. */
+  /** The staged runtime file renamed into place and the journal entry closed (the QMP connection closes meanwhile). */
   | 'runtime commit'
-  /** The QMP connection given back and the instance lock released. */
-  | 'release';
+  /** The instance lock released and the queue moved on. */
+  | 'release'
+  /** The runtime dir synced: the add is durable (after the lock is released). */
+  | 'dir sync';
 
 /** One phase: milliseconds from the start of the call. */
 export interface PhaseSpan {

@@ -10,7 +10,7 @@
  * one, never a mix, and a crash leaves at most a stale hidden temp file.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, readlink, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
@@ -37,6 +37,14 @@ export interface ReplaceOptions {
   mode: number;
   /** Refuse unless the current file is exactly this version; `null`: refuse if a file exists. */
   expect?: FileStamp | null;
+  /**
+   * false: no fsync of the content ({@link stageFile} only). For a file that
+   * only guards a process's own state (a journal entry about a QEMU): a
+   * power cut that could lose the content ends that QEMU too, and the next
+   * process reads the renamed file from the page cache. A reader must then
+   * take an empty file for what a power cut left. @default true
+   */
+  sync?: boolean;
 }
 
 function stampOf(st: Stats): FileStamp {
@@ -74,6 +82,55 @@ async function symlinkError(path: string, verb: string): Promise<GkdError> {
  *   symlink, a non-regular file, a file over `maxBytes`, invalid UTF-8 or an I/O error.
  */
 export async function readTextFile(path: string, options: ReadTextOptions): Promise<{ text: string; stamp: FileStamp }> {
+  return readSmallFileSync(path, options) ?? readTextFileAsync(path, options);
+}
+
+/** Files up to this size are read with synchronous calls (see {@link readSmallFileSync}). */
+const SMALL_FILE = 64 * 1024;
+
+/**
+ * A regular file of at most {@link SMALL_FILE} bytes read with synchronous
+ * calls (runtime files and journals are a few KiB in a local directory:
+ * each call takes microseconds, while an asynchronous one waits for a
+ * thread-pool round trip, most of the read's cost on a busy host);
+ * undefined for anything else, which {@link readTextFileAsync} reads and
+ * reports on with the same checks.
+ */
+function readSmallFileSync(path: string, options: ReadTextOptions): { text: string; stamp: FileStamp } | undefined {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followSymlinks === true ? 0 : constants.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(path, flags);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > Math.min(SMALL_FILE, options.maxBytes)) return undefined;
+    const buf = Buffer.alloc(st.size + 1);
+    let got = 0;
+    for (;;) {
+      const n = readSync(fd, buf, got, buf.length - got, got);
+      if (n === 0) break;
+      got += n;
+      // Grew after fstat: the careful path decides.
+      if (got === buf.length) return undefined;
+    }
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, got));
+    } catch {
+      return undefined;
+    }
+    return { text, stamp: stampOf(st) };
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function readTextFileAsync(path: string, options: ReadTextOptions): Promise<{ text: string; stamp: FileStamp }> {
   const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followSymlinks === true ? 0 : constants.O_NOFOLLOW);
   let fh;
   try {
@@ -211,7 +268,7 @@ export async function stageFile(path: string, data: string, options: ReplaceOpti
   const open_ = fh;
   // The sync runs while the caller does other work; commit waits for it before the rename, so the
   // name never points at content that a power cut could still lose.
-  const synced = open_.sync().finally(() => open_.close());
+  const synced = options.sync === false ? open_.close() : open_.sync().finally(() => open_.close());
   synced.catch(() => undefined);
   let done = false;
   const discard = async (): Promise<void> => {
