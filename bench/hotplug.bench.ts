@@ -22,8 +22,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HotplugEngine, QmpConnections } from '../plugin/hotplug';
-import type { AddPhase, AddTiming } from '../plugin/hotplug/timing';
+import { HotplugEngine, QmpConnections, type AddPhase, type AddTiming } from '../plugin/hotplug';
 import { blockdevArgs, buildArgv, diskDeviceArgs, diskIo, planInstance } from '../plugin/planner';
 import { prepareRunDir } from '../plugin/process/host-facts';
 import { launchQemu } from '../plugin/process';

@@ -1,7 +1,10 @@
 /**
  * Where a hot-added device goes: pure, from the runtime file's occupancy
- * AND what the live QEMU has, so a device placed by kvm_extra, by hand or
- * left behind by a failed unplug is never collided with.
+ * and what is known of the live QEMU. The engine first passes nothing live
+ * (NO_LIVE_OCCUPANCY): QEMU refuses an address in use, and only then is
+ * the live layout read and passed, with the refused address (withTaken),
+ * so a device placed by kvm_extra, by hand or left behind by a failed
+ * unplug is never collided with.
  */
 import { GkdError } from '../errors';
 import { deviceOptions, DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLERS, runtimeHvParams, parsePorts, resolveMachine } from '../planner';
