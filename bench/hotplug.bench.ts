@@ -1,26 +1,35 @@
 /**
  * Hot-add and hot-remove latency of a SCSI disk (scsi-hd on virtio-scsi-pci)
- * through the HotplugEngine against the bare QMP sequence, on the same
- * paused QEMU in the same run, rounds interleaved so both see the same load.
- *
- * Bare add: blockdev-add + device_add. Bare remove: device_del, wait for
- * DEVICE_DELETED (armed before the command), blockdev-del. Both build their
- * arguments with the planner's builders, so the difference is what the
- * engine adds: the instance lock, reading the runtime file and the live
- * layout (query-pci, QOM), verification (QOM, query-block) and the atomic
- * runtime-file write. Nothing sleeps; every wait is on a QMP reply or event.
+ * three ways on the same paused QEMU in the same run, rounds interleaved so
+ * all see the same load:
+ * - bare: `blockdev-add` + `device_add` on a monitor of its own (the
+ *   baseline: what any client must send); removal `device_del`, wait for
+ *   `DEVICE_DELETED` (armed before the command), `blockdev-del`;
+ * - engine: `HotplugEngine.addDisk`/`removeDisk` in this process, on a
+ *   second monitor, with a timing hook giving the add's phases;
+ * - daemon: `disk.add`/`disk.remove` through a `kvm-devices serve` child over
+ *   one persistent RPC client; the daemon's own QMP connections (one short
+ *   connection per operation, on a third monitor, as on a Ganeti node) and
+ *   its runtime dir.
+ * Both engine paths keep every guarantee: instance lock, journal entry,
+ * verification, fsynced runtime write. Arguments come from the planner's
+ * builders, so the difference is what the engine adds. Nothing sleeps;
+ * every wait is on a QMP reply or event.
  *
  * Run: `npx tsc -p . && node dist/bench/hotplug.bench.js [iterationsPerRound]`
+ * Prints one Markdown section on stdout; progress goes to stderr.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HotplugEngine, QmpConnections } from '../plugin/hotplug';
+import { HotplugEngine, QmpConnections, type AddPhase, type AddTiming } from '../plugin/hotplug';
 import { blockdevArgs, buildArgv, diskDeviceArgs, diskIo, planInstance } from '../plugin/planner';
 import { prepareRunDir } from '../plugin/process/host-facts';
 import { launchQemu } from '../plugin/process';
+import { RpcClient } from '../plugin/rpc';
 import { RuntimeStore } from '../plugin/runtime';
 import type { InstanceSpec, ScsiHvInfo } from '../plugin/types';
+import { spawnDaemon } from '../test/integration/rpc/daemon-process';
 
 /** One measured series. */
 export interface HotplugBenchRow {
@@ -30,18 +39,30 @@ export interface HotplugBenchRow {
   p95Ms: number;
 }
 
+/** One phase of the engine's add: medians over the kept samples. */
+export interface PhaseRow {
+  phase: AddPhase;
+  startMs: number;
+  durationMs: number;
+}
+
 export interface HotplugBenchResult {
-  rows: HotplugBenchRow[];
-  /** Engine median / bare median. */
-  addRatio: number;
-  removeRatio: number;
+  rows: { bareAdd: HotplugBenchRow; engineAdd: HotplugBenchRow; daemonAdd: HotplugBenchRow; bareRemove: HotplugBenchRow; engineRemove: HotplugBenchRow; daemonRemove: HotplugBenchRow };
+  phases: PhaseRow[];
+  /** Median of the engine add's total as its timing hook saw it. */
+  hookTotalMs: number;
+  rounds: number;
+  iterations: number;
+  warmup: number;
+  load: { before: number; after: number };
 }
 
 const ROUNDS = 5;
 const WARMUP = 5;
+const NAME = 'bench1.example.com';
 
 const SPEC: InstanceSpec = {
-  name: 'bench1.example.com',
+  name: NAME,
   uuid: '4b6e0a2c-1f0e-4c1b-9a51-0d2f7c0e8b11',
   hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' },
   beparams: { maxmem: 64, vcpus: 1 },
@@ -49,50 +70,83 @@ const SPEC: InstanceSpec = {
   nics: [],
 };
 
+const progress = (msg: string): void => void process.stderr.write(`hotplug bench: ${msg}\n`);
+
 /** Measures `iterations` add/remove pairs per series per round, {@link ROUNDS} rounds. */
 export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResult> {
+  const loadBefore = loadavg()[0];
   const dir = mkdtempSync(join(tmpdir(), 'gkd-bench-hotplug-'));
-  prepareRunDir(dir);
-  mkdirSync(join(dir, 'conf'));
+  // The daemon's layout: runtime files in conf/, its QMP sockets at run/ctrl/<name>.qmp (the default pattern).
+  const runDir = join(dir, 'run');
+  const confDir = join(dir, 'conf');
+  prepareRunDir(runDir);
+  mkdirSync(confDir);
   const plan = planInstance(SPEC);
+  const daemonSock = join(runDir, 'ctrl', `${NAME}.qmp`);
   const engineSock = join(dir, 'engine.qmp');
-  const argv = buildArgv(plan.runtime, { accel: 'tcg', runDir: dir, qmp: engineSock, paused: true, serials: [] });
+  const argv = [...buildArgv(plan.runtime, { accel: 'tcg', runDir, qmp: daemonSock, paused: true, serials: [] }), '-qmp', `unix:${engineSock},server=on,wait=off`];
   const vm = await launchQemu(argv, { qmpSocket: join(dir, 'bare.qmp') });
-  const store = new RuntimeStore(join(dir, 'conf'));
-  await store.write(SPEC.name, plan.runtime);
+  const store = new RuntimeStore(confDir);
+  await store.write(NAME, plan.runtime);
   const connections = new QmpConnections();
-  const engine = new HotplugEngine({ store, connections, qmpSocket: () => engineSock, accel: 'tcg' });
-  const images = ['e.raw', 'b.raw'].map((f) => {
+  const timings: AddTiming[] = [];
+  let keepTiming = false;
+  const engine = new HotplugEngine({
+    store, connections, qmpSocket: () => engineSock, accel: 'tcg',
+    onAddTiming: (t) => {
+      if (keepTiming) timings.push(t);
+    },
+  });
+  const images = ['e.raw', 'd.raw', 'b.raw'].map((f) => {
     const p = join(dir, f);
     writeFileSync(p, Buffer.alloc(1 << 20));
     return p;
   });
   const io = diskIo(plan.runtime);
   const qmp = vm.qmp;
+  progress('starting the daemon');
+  const daemon = await spawnDaemon({ dir, env: { GKD_STORAGE_ROOTS: `${dir}/` } });
+  const client = await RpcClient.connect(daemon.socket);
 
-  const samples = { engineAdd: [] as number[], bareAdd: [] as number[], engineRemove: [] as number[], bareRemove: [] as number[] };
+  const samples = { engineAdd: [] as number[], bareAdd: [] as number[], daemonAdd: [] as number[], engineRemove: [] as number[], bareRemove: [] as number[], daemonRemove: [] as number[] };
   let seq = 0;
   const uuid = (): string => `${(0xb0000000 + seq++).toString(16)}-0000-4000-8000-000000000000`;
+  const ms = (a: bigint, b: bigint): number => Number(b - a) / 1e6;
 
   const engineCycle = async (keep: boolean): Promise<void> => {
     const u = uuid();
+    keepTiming = keep;
     const t0 = process.hrtime.bigint();
-    await engine.addDisk(SPEC.name, { uuid: u, path: images[0] });
+    await engine.addDisk(NAME, { uuid: u, path: images[0] });
     const t1 = process.hrtime.bigint();
-    const r = await engine.removeDisk(SPEC.name, u);
+    keepTiming = false;
+    const r = await engine.removeDisk(NAME, u);
     const t2 = process.hrtime.bigint();
     if (r.status !== 'removed' || r.warnings.length > 0) throw new Error(`engine removal not clean: ${JSON.stringify(r)}`);
     if (keep) {
-      samples.engineAdd.push(Number(t1 - t0) / 1e6);
-      samples.engineRemove.push(Number(t2 - t1) / 1e6);
+      samples.engineAdd.push(ms(t0, t1));
+      samples.engineRemove.push(ms(t1, t2));
     }
   };
-  // The bare sequence gets the address for free (target 0: the engine's disk is gone by then).
+  const daemonCycle = async (keep: boolean): Promise<void> => {
+    const u = uuid();
+    const t0 = process.hrtime.bigint();
+    await client.call('disk.add', { name: NAME, disk: { uuid: u, mode: 'rw', path: images[1] } });
+    const t1 = process.hrtime.bigint();
+    const r = await client.call<{ status: string; warnings: string[] }>('disk.remove', { name: NAME, uuid: u });
+    const t2 = process.hrtime.bigint();
+    if (r.status !== 'removed' || r.warnings.length > 0) throw new Error(`daemon removal not clean: ${JSON.stringify(r)}`);
+    if (keep) {
+      samples.daemonAdd.push(ms(t0, t1));
+      samples.daemonRemove.push(ms(t1, t2));
+    }
+  };
+  // The bare sequence gets the address for free (target 0: the other series' disks are gone by then).
   const bareCycle = async (keep: boolean): Promise<void> => {
     const id = `disk-${uuid().slice(0, 8)}`;
     const hvinfo: ScsiHvInfo = { driver: 'scsi-hd', id, bus: 'scsi.0', channel: 0, 'scsi-id': 0, lun: 0 };
     const t0 = process.hrtime.bigint();
-    await qmp.execute('blockdev-add', blockdevArgs(id, { path: images[1], uri: null, readOnly: false, blockDevice: false }, io, 'disk'));
+    await qmp.execute('blockdev-add', blockdevArgs(id, { path: images[2], uri: null, readOnly: false, blockDevice: false }, io, 'disk'));
     await qmp.execute('device_add', diskDeviceArgs(hvinfo, io));
     const t1 = process.hrtime.bigint();
     const gone = qmp.expectEvent('DEVICE_DELETED', (d) => d.device === id, 5_000);
@@ -101,28 +155,42 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
     await qmp.execute('blockdev-del', { 'node-name': id });
     const t2 = process.hrtime.bigint();
     if (keep) {
-      samples.bareAdd.push(Number(t1 - t0) / 1e6);
-      samples.bareRemove.push(Number(t2 - t1) / 1e6);
+      samples.bareAdd.push(ms(t0, t1));
+      samples.bareRemove.push(ms(t1, t2));
     }
   };
 
   try {
     for (let i = 0; i < WARMUP; i++) {
       await engineCycle(false);
+      await daemonCycle(false);
       await bareCycle(false);
     }
     for (let r = 0; r < ROUNDS; r++) {
-      for (let i = 0; i < iterations; i++) await engineCycle(true);
+      progress(`round ${r + 1}/${ROUNDS}`);
       for (let i = 0; i < iterations; i++) await bareCycle(true);
+      for (let i = 0; i < iterations; i++) await engineCycle(true);
+      for (let i = 0; i < iterations; i++) await daemonCycle(true);
     }
-    const rows = [
-      row('HotplugEngine.addDisk', samples.engineAdd),
-      row('bare blockdev-add + device_add', samples.bareAdd),
-      row('HotplugEngine.removeDisk', samples.engineRemove),
-      row('bare device_del + DEVICE_DELETED + blockdev-del', samples.bareRemove),
-    ];
-    return { rows, addRatio: round2(rows[0].medianMs / rows[1].medianMs), removeRatio: round2(rows[2].medianMs / rows[3].medianMs) };
+    return {
+      rows: {
+        bareAdd: row('bare `blockdev-add` + `device_add`', samples.bareAdd),
+        engineAdd: row('`HotplugEngine.addDisk`, in process', samples.engineAdd),
+        daemonAdd: row('`disk.add` through the daemon (RPC)', samples.daemonAdd),
+        bareRemove: row('bare `device_del` + `DEVICE_DELETED` + `blockdev-del`', samples.bareRemove),
+        engineRemove: row('`HotplugEngine.removeDisk`, in process', samples.engineRemove),
+        daemonRemove: row('`disk.remove` through the daemon (RPC)', samples.daemonRemove),
+      },
+      phases: phaseRows(timings),
+      hookTotalMs: median(timings.map((t) => t.totalMs)),
+      rounds: ROUNDS,
+      iterations,
+      warmup: WARMUP,
+      load: { before: loadBefore, after: loadavg()[0] },
+    };
   } finally {
+    await client.close().catch(() => undefined);
+    await daemon.stop();
     await connections.closeAll();
     await vm.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -133,25 +201,97 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 }
 
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
+function median(xs: number[]): number {
+  return quantile([...xs].sort((a, b) => a - b), 0.5);
 }
 
 function row(name: string, s: number[]): HotplugBenchRow {
   const sorted = [...s].sort((a, b) => a - b);
-  return { name, samples: s.length, medianMs: round2(quantile(sorted, 0.5)), p95Ms: round2(quantile(sorted, 0.95)) };
+  return { name, samples: s.length, medianMs: quantile(sorted, 0.5), p95Ms: quantile(sorted, 0.95) };
+}
+
+/** Median start and duration of each phase, in the order phases start. */
+function phaseRows(timings: AddTiming[]): PhaseRow[] {
+  const by = new Map<AddPhase, { start: number[]; dur: number[] }>();
+  for (const t of timings) {
+    for (const s of t.spans) {
+      const e = by.get(s.phase) ?? { start: [], dur: [] };
+      e.start.push(s.startMs);
+      e.dur.push(s.endMs - s.startMs);
+      by.set(s.phase, e);
+    }
+  }
+  return [...by.entries()].map(([phase, e]) => ({ phase, startMs: median(e.start), durationMs: median(e.dur) })).sort((a, b) => a.startMs - b.startMs);
+}
+
+const f2 = (x: number): string => x.toFixed(2);
+
+/** The section for BENCHMARKS.md (see the file comment). */
+export function renderHotplugBench(r: HotplugBenchResult): string {
+  const { bareAdd, engineAdd, daemonAdd, bareRemove, engineRemove, daemonRemove } = r.rows;
+  const ratio = (a: HotplugBenchRow, b: HotplugBenchRow): string => f2(a.medianMs / b.medianMs);
+  const out: string[] = [];
+  out.push('## Hotplug', '');
+  out.push(
+    `\`bench/hotplug.bench.ts\` (\`npx tsc -p . && node dist/bench/hotplug.bench.js ${r.iterations}\`): a SCSI disk (scsi-hd on`,
+    'virtio-scsi-pci, pc) hot-added and hot-removed on one paused QEMU started from the planner\'s argv, three',
+    'ways, each on a QMP monitor of its own: the bare QMP sequence (`blockdev-add` + `device_add`; `device_del` +',
+    'wait for `DEVICE_DELETED`, armed before the command, + `blockdev-del`) with the planner\'s arguments, the',
+    'baseline; `HotplugEngine` in the bench process; and `disk.add` / `disk.remove` through a `kvm-devices serve`',
+    'child (log level info) over one persistent RPC client, with the daemon\'s own short QMP connections and',
+    'runtime dir. Both engine paths take the instance lock, journal the add, verify it from QEMU and fsync the',
+    `runtime file. ${r.rounds} interleaved rounds of ${r.iterations} add/remove pairs per series after ${r.warmup} warm-up pairs; load`,
+    `average ${f2(r.load.before)} at the start, ${f2(r.load.after)} at the end (2 cores shared with other work).`,
+    '',
+    '| series | samples | median ms | p95 ms |',
+    '|---|---|---|---|',
+  );
+  for (const x of [bareAdd, engineAdd, daemonAdd, bareRemove, engineRemove, daemonRemove]) out.push(`| ${x.name} | ${x.samples} | ${f2(x.medianMs)} | ${f2(x.p95Ms)} |`);
+  out.push(
+    '',
+    `Medians over the bare sequence: add through the daemon ${ratio(daemonAdd, bareAdd)}, add in process ${ratio(engineAdd, bareAdd)};`,
+    `removal through the daemon ${ratio(daemonRemove, bareRemove)}, in process ${ratio(engineRemove, bareRemove)}.`,
+    '',
+    `Where the in-process add's time goes (the engine's timing hook; median start and duration of each phase`,
+    `over the ${engineAdd.samples} kept adds, ms from the call; phases in parentheses run beside others, off the critical path):`,
+    '',
+    '| phase | starts at | lasts |',
+    '|---|---|---|',
+  );
+  // Both run while the QMP connection is made and the run state asked.
+  const overlapped = new Set<AddPhase>(['runtime read', 'journal entry']);
+  for (const p of r.phases) out.push(`| ${overlapped.has(p.phase) ? `(${p.phase})` : p.phase} | ${f2(p.startMs)} | ${f2(p.durationMs)} |`);
+  out.push(`| total (hook) | | ${f2(r.hookTotalMs)} |`);
+  const dur = (ph: AddPhase): number => r.phases.find((p) => p.phase === ph)?.durationMs ?? 0;
+  const start = (ph: AddPhase): number => r.phases.find((p) => p.phase === ph)?.startMs ?? 0;
+  const qemu = dur('blockdev-add') + dur('device_add');
+  const overhead = daemonAdd.medianMs - bareAdd.medianMs;
+  out.push(
+    '',
+    `* Through the daemon an add costs ${f2(overhead)} ms more than the bare sequence; ${f2(daemonAdd.medianMs - engineAdd.medianMs)} ms of that is`,
+    '  the daemon over the in-process engine (median difference): the RPC round trip, schema validation,',
+    '  the path confinement check and the call log line.',
+    `* Of the in-process add, QEMU's own two commands take ${f2(qemu)} ms (${Math.round((100 * qemu) / r.hookTotalMs)}%; the bare sequence ${f2(bareAdd.medianMs)} ms).`,
+    `  Before \`blockdev-add\` (which starts at ${f2(start('blockdev-add'))} ms): the lock (${f2(dur('lock'))}), the runtime read`,
+    `  (${f2(dur('runtime read'))}) and the journal entry (${f2(dur('journal entry'))}), beside the QMP connection, begun before the lock`,
+    `  (ready ${f2(dur('qmp connect'))} ms after the lock), and the run state check (${f2(dur('run state'))}). Placement comes from the`,
+    '  runtime file: no live read unless QEMU refuses the address. After `device_add`: the verifying',
+    `  \`qom-get\`, sent right behind it (${f2(dur('verify'))} after its answer), the commit (staged file renamed, journal entry`,
+    `  removed: ${f2(dur('runtime commit'))}), the lock's release (${f2(dur('release'))}) and the runtime dir's sync (${f2(dur('dir sync'))}, begun at`,
+    '  the commit).',
+    `* Removal is bound by QEMU: \`DEVICE_DELETED\` for a SCSI disk comes well after \`device_del\` (the bare removal`,
+    `  takes ${f2(bareRemove.medianMs)} ms), so the engine's work (lock, journal, file write) mostly hides in that wait.`,
+    '',
+  );
+  return out.join('\n');
 }
 
 if (require.main === module) {
   const n = Number(process.argv[2] ?? 40);
   runHotplugBench(n).then(
-    (r) => {
-      console.log('| series | samples | median ms | p95 ms |\n|---|---|---|---|');
-      for (const x of r.rows) console.log(`| ${x.name} | ${x.samples} | ${x.medianMs} | ${x.p95Ms} |`);
-      console.log(`\nengine / bare (medians): add ${r.addRatio}, remove ${r.removeRatio}`);
-    },
+    (r) => process.stdout.write(renderHotplugBench(r)),
     (err) => {
-      console.error(err);
+      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
       process.exitCode = 1;
     },
   );

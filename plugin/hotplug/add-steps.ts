@@ -31,8 +31,6 @@ export interface AddStepsOptions {
   /** Leaves the backend to the background finisher: the guest has not released the device yet. */
   deferBackend: () => Promise<void>;
   unplugTimeoutMs: number;
-  /** Called before each QEMU step is sent (the journal records it first). */
-  beforeStep?: (cmd: AddCommand) => Promise<void>;
   /** Called once a step succeeded (test-only fault points). */
   afterStep?: (cmd: AddCommand) => void;
 }
@@ -51,7 +49,6 @@ export class AddSteps {
   /** Runs `cmd` and logs its inverse. */
   async run(cmd: AddCommand, args: QemuDict): Promise<void> {
     this.step = cmd;
-    await this.#o.beforeStep?.(cmd);
     const { what, inverse } = this.#inverse(cmd);
     try {
       await this.#o.qmp.execute(cmd, args);

@@ -1,7 +1,10 @@
 /**
  * Where a hot-added device goes: pure, from the runtime file's occupancy
- * AND what the live QEMU has, so a device placed by kvm_extra, by hand or
- * left behind by a failed unplug is never collided with.
+ * and what is known of the live QEMU. The engine first passes nothing live
+ * (NO_LIVE_OCCUPANCY): QEMU refuses an address in use, and only then is
+ * the live layout read and passed, with the refused address (withTaken),
+ * so a device placed by kvm_extra, by hand or left behind by a failed
+ * unplug is never collided with.
  */
 import { GkdError } from '../errors';
 import { deviceOptions, DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLERS, runtimeHvParams, parsePorts, resolveMachine } from '../planner';
@@ -19,6 +22,26 @@ export interface LiveOccupancy {
 }
 
 export type DeviceKind = 'disk' | 'nic';
+
+/** Nothing known from QEMU: placement from the runtime file alone (QEMU refuses an address in use). */
+export const NO_LIVE_OCCUPANCY: LiveOccupancy = { rootSlots: new Set(), busyBuses: new Set(), scsiTargets: new Set() };
+
+/**
+ * `live` plus the address of `hvinfo`, which QEMU just refused as taken: a
+ * live read can miss what refused it (a device QOM does not show where
+ * looked), and the retry must not ask for the same address again.
+ */
+export function withTaken(live: LiveOccupancy, hvinfo: HvInfo): LiveOccupancy {
+  const rootSlots = new Set(live.rootSlots);
+  const busyBuses = new Set(live.busyBuses);
+  const scsiTargets = new Set(live.scsiTargets);
+  if (isScsiHvInfo(hvinfo)) scsiTargets.add(hvinfo['scsi-id']);
+  else if (isPciHvInfo(hvinfo)) {
+    busyBuses.add(hvinfo.bus);
+    rootSlots.add(parseInt(hvinfo.addr, 16));
+  }
+  return { rootSlots, busyBuses, scsiTargets };
+}
 
 function runtimeHvInfos(runtime: RuntimeV2_16): HvInfo[] {
   const out: HvInfo[] = [];

@@ -58,16 +58,42 @@ export class QmpConnections {
       const client = await this.#client(socketPath);
       return await fn(client);
     } finally {
-      const left = (this.#users.get(socketPath) ?? 1) - 1;
-      if (left > 0) this.#users.set(socketPath, left);
-      else {
-        this.#users.delete(socketPath);
-        await this.#closeUnused(socketPath);
-        // A socket the daemon stops using leaves no key behind: the map holds only sockets in use.
-        const waiters = this.#idle.get(socketPath) ?? [];
-        this.#idle.delete(socketPath);
-        for (const wake of waiters) wake();
-      }
+      await this.#leave(socketPath);
+    }
+  }
+
+  /**
+   * Starts connecting to `socketPath` now, for a sequence that will {@link use}
+   * it in a moment: the connect then overlaps the caller's other work (taking
+   * the instance lock, reading files). Counts as a user until `release()`, so
+   * release it as soon as the `use` has begun, or when the sequence will not
+   * come soon (the lock is contended): a held connection keeps Ganeti off
+   * the monitor. A failed connect is reported by the `use`, which tries again.
+   */
+  hold(socketPath: string): { release(): Promise<void> } {
+    this.#users.set(socketPath, (this.#users.get(socketPath) ?? 0) + 1);
+    this.#client(socketPath).catch(() => undefined);
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        await this.#leave(socketPath);
+      },
+    };
+  }
+
+  /** One user of `socketPath` is done; the last one closes the connection. */
+  async #leave(socketPath: string): Promise<void> {
+    const left = (this.#users.get(socketPath) ?? 1) - 1;
+    if (left > 0) this.#users.set(socketPath, left);
+    else {
+      this.#users.delete(socketPath);
+      await this.#closeUnused(socketPath);
+      // A socket the daemon stops using leaves no key behind: the map holds only sockets in use.
+      const waiters = this.#idle.get(socketPath) ?? [];
+      this.#idle.delete(socketPath);
+      for (const wake of waiters) wake();
     }
   }
 

@@ -7,15 +7,14 @@
  */
 import pino, { type Logger } from 'pino';
 import { GkdError, isGkdError } from '../errors';
-import { readLiveDevice } from '../inspect';
 import {
   blockdevArgs, deviceId, diskDeviceArgs, diskEntry, diskIo, diskReadOnly, runtimeHvParams, netdevArgs, nicDeviceArgs, nicEntry, SCSI_BUS, type QemuDict,
 } from '../planner';
 import type { QmpClient } from '../qmp';
 import { faultPoint } from '../fault-point';
 import { canonicalAddrToSlot, convertRuntime, Journal, pciEraDriver, pciEraId, type JournalEntry, type RuntimeStore } from '../runtime';
-import type { DiskSpec, HvInfo, HvParams, NicSpec, RuntimeDiskEntry, RuntimeNic } from '../types';
-import { allocate, occupancyNeeds, type DeviceKind } from './allocate';
+import type { DiskSpec, HvInfo, HvParams, NicSpec, RuntimeFormatId, RuntimeV2_16 } from '../types';
+import { allocate, NO_LIVE_OCCUPANCY, occupancyNeeds, withTaken, type DeviceKind, type LiveOccupancy } from './allocate';
 
 /** The one PCI bus of the PCI-era runtime format (2.10). */
 const PCI_ERA_BUS = 'pci.0';
@@ -25,9 +24,12 @@ import { PendingUnplugs, type RemovedEvent } from './pending';
 import { needsReconcile, reconcileInstance, type ReconcileOutcome } from './reconcile';
 import { dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
+import { AddRecord, type Placement } from './add-record';
 import { AddSteps } from './add-steps';
+import { nameTaken, takenBy } from './refusals';
+import { PhaseClock, type AddTimingHook } from './timing';
 import { UndoLog } from './undo';
-import { verifyAdded } from './verify';
+import { verifyPlaced } from './verify';
 
 /** Defaults of {@link HotplugEngine}. */
 export const HOTPLUG_DEFAULTS = {
@@ -58,6 +60,8 @@ export interface HotplugEngineOptions {
   onRemoved?: (ev: RemovedEvent) => void;
   /** Where background work (pending removals) reports. @default silent */
   logger?: Logger;
+  /** Receives the phases of every successful hot-add (the benchmark's breakdown). @default none */
+  onAddTiming?: AddTimingHook;
 }
 
 /** Per-call options of the engine's operations. */
@@ -84,9 +88,18 @@ export interface RemoveResult {
   warnings: string[];
 }
 
+/** What one hot-add carries between its turn in the queue and its work. */
+interface AddContext {
+  clock: PhaseClock;
+  /** The connection started before the lock was taken (see #addTimed). */
+  early: { release(): Promise<void> } | undefined;
+  /** The runtime dir's sync, awaited once the lock is released. */
+  durable?: Promise<void>;
+}
+
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
 export class HotplugEngine {
-  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger'>> & HotplugEngineOptions;
+  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger' | 'onAddTiming'>> & HotplugEngineOptions;
   readonly #queues = new Map<string, Promise<unknown>>();
   /** Operations queued or running per instance (the bound of maxQueued). */
   readonly #waiting = new Map<string, number>();
@@ -146,7 +159,7 @@ export class HotplugEngine {
   }
 
   /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
-  #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal): Promise<T> {
+  #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal, onContended?: () => void): Promise<T> {
     const waiting = this.#waiting.get(name) ?? 0;
     if (waiting >= this.#o.maxQueued) {
       return Promise.reject(new GkdError('GKD_OVERLOADED', `Cannot queue another operation on instance "${name}": ${waiting} are already waiting for it; retry when they are done`, { field: 'name', data: { queued: waiting } }));
@@ -162,6 +175,7 @@ export class HotplugEngine {
       return fn(reconciled);
     }, {
       wait: this.#o.lockWaitMs,
+      ...(onContended === undefined ? {} : { onContended }),
       onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
     }));
     this.#queues.set(name, run);
@@ -193,12 +207,12 @@ export class HotplugEngine {
 
   /** Hot-adds a disk; returns its hvinfo. */
   addDisk(name: string, disk: DiskSpec, opts: CallOptions = {}): Promise<AddResult> {
-    return this.#exclusive(name, () => this.#add(name, 'disk', disk, opts), opts.signal);
+    return this.#addTimed(name, 'disk', disk, opts);
   }
 
   /** Hot-adds a NIC; returns its hvinfo. */
   addNic(name: string, nic: NicSpec, opts: CallOptions = {}): Promise<AddResult> {
-    return this.#exclusive(name, () => this.#add(name, 'nic', nic, opts), opts.signal);
+    return this.#addTimed(name, 'nic', nic, opts);
   }
 
   /** Hot-removes a disk by UUID. Throws GKD_HOTPLUG_PENDING when the guest has not released it in time. */
@@ -216,66 +230,141 @@ export class HotplugEngine {
     return this.#pending.list();
   }
 
-  async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
-    const field = kind;
-    let id = deviceId(kind, spec.uuid, `${field}.uuid`);
-    const read = await this.#o.store.read(name);
-    const runtime = read.upgraded;
-    const format = this.#o.store.formatToKeep(read);
-    if (entryOf(runtime, kind, spec.uuid) !== undefined) {
-      throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: id });
+  /**
+   * Runs a hot-add under the instance's turn, timed for the hook when there is one.
+   *
+   * When nothing else of this process waits for the instance, the QMP
+   * connection is started at once, so connecting overlaps taking the lock and
+   * reading the files; it is let go if another process holds the lock. The
+   * runtime dir's sync, which makes the add durable, runs after the lock is
+   * released and before the add is reported done.
+   */
+  async #addTimed(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
+    const hook = this.#o.onAddTiming;
+    const clock = new PhaseClock(hook !== undefined);
+    const ctx: AddContext = { clock, early: this.#queues.has(name) ? undefined : this.#o.connections.hold(this.#socket(name, opts)) };
+    let workEnd = 0;
+    let result: AddResult;
+    try {
+      result = await this.#exclusive(name, async () => {
+        clock.record('lock', 0);
+        try {
+          return await this.#add(name, kind, spec, opts, ctx);
+        } finally {
+          workEnd = clock.now();
+        }
+      }, opts.signal, () => void ctx.early?.release());
+    } finally {
+      await ctx.early?.release();
     }
+    clock.record('release', workEnd);
+    if (ctx.durable !== undefined) {
+      const syncing = clock.now();
+      // The runtime file is in place: a failed directory sync does not undo the add (as a write whose rename happened).
+      await ctx.durable.catch((e: unknown) => this.#log.warn({ instance: name, err: e }, 'the runtime dir could not be synced after a hot-add; the file is in place'));
+      clock.record('dir sync', syncing);
+    }
+    if (hook !== undefined) {
+      try {
+        hook({ kind, totalMs: clock.now(), spans: clock.spans() });
+      } catch (e) {
+        this.#log.warn({ instance: name, err: e }, 'the add timing hook threw; ignored');
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Where the device goes given what is known to be taken (`live`), and the
+   * runtime entry recording it. A file in a pci-era format keeps the id and
+   * driver that release derives from the slot (its Ganeti reads the file).
+   * Throws, before QEMU is touched, what the allocator throws and
+   * GKD_RUNTIME_LOSSY when the file's format cannot record the device.
+   */
+  #place(runtime: RuntimeV2_16, format: RuntimeFormatId, kind: DeviceKind, spec: DiskSpec | NicSpec, uuidId: string, live: LiveOccupancy): { id: string; placement: Placement } {
+    let id = uuidId;
+    let hvinfo = allocate(runtime, kind, id, live);
+    const slot = hvinfo.bus === PCI_ERA_BUS ? canonicalAddrToSlot(String((hvinfo as { addr?: unknown }).addr)) : undefined;
+    if (format !== '2.16' && slot !== undefined) {
+      id = pciEraId(kind, { uuid: spec.uuid, slot });
+      hvinfo = { ...hvinfo, id, driver: pciEraDriver(kind, runtime[2] as HvParams) } as HvInfo;
+    }
+    const entry = kind === 'disk'
+      ? diskEntry(spec as DiskSpec, hvinfo, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice })
+      : nicEntry(spec as NicSpec, hvinfo);
+    if (format !== '2.16') {
+      try {
+        convertRuntime(withEntry(runtime, kind, entry), format);
+      } catch (e) {
+        if (!isGkdError(e) || e.code !== 'GKD_RUNTIME_LOSSY') throw e;
+        throw new GkdError('GKD_RUNTIME_LOSSY', `Cannot hot-add ${kind} "${id}": the runtime file is in format ${format} (what this node's Ganeti reads), which cannot record it: ${e.message}`, {
+          field: `${kind}.uuid`, device: id, ...(e.data === undefined ? {} : { data: e.data }), cause: e,
+        });
+      }
+    }
+    return { id, placement: { hvinfo, entry } };
+  }
+
+  /**
+   * The hot-add itself (see docs/hotplug.md, "Hot-add"): placed from the
+   * runtime file; the journal entry and the staged runtime file written
+   * while the QMP connection is made; backend, device_add, one read to
+   * verify; the runtime file committed. QEMU refusing the address (a device
+   * put there behind our back) costs one live read and one more device_add.
+   */
+  async #add(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions, ctx: AddContext): Promise<AddResult> {
+    const { clock } = ctx;
+    const field = kind;
+    const uuidId = deviceId(kind, spec.uuid, `${field}.uuid`);
     if (kind === 'nic' && (spec as NicSpec).backend?.type === 'tap' && (spec as { backend: { fd?: number } }).backend.fd !== undefined) {
-      throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${id}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
+      throw new GkdError('GKD_HOTPLUG_UNSUPPORTED', `Cannot hot-add NIC "${uuidId}" with a tap fd: passing a file descriptor to QEMU needs SCM_RIGHTS on the QMP socket, which this daemon does not do; give the tap by ifname`, { field: 'nic.backend.fd' });
+    }
+    if (kind === 'disk' && (typeof (spec as DiskSpec).path !== 'string' || (spec as DiskSpec).path === '')) {
+      throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${uuidId}": disk.path must be a non-empty string`, { field: 'disk.path' });
     }
     const socket = this.#socket(name, opts);
     const undo = new UndoLog();
-    const action = `hot-add ${kind} "${id}" to "${name}"`;
+    const action = `hot-add ${kind} "${uuidId}" to "${name}"`;
     const unplugTimeoutMs = opts.unplugTimeoutMs ?? this.#o.unplugTimeoutMs;
+    const backendStep = kind === 'disk' ? 'blockdev-add' : 'netdev_add';
+    const recordDeps = { store: this.#o.store, journal: this.journal, log: this.#log };
+    let id = uuidId;
+    let record: AddRecord | undefined;
     let steps: AddSteps | undefined;
-    let hvinfo: HvInfo | undefined;
-    let journal: JournalEntry | undefined;
+    let committing: Promise<void> | undefined;
+    // Read and placed from the runtime file, journaled, while QEMU is asked for its run state.
+    const preparing = (async () => {
+      const read = await clock.span('runtime read', () => this.#o.store.read(name));
+      const runtime = read.upgraded;
+      const format = this.#o.store.formatToKeep(read);
+      if (entryOf(runtime, kind, spec.uuid) !== undefined) {
+        throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${uuidId}": instance "${name}" already has a ${kind} with UUID "${spec.uuid}"`, { field: `${field}.uuid`, device: uuidId });
+      }
+      const open = (devId: string, placement: Placement): Promise<AddRecord> => AddRecord.open(recordDeps, { name, kind, uuid: spec.uuid, id: devId, socket, step: backendStep }, read, placement);
+      // A pci-era file names the device after its slot, so the slot must be right before the backend
+      // is named: it is placed from QEMU's live layout up front. A 2.16 file is placed from the file
+      // alone (QEMU refuses an address in use, refusals.ts).
+      const liveFirst = format !== '2.16';
+      if (!liveFirst) record = await clock.span('journal entry', async () => open(uuidId, this.#place(runtime, format, kind, spec, uuidId, NO_LIVE_OCCUPANCY).placement));
+      return { read, runtime, format, liveFirst, open };
+    })();
+    preparing.catch(() => undefined);
     try {
-      // One short sequence on the monitor: read, place, add, verify, record; then it is given back.
+      const connecting = clock.now();
+      // One short sequence on the monitor: check, add, verify; then it is given back while the file is committed.
       await this.#o.connections.use(socket, async (qmp) => {
-        await this.#checkRunState(qmp, name, `hot-add ${kind} "${id}"`);
-        const live = await readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind));
-        if ((await readLiveDevice(qmp, id)) !== undefined) {
-          throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
+        clock.record('qmp connect', connecting);
+        // This sequence holds the connection now; it closes when the sequence ends.
+        void ctx.early?.release();
+        const [, prep] = await Promise.all([clock.span('run state', () => this.#checkRunState(qmp, name, `hot-add ${kind} "${uuidId}"`)), preparing]);
+        const { runtime, format, liveFirst, open } = prep;
+        if (liveFirst) {
+          const live = await clock.span('live read', () => readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind)));
+          const p = this.#place(runtime, format, kind, spec, uuidId, live);
+          id = p.id;
+          record = await clock.span('journal entry', () => open(p.id, p.placement));
         }
-        hvinfo = allocate(runtime, kind, id, live);
-        const slot = hvinfo.bus === PCI_ERA_BUS ? canonicalAddrToSlot(String((hvinfo as { addr?: unknown }).addr)) : undefined;
-        if (format !== '2.16' && slot !== undefined) {
-          // The file keeps its own format (the Ganeti of that release reads it), which records only the
-          // slot: the device gets the id and driver that release derives from it, as it would have.
-          id = pciEraId(kind, { uuid: spec.uuid, slot });
-          hvinfo = { ...hvinfo, id, driver: pciEraDriver(kind, runtime[2] as HvParams) } as HvInfo;
-          if ((await readLiveDevice(qmp, id)) !== undefined) {
-            throw new GkdError('GKD_DEVICE_EXISTS', `Cannot hot-add ${kind} "${id}": QEMU already has a device with that id (not in the runtime file: run instance.verify)`, { field: `${field}.uuid`, device: id });
-          }
-        }
-        const at = hvinfo;
-        // The runtime entry is known before QEMU is touched: the journal carries it, so a restart can
-        // record a device that made it into QEMU.
-        let entry: RuntimeDiskEntry | RuntimeNic;
-        if (kind === 'disk') {
-          const d = spec as DiskSpec;
-          if (typeof d.path !== 'string' || d.path === '') throw new GkdError('GKD_SPEC_INVALID', `Cannot hot-add disk "${id}": disk.path must be a non-empty string`, { field: 'disk.path' });
-          entry = diskEntry(d, at, runtime[3].length, 'disk', { isBlockDevice: this.#o.isBlockDevice });
-        } else {
-          entry = nicEntry(spec as NicSpec, at);
-        }
-        // Refused before QEMU is touched when the file's format cannot record the device.
-        if (format !== '2.16') {
-          try {
-            convertRuntime(withEntry(runtime, kind, entry), format);
-          } catch (e) {
-            if (!isGkdError(e) || e.code !== 'GKD_RUNTIME_LOSSY') throw e;
-            throw new GkdError('GKD_RUNTIME_LOSSY', `Cannot hot-add ${kind} "${id}" to "${name}": its runtime file is in format ${format} (what this node's Ganeti reads), which cannot record it: ${e.message}`, {
-              field: `${field}.uuid`, device: id, ...(e.data === undefined ? {} : { data: e.data }), cause: e,
-            });
-          }
-        }
+        const rec = record as AddRecord;
         steps = new AddSteps({
           qmp,
           id,
@@ -288,49 +377,73 @@ export class HotplugEngine {
             this.#pending.watch({ name, kind, uuid: '', id, socket, recorded: false, seq: p.seq });
           },
           unplugTimeoutMs,
-          beforeStep: async (cmd) => {
-            journal = journal === undefined
-              ? await this.journal.open(name, { op: 'add', step: cmd, kind, uuid: spec.uuid, id, socket, hvinfo: at as unknown as Record<string, unknown>, entry })
-              : await this.journal.update(name, { ...journal, step: cmd });
-            if (cmd !== 'device_add') faultPoint(`${kind}-add:journaled`);
-          },
           afterStep: (cmd) => faultPoint(`${kind}-add:${cmd === 'device_add' ? 'device' : 'backend'}`),
         });
-        if (kind === 'disk') {
-          const d = spec as DiskSpec;
-          const io = diskIo(runtime);
-          const readOnly = diskReadOnly(d.mode, at.driver);
-          await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, io, 'disk') as QemuDict);
-          await steps.run('device_add', diskDeviceArgs(at, io));
-        } else {
-          const n = spec as NicSpec;
-          const hv = runtimeHvParams(runtime[2]);
-          const backend = n.backend ?? { type: 'tap' as const };
-          await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
-          await steps.run('device_add', nicDeviceArgs(at, n.mac));
+        faultPoint(`${kind}-add:journaled`);
+        const deviceArgs = (h: HvInfo): QemuDict => (kind === 'disk' ? diskDeviceArgs(h, diskIo(runtime)) : nicDeviceArgs(h, (spec as NicSpec).mac));
+        await clock.span(backendStep, () => this.#backend(steps as AddSteps, kind, spec, runtime, id, rec.placement.hvinfo.driver));
+        // The verifying read goes right behind device_add (QEMU answers in order): one round trip
+        // saved. If device_add fails, what it read is ignored.
+        let verifying: Promise<void> | undefined;
+        try {
+          await clock.span('device_add', () => {
+            const adding = (steps as AddSteps).run('device_add', deviceArgs(rec.placement.hvinfo));
+            verifying = verifyPlaced(qmp, id, rec.placement.hvinfo);
+            verifying.catch(() => undefined);
+            return adding;
+          });
+        } catch (e) {
+          // QEMU refused the address: something not in the runtime file sits there. Read what QEMU
+          // has and place again, once; the journal entry and staged file follow before QEMU is asked.
+          if (takenBy(e) !== 'address' || liveFirst) throw e;
+          const live = await clock.span('live read', () => readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind)));
+          const again = this.#place(runtime, format, kind, spec, uuidId, withTaken(live, rec.placement.hvinfo));
+          this.#log.info({ instance: name, device: id, refused: rec.placement.hvinfo, now: again.placement.hvinfo }, 'QEMU refused the address (a device not in the runtime file holds it); placing from its live layout');
+          await rec.replace(again.placement);
+          await clock.span('device_add', () => (steps as AddSteps).run('device_add', deviceArgs(again.placement.hvinfo)));
+          verifying = verifyPlaced(qmp, id, again.placement.hvinfo);
         }
         steps.step = 'verify';
-        await verifyAdded(qmp, id, at, kind);
+        await clock.span('verify', () => verifying as Promise<void>);
         faultPoint(`${kind}-add:verified`);
         steps.step = 'runtime write';
-        await this.#o.store.writeKeepingFormat(name, withEntry(runtime, kind, entry), read);
-        faultPoint(`${kind}-add:recorded`);
+        // The file's rename and directory sync need no monitor: the connection closes meanwhile.
+        committing = clock.span('runtime commit', async () => {
+          await rec.writeRuntime();
+          faultPoint(`${kind}-add:recorded`);
+          await rec.finish();
+          ctx.durable = this.#o.store.syncDir();
+          ctx.durable.catch(() => undefined);
+        });
+        committing.catch(() => undefined);
       });
+      await committing;
     } catch (e) {
+      await preparing.catch(() => undefined);
       // The file was renamed into place and only the directory sync failed: QEMU and the file agree.
-      if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && hvinfo !== undefined) {
-        await this.#closeJournal(name, journal);
-        return { hvinfo };
-      }
+      if (steps?.step === 'runtime write' && isGkdError(e) && e.data?.committed === true && record !== undefined) return { hvinfo: record.placement.hvinfo };
       // Rolled back after the add's connection was given back: each inverse uses a short one of its own.
-      const err = await undo.fail(action, steps?.step ?? 'prepare', e);
+      const err = await undo.fail(action, steps?.step ?? 'prepare', nameTaken(e, kind, id));
       // An inverse that failed (QEMU gone, no answer) leaves the entry open: the next reconcile finishes it.
       const undone = (err.data as { undone?: string[] } | undefined)?.undone ?? [];
-      if (!undone.some((l) => / FAILED: /.test(l))) await this.#closeJournal(name, journal);
+      await record?.abandon(undone.some((l) => / FAILED: /.test(l)));
       throw err;
     }
-    await this.#closeJournal(name, journal);
-    return { hvinfo: hvinfo as HvInfo };
+    return { hvinfo: (record as AddRecord).placement.hvinfo };
+  }
+
+  /** The backend step: the block node or the netdev, named `id`. */
+  async #backend(steps: AddSteps, kind: DeviceKind, spec: DiskSpec | NicSpec, runtime: RuntimeV2_16, id: string, driver: string): Promise<void> {
+    if (kind === 'disk') {
+      const d = spec as DiskSpec;
+      const readOnly = diskReadOnly(d.mode, driver);
+      await steps.run('blockdev-add', blockdevArgs(id, { path: d.path, uri: d.uri ?? null, readOnly, blockDevice: this.#o.isBlockDevice?.(d.path) ?? false }, diskIo(runtime), 'disk') as QemuDict);
+      return;
+    }
+    const n = spec as NicSpec;
+    const hv = runtimeHvParams(runtime[2]);
+    const backend = n.backend ?? { type: 'tap' as const };
+    await steps.run('netdev_add', netdevArgs(id, backend, hv.vhost_net && this.#o.accel === 'kvm' && backend.type === 'tap') as QemuDict);
   }
 
   /** Closes a finished operation's journal entry; a failure to do so is logged (the next reconcile closes it). */

@@ -6,3 +6,4 @@ export { QmpConnections } from './connections';
 export { allocate, hotplugModel, machineFromCmd, type LiveOccupancy, type DeviceKind } from './allocate';
 export { hotplugSupported, freeCapacity, type SupportAnswer } from './supported';
 export type { RemovedEvent } from './pending';
+export type { AddPhase, AddTiming, AddTimingHook, PhaseSpan } from './timing';

@@ -5,6 +5,13 @@
  */
 import { GkdError, isGkdError } from '../errors';
 
+/**
+ * Causes whose code says more than GKD_HOTPLUG_FAILED and stays after a
+ * rollback: QEMU placed the device elsewhere, QEMU already has the name, no
+ * address is left (found only once QEMU refused the first one).
+ */
+const KEPT_CODES = new Set(['GKD_HOTPLUG_VERIFY', 'GKD_DEVICE_EXISTS', 'GKD_CAPACITY']);
+
 /** The inverses of the steps of one hotplug, run newest first on failure. */
 export class UndoLog {
   readonly #steps: Array<{ what: string; run: () => Promise<string | void> }> = [];
@@ -31,8 +38,8 @@ export class UndoLog {
 
   /**
    * Unwinds, then returns the error to throw: GKD_HOTPLUG_FAILED (or the
-   * original code when it is more specific, like GKD_CAPACITY before any
-   * step ran) with the failed step and the undo lines in message and data.
+   * original code when it is more specific: any before a step ran, the
+   * KEPT_CODES after) with the failed step and the undo lines in message and data.
    */
   async fail(action: string, step: string, cause: unknown): Promise<GkdError> {
     // Refused before QEMU was touched (bad input, no room): the original error, with its field, says it best.
@@ -40,7 +47,7 @@ export class UndoLog {
     const undone = await this.unwind();
     const why = cause instanceof Error ? cause.message : String(cause);
     const tail = undone.length === 0 ? 'nothing to undo' : `undone: ${undone.join('; ')}`;
-    const code = isGkdError(cause) && cause.code === 'GKD_HOTPLUG_VERIFY' ? 'GKD_HOTPLUG_VERIFY' : 'GKD_HOTPLUG_FAILED';
+    const code = isGkdError(cause) && KEPT_CODES.has(cause.code) ? cause.code : 'GKD_HOTPLUG_FAILED';
     return new GkdError(code, `Cannot ${action}: ${step} failed: ${why}; ${tail}`, {
       ...(isGkdError(cause) && cause.device !== undefined ? { device: cause.device } : {}),
       ...(isGkdError(cause) && cause.field !== undefined ? { field: cause.field } : {}),

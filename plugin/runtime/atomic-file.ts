@@ -10,7 +10,7 @@
  * one, never a mix, and a crash leaves at most a stale hidden temp file.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, readlink, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
@@ -37,6 +37,14 @@ export interface ReplaceOptions {
   mode: number;
   /** Refuse unless the current file is exactly this version; `null`: refuse if a file exists. */
   expect?: FileStamp | null;
+  /**
+   * false: no fsync of the content ({@link stageFile} only). For a file that
+   * only guards a process's own state (a journal entry about a QEMU): a
+   * power cut that could lose the content ends that QEMU too, and the next
+   * process reads the renamed file from the page cache. A reader must then
+   * take an empty file for what a power cut left. @default true
+   */
+  sync?: boolean;
 }
 
 function stampOf(st: Stats): FileStamp {
@@ -74,6 +82,55 @@ async function symlinkError(path: string, verb: string): Promise<GkdError> {
  *   symlink, a non-regular file, a file over `maxBytes`, invalid UTF-8 or an I/O error.
  */
 export async function readTextFile(path: string, options: ReadTextOptions): Promise<{ text: string; stamp: FileStamp }> {
+  return readSmallFileSync(path, options) ?? readTextFileAsync(path, options);
+}
+
+/** Files up to this size are read with synchronous calls (see {@link readSmallFileSync}). */
+const SMALL_FILE = 64 * 1024;
+
+/**
+ * A regular file of at most {@link SMALL_FILE} bytes read with synchronous
+ * calls (runtime files and journals are a few KiB in a local directory:
+ * each call takes microseconds, while an asynchronous one waits for a
+ * thread-pool round trip, most of the read's cost on a busy host);
+ * undefined for anything else, which {@link readTextFileAsync} reads and
+ * reports on with the same checks.
+ */
+function readSmallFileSync(path: string, options: ReadTextOptions): { text: string; stamp: FileStamp } | undefined {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followSymlinks === true ? 0 : constants.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(path, flags);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > Math.min(SMALL_FILE, options.maxBytes)) return undefined;
+    const buf = Buffer.alloc(st.size + 1);
+    let got = 0;
+    for (;;) {
+      const n = readSync(fd, buf, got, buf.length - got, got);
+      if (n === 0) break;
+      got += n;
+      // Grew after fstat: the careful path decides.
+      if (got === buf.length) return undefined;
+    }
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(0, got));
+    } catch {
+      return undefined;
+    }
+    return { text, stamp: stampOf(st) };
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function readTextFileAsync(path: string, options: ReadTextOptions): Promise<{ text: string; stamp: FileStamp }> {
   const flags = constants.O_RDONLY | constants.O_NONBLOCK | (options.followSymlinks === true ? 0 : constants.O_NOFOLLOW);
   let fh;
   try {
@@ -157,6 +214,96 @@ function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | 
 }
 
 /**
+ * A replacement written to its temp file but not yet in place: {@link commit}
+ * renames it over the target, {@link discard} removes it. A hot-add stages
+ * the runtime file while QEMU works, so only the rename and the directory
+ * sync are left once QEMU has confirmed.
+ */
+export interface StagedFile {
+  /** The target the staged content replaces. */
+  readonly path: string;
+  /**
+   * Checks the target is still the version staged against, waits for the
+   * content's fsync, renames it into place and (unless `syncDir` is false,
+   * when the caller syncs the directory itself, once for several changes)
+   * fsyncs the directory.
+   *
+   * @throws GkdError as {@link replaceFileAtomically}; after the rename with `data.committed`
+   */
+  commit(options?: { syncDir?: boolean }): Promise<FileStamp>;
+  /** Removes the temp file (nothing at `path` changes). */
+  discard(): Promise<void>;
+}
+
+/**
+ * Writes `data` to a hidden temp file next to `path`, with the current file's
+ * owner and mode, and starts its fsync; nothing at `path` changes until
+ * {@link StagedFile.commit}. A failed commit removes the temp file.
+ *
+ * @throws GkdError `GKD_RUNTIME_IO` (symlink or non-file at `path`, changed
+ *   since `expect`, I/O error), `GKD_RUNTIME_NOT_FOUND` (gone since `expect`).
+ */
+export async function stageFile(path: string, data: string, options: ReplaceOptions): Promise<StagedFile> {
+  const dir = dirname(path);
+  const before = await currentFile(path);
+  checkExpected(path, before, options.expect);
+  // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
+  // The pid tells removeStaleTempFiles whether the writer may still be at work.
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let fh;
+  try {
+    fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    await fh.writeFile(data, 'utf8');
+    if (before !== undefined) {
+      const own = await fh.stat();
+      if (own.uid !== before.uid || own.gid !== before.gid) await fh.chown(before.uid, before.gid);
+    }
+    // After chown, which may clear set-id bits.
+    await fh.chmod(before === undefined ? options.mode : before.mode & 0o7777);
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw e instanceof GkdError ? e : ioError(path, 'write', e);
+  }
+  const open_ = fh;
+  // The sync runs while the caller does other work; commit waits for it before the rename, so the
+  // name never points at content that a power cut could still lose.
+  const synced = options.sync === false ? open_.close() : open_.sync().finally(() => open_.close());
+  synced.catch(() => undefined);
+  let done = false;
+  const discard = async (): Promise<void> => {
+    done = true;
+    await synced.catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+  };
+  return {
+    path,
+    discard,
+    async commit({ syncDir: sync = true } = {}): Promise<FileStamp> {
+      if (done) throw new GkdError('GKD_RUNTIME_IO', `Cannot replace "${path}": its staged content was already committed or discarded`, { field: 'path', data: { path } });
+      done = true;
+      let renamed = false;
+      try {
+        await synced;
+        // Shrink the window in which a concurrent writer's change could be lost.
+        checkExpected(path, await currentFile(path), options.expect);
+        await rename(tmp, path);
+        renamed = true;
+        if (sync) await syncDir(dir);
+        return stampOf(await lstat(path));
+      } catch (e) {
+        if (!renamed) await unlink(tmp).catch(() => undefined);
+        if (e instanceof GkdError) throw e;
+        const err = ioError(path, renamed ? 'sync the directory of' : 'write', e);
+        // After the rename the new content IS the file: callers must not undo what it records.
+        if (renamed) throw new GkdError(err.code, err.message, { ...(err.field === undefined ? {} : { field: err.field }), data: { ...err.data, committed: true }, cause: e });
+        throw err;
+      }
+    },
+  };
+}
+
+/**
  * Replaces (or creates) `path` with `data` atomically, keeping an existing
  * file's owner and mode. Nothing at `path` changes unless the final rename
  * happens; the temp file is removed on any failure.
@@ -165,55 +312,32 @@ function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | 
  *   since `expect`, I/O error), `GKD_RUNTIME_NOT_FOUND` (gone since `expect`).
  */
 export async function replaceFileAtomically(path: string, data: string, options: ReplaceOptions): Promise<FileStamp> {
-  const dir = dirname(path);
-  const before = await currentFile(path);
-  checkExpected(path, before, options.expect);
-  // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
-  // The pid tells removeStaleTempFiles whether the writer may still be at work.
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let renamed = false;
+  return (await stageFile(path, data, options)).commit();
+}
+
+/** Fsyncs the directory `dir`: the renames and removals done in it survive a crash. */
+export async function syncDirectory(dir: string): Promise<void> {
   try {
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    try {
-      await fh.writeFile(data, 'utf8');
-      if (before !== undefined) {
-        const own = await fh.stat();
-        if (own.uid !== before.uid || own.gid !== before.gid) await fh.chown(before.uid, before.gid);
-      }
-      // After chown, which may clear set-id bits.
-      await fh.chmod(before === undefined ? options.mode : before.mode & 0o7777);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    // Shrink the window in which a concurrent writer's change could be lost.
-    checkExpected(path, await currentFile(path), options.expect);
-    await rename(tmp, path);
-    renamed = true;
     await syncDir(dir);
-    return stampOf(await lstat(path));
   } catch (e) {
-    if (!renamed) await unlink(tmp).catch(() => undefined);
-    if (e instanceof GkdError) throw e;
-    const err = ioError(path, renamed ? 'sync the directory of' : 'write', e);
-    // After the rename the new content IS the file: callers must not undo what it records.
-    if (renamed) throw new GkdError(err.code, err.message, { ...(err.field === undefined ? {} : { field: err.field }), data: { ...err.data, committed: true }, cause: e });
-    throw err;
+    throw ioError(dir, 'sync the directory', e);
   }
 }
 
 /**
- * Removes `path` (a symlink itself, never its target) and fsyncs the directory.
+ * Removes `path` (a symlink itself, never its target) and fsyncs the directory
+ * (unless `syncDir` is false).
  * Resolves to false when nothing was there.
  */
-export async function removeFile(path: string): Promise<boolean> {
+export async function removeFile(path: string, options: { syncDir?: boolean } = {}): Promise<boolean> {
   try {
     await unlink(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw ioError(path, 'remove', e);
   }
-  await syncDir(dirname(path));
+  // The caller that passes syncDir false syncs the directory itself, once for several changes.
+  if (options.syncDir !== false) await syncDir(dirname(path));
   return true;
 }
 

@@ -9,10 +9,10 @@ export { RUNTIME_FORMATS, detectFormat, isRuntimeFormatId } from './format/detec
 export { canonicalAddrToSlot, pciEraDriver, pciEraId } from './format/pci-era';
 export { encodePythonJson, parseRuntime, serializeRuntime } from './format/serialize';
 export { type RuntimeIssue, type RuntimeOf, isValidRuntime, runtimeIssues, validateRuntime } from './format/validate';
-export type { FileStamp } from './atomic-file';
+export type { FileStamp, StagedFile } from './atomic-file';
 export { readTextFile } from './atomic-file';
 export { type BulkFileResult, type BulkOptions, type BulkReport, type BulkStatus, convertAll } from './bulk';
 export { RUNTIME_SUFFIX, assertInstanceName, isSafeInstanceName } from './instance-name';
-export { Journal, type JournalEntry, type JournalOp } from './journal';
+export { Journal, type JournalEntry, type JournalOp, type JournalWriteOptions } from './journal';
 export { LOCK_DEFAULTS, type LockOptions, busyPath, lockPath, withInstanceLock } from './lock';
 export { RuntimeStore, type RuntimeRead, type RuntimeStoreOptions, STORE_DEFAULTS, type WriteOptions } from './store';

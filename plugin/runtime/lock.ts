@@ -19,7 +19,7 @@
  * 10 s. The inode ties the pid to this very lock directory, so a pid file
  * left by an earlier holder never condemns a newer, live one.
  */
-import { readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, realpathSync, rmdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { GkdError } from '../errors';
@@ -53,6 +53,8 @@ export interface LockOptions {
    * rather than waiting `wait` ms.
    */
   exclusive?: string;
+  /** Called once when the lock is found held by another process, before waiting for it. */
+  onContended?: () => void;
 }
 
 /** The marker file of an exclusive hold of instance `name` in runtime dir `dir`. */
@@ -87,6 +89,35 @@ function removeMarker(dir: string, name: string): void {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+type Callback<T> = (err: NodeJS.ErrnoException | null, value?: T) => void;
+
+function callSync<T>(fn: () => T, cb: Callback<T>): void {
+  let value: T | undefined;
+  let err: NodeJS.ErrnoException | null = null;
+  try {
+    value = fn();
+  } catch (e) {
+    err = e as NodeJS.ErrnoException;
+  }
+  process.nextTick(() => cb(err, value));
+}
+
+/**
+ * The file calls proper-lockfile makes, done synchronously: the lock is a
+ * directory in a local runtime dir, and each call takes microseconds, while
+ * an asynchronous one waits for a thread-pool round trip, most of the
+ * lock's cost on a busy host (every hot-add takes and releases it).
+ * Callbacks still run on a later tick, as proper-lockfile expects.
+ */
+const LOCK_FS = {
+  realpath: (p: string, cb: Callback<string>) => callSync(() => realpathSync(p), cb),
+  mkdir: (p: string, cb: Callback<void>) => callSync(() => void mkdirSync(p), cb),
+  rmdir: (p: string, cb: Callback<void>) => callSync(() => rmdirSync(p), cb),
+  stat: (p: string, cb: Callback<ReturnType<typeof statSync>>) => callSync(() => statSync(p), cb),
+  utimes: (p: string, a: Date, m: Date, cb: Callback<void>) => callSync(() => utimesSync(p, a, m), cb),
+  rmdirSync,
+};
 
 /** The holder file of instance `name`'s lock (see the file comment). */
 export function holderPath(dir: string, name: string): string {
@@ -165,6 +196,7 @@ export async function withInstanceLock<T>(
   const file = join(dir, name + RUNTIME_SUFFIX);
   let compromised: Error | undefined;
   let release: (() => Promise<void>) | undefined;
+  let contended = false;
   const deadline = Date.now() + wait;
   // Retried here rather than by proper-lockfile, so every retry can look for an exclusive holder.
   while (release === undefined) {
@@ -174,6 +206,7 @@ export async function withInstanceLock<T>(
         lockfilePath: lockPath(dir, name),
         stale: options.stale ?? LOCK_DEFAULTS.stale,
         retries: 0,
+        fs: LOCK_FS,
         // The default handler throws from a timer and kills the process; report it instead.
         onCompromised: (err) => {
           compromised = err;
@@ -185,6 +218,10 @@ export async function withInstanceLock<T>(
         throw new GkdError('GKD_RUNTIME_IO', `Cannot lock instance "${name}": ${(e as Error).message}`, { field: 'name', cause: e });
       }
       if (takeOverFromDeadHolder(dir, name)) continue;
+      if (!contended) {
+        contended = true;
+        options.onContended?.();
+      }
       const busy = busyOperation(dir, name);
       if (busy !== undefined) {
         throw new GkdError('GKD_INSTANCE_BUSY', `Cannot lock instance "${name}": a ${busy} is running on it`, {

@@ -18,7 +18,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GkdError } from '../errors';
 import type { AnyRuntime, RuntimeFormatId, RuntimeV2_16 } from '../types';
-import { type FileStamp, readTextFile, removeFile, replaceFileAtomically } from './atomic-file';
+import { type FileStamp, readTextFile, removeFile, replaceFileAtomically, stageFile, syncDirectory, type StagedFile } from './atomic-file';
 import type { RuntimeChange } from './format/change';
 import { convertRuntime } from './format/convert';
 import { detectFormat } from './format/detect';
@@ -150,10 +150,23 @@ export class RuntimeStore {
    *   file's format cannot express, and what {@link write} throws
    */
   async writeKeepingFormat(name: string, value: RuntimeV2_16, read: Pick<RuntimeRead, 'format' | 'stamp' | 'value'>): Promise<FileStamp> {
+    return (await this.stageKeepingFormat(name, value, read)).commit();
+  }
+
+  /**
+   * What {@link writeKeepingFormat} writes, staged: validated, encoded and in
+   * its fsynced temp file, put in place only by `commit()` (which still
+   * refuses if the file changed since `read`). Lets a caller prepare the
+   * write while it waits for something else. Call inside {@link withLock}.
+   *
+   * @throws GkdError as {@link writeKeepingFormat}
+   */
+  async stageKeepingFormat(name: string, value: RuntimeV2_16, read: Pick<RuntimeRead, 'format' | 'stamp' | 'value'>): Promise<StagedFile> {
+    const path = this.path(name);
     const format = this.formatToKeep(read);
-    if (format === '2.16') return this.write(name, value, { expect: read.stamp });
-    const { value: kept } = convertRuntime(structuredClone(value), format);
-    return this.write(name, kept as never, { format, expect: read.stamp });
+    const kept = format === '2.16' ? value : convertRuntime(structuredClone(value), format).value;
+    validateRuntime(kept, format);
+    return stageFile(path, serializeRuntime(kept as AnyRuntime), { mode: this.#mode, expect: read.stamp });
   }
 
   /**
@@ -165,6 +178,14 @@ export class RuntimeStore {
     const v = read.value as unknown[];
     const deviceless = v.length === 4 && (v[1] as unknown[]).length === 0 && (v[3] as unknown[]).length === 0;
     return read.format === '2.10' && deviceless ? this.#devicelessAs : read.format;
+  }
+
+  /**
+   * Fsyncs the runtime dir: the renames and removals done in it (runtime
+   * files committed with `syncDir: false`, journal entries) survive a power cut.
+   */
+  async syncDir(): Promise<void> {
+    await syncDirectory(this.dir);
   }
 
   /** Removes instance `name`'s runtime file; false when there was none. */

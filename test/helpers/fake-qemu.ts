@@ -5,7 +5,8 @@
  * device_add, device_del, blockdev-del, netdev_add, netdev_del) from a small
  * model of the VM's devices, block nodes and netdevs, and can be told to
  * fail one command, drop the connection, misplace a device or withhold
- * DEVICE_DELETED. What real QEMU does is asserted against real QEMU in
+ * DEVICE_DELETED; like QEMU, it refuses a device_add at an address in use.
+ * What real QEMU does is asserted against real QEMU in
  * test/qemu/hotplug and test/guest; this model only needs to be faithful
  * enough for the engine's sequence, with QEMU 7.2's error texts where the
  * engine reads them (qemu-lab.md section 4).
@@ -76,6 +77,7 @@ export class FakeQemu {
   /** query-block leaves out these nodes (a verify fault). */
   readonly hiddenNodes = new Set<string>();
   readonly #faults = new Map<string, Fault>();
+  readonly #after = new Map<string, () => void>();
   readonly #unplugging = new Set<string>();
   readonly #sockets = new Set<Socket>();
   readonly #dir: string;
@@ -197,6 +199,11 @@ export class FakeQemu {
     for (const s of this.#sockets) this.#send(s, { event: name, data, timestamp: { seconds: 1, microseconds: 0 } });
   }
 
+  /** Runs `fn` once, right after the next `command` was applied (something changing QEMU meanwhile). */
+  afterCommand(command: string, fn: () => void): void {
+    this.#after.set(command, fn);
+  }
+
   #handle(s: Socket, req: Request): void {
     this.log.push(req);
     const fault = this.#faults.get(req.execute);
@@ -218,6 +225,9 @@ export class FakeQemu {
     } catch (e) {
       reply = { error: { class: 'GenericError', desc: (e as Error).message } };
     }
+    const hook = this.#after.get(req.execute);
+    this.#after.delete(req.execute);
+    hook?.();
     if (fault !== undefined && 'close' in fault) {
       this.#drop(s, fault.quit);
       return;
@@ -296,6 +306,12 @@ export class FakeQemu {
         const d: FakeDevice = { id, driver: String(a.driver), bus: String(a.bus) };
         if (typeof a.addr === 'string') d.slot = parseInt(a.addr, 16) + (misplace ? 1 : 0);
         if (typeof a['scsi-id'] === 'number') Object.assign(d, { channel: a.channel, 'scsi-id': a['scsi-id'] + (misplace ? 1 : 0), lun: a.lun });
+        // An address in use is refused with QEMU 7.2's texts (the engine's refusals.ts reads them).
+        for (const o of this.devices.values()) {
+          if (o.bus !== d.bus) continue;
+          if (d.slot !== undefined && o.slot === d.slot) throw new Error(`PCI: slot ${d.slot} function 0 not available for ${d.driver}, in use by ${o.driver},id=${o.id}`);
+          if (d['scsi-id'] !== undefined && o['scsi-id'] === d['scsi-id'] && (o.lun ?? 0) === (d.lun ?? 0)) throw new Error(`lun already used by '${o.id}'`);
+        }
         if (typeof a.drive === 'string') {
           if (!this.nodes.has(a.drive)) throw new Error(`Property '${d.driver}.drive' can't find value '${a.drive}'`);
           d.drive = a.drive;
