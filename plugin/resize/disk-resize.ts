@@ -1,7 +1,10 @@
 /**
  * Live disk grow: after the storage under a running instance's disk grew
  * (`gnt-instance grow-disk`, which Ganeti 3.0 never tells QEMU about), QEMU
- * is told the new size with `block_resize`, so the guest sees it at once.
+ * is told the new size with `block_resize`. A virtio-blk or SCSI guest sees
+ * it at once (config change, capacity-change sense); an IDE guest (libata)
+ * keeps the size it probed until the disk is detached and probed again,
+ * which a disk in use does not survive (test/guest/ide-resize.test.ts).
  * The size comes from the storage itself (file size, or the block device's
  * size in sysfs), never from the request alone; shrinking is refused. The
  * runtime file records the new size in the disk's `size` (MiB, as Ganeti),
