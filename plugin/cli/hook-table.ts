@@ -292,6 +292,10 @@ async function growDisk(env: NodeJS.ProcessEnv, client: HookCaller): Promise<Hoo
   } catch (e) {
     // Only the node running the instance has its runtime file and QEMU; a stopped instance sees the new size at its next start.
     if (notRunningHere(e)) return { ok: true, message: `${name}: not running on this node, the new size applies at its next start` };
+    // An IDE disk stays at its old size in QEMU, as without the plugin: growing it live would leave the guest a disk it detaches.
+    if ((e as { data?: { field?: unknown } }).data?.field === 'allowIdeReprobe') {
+      return { ok: true, message: `${name}: disk ${raw} is an IDE disk: not grown live (the guest could only see it by detaching the disk); the new size applies at the next full restart` };
+    }
     throw e;
   }
 }

@@ -4,7 +4,11 @@
  * is told the new size with `block_resize`. A virtio-blk or SCSI guest sees
  * it at once (config change, capacity-change sense); an IDE guest (libata)
  * keeps the size it probed until the disk is detached and probed again,
- * which a disk in use does not survive (test/guest/ide-resize.test.ts).
+ * which a disk in use does not survive (test/guest/ide-resize.test.ts):
+ * after a live grow, any later libata revalidation (a host scan, its error
+ * handling) treats the disk as replaced and detaches it, the root disk
+ * included. So an IDE disk is resized only when the caller says it accepts
+ * that (`allowIdeReprobe`); the hook leaves it for the next full restart.
  * The size comes from the storage itself (file size, or the block device's
  * size in sysfs), never from the request alone; shrinking is refused. The
  * runtime file records the new size in the disk's `size` (MiB, as Ganeti),
@@ -31,8 +35,20 @@ export interface ResizeResult {
   resized: boolean;
 }
 
+/** Options of {@link resizeDisk}. */
+export interface ResizeOptions {
+  /** New size in MiB (at most what the storage holds); default the storage's size. */
+  sizeMib?: number;
+  /**
+   * Resize an IDE disk although the guest sees the new size only by
+   * re-probing it (detach and attach), which a disk in use does not
+   * survive. @default false
+   */
+  allowIdeReprobe?: boolean;
+}
+
 /** The disk entry `ref` names, with its index. */
-function findDisk(runtime: RuntimeV2_16, ref: DiskRef, name: string): { index: number; id: string; path: string; field: string } {
+function findDisk(runtime: RuntimeV2_16, ref: DiskRef, name: string): { index: number; id: string; path: string; field: string; driver?: string } {
   const disks = runtime[3];
   const index = ref.uuid !== undefined ? disks.findIndex((d) => d[0].uuid === ref.uuid) : ref.index;
   const field = ref.uuid !== undefined ? 'uuid' : 'index';
@@ -44,7 +60,8 @@ function findDisk(runtime: RuntimeV2_16, ref: DiskRef, name: string): { index: n
   if (typeof id !== 'string') {
     throw new GkdError('GKD_DEVICE_NOT_FOUND', `Cannot resize disks[${index}] of "${name}": its runtime entry has no device id (a file from before 2.10)`, { field });
   }
-  return { index, id, path: entry[1], field };
+  const driver = (entry[0].hvinfo as { driver?: unknown } | undefined)?.driver;
+  return { index, id, path: entry[1], field, ...(typeof driver === 'string' ? { driver } : {}) };
 }
 
 /**
@@ -95,10 +112,20 @@ async function blockNodeOf(qmp: QmpClient, id: string): Promise<{ node: string; 
  * runtime file. `qmp` runs one short sequence (two commands) on the
  * instance's monitor and gives it back (QmpConnections.use fits).
  */
-export async function resizeDisk(store: RuntimeStore, qmp: <T>(fn: (q: QmpClient) => Promise<T>) => Promise<T>, name: string, ref: DiskRef, sizeMib?: number): Promise<ResizeResult> {
+export async function resizeDisk(store: RuntimeStore, qmp: <T>(fn: (q: QmpClient) => Promise<T>) => Promise<T>, name: string, ref: DiskRef, options: ResizeOptions = {}): Promise<ResizeResult> {
+  const { sizeMib } = options;
   return store.withLock(name, async () => {
     const read = await store.read(name);
     const disk = findDisk(read.upgraded, ref, name);
+    if (disk.driver === 'ide-hd' && options.allowIdeReprobe !== true) {
+      throw new GkdError(
+        'GKD_UNSUPPORTED_VALUE',
+        `Not resizing "${disk.id}" live: it is an IDE disk, whose guest sees a new size only by detaching and re-probing it ` +
+          '(which a disk in use does not survive, and which any later libata revalidation does by itself once QEMU has the new size). ' +
+          'The new size applies at the next full restart; pass allowIdeReprobe to resize anyway',
+        { field: 'allowIdeReprobe', device: disk.id },
+      );
+    }
     const storage = storageBytes(disk.path);
     let target = storage;
     if (sizeMib !== undefined) {

@@ -26,6 +26,7 @@ export interface RpcParams {
     uuid?: string;
     index?: number;
     size?: number;
+    allowIdeReprobe?: boolean;
     qmp?: string;
   };
   "hotplug.supported": {

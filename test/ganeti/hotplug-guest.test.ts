@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import type { GuestConsole } from '../helpers/guest';
 import {
-  call, callError, daemonCallsSince, ensureGanetiNode, ganetiRuntime, gnt, logMark, qmpOnce, removeInstance, SKIP_GANETI, startGuestInstance,
+  addInstance, call, callError, daemonCallsSince, ensureGanetiNode, ganetiRuntime, gnt, logMark, qmpOnce, removeInstance, SKIP_GANETI, startGuestInstance,
 } from './helpers/lab';
 
 (SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0 hotplug with the plugin installed, booted guest', function () {
@@ -75,14 +75,28 @@ import {
     });
   }
 
-  it('instance.verify with repair on the hot-plugged instance changes nothing and writes no /dev/fdset path', async () => {
-    const before = JSON.stringify(ganetiRuntime(NAME));
-    const v = await call<{ clean: boolean; repaired: boolean }>('instance.verify', { name: NAME, repair: true });
+  it('instance.verify with repair on the hot-plugged instance only relinks the disk Ganeti left under its old index, and writes no /dev/fdset path', async () => {
+    // Disk 1 of three was removed: Ganeti's runtime file still names the last disk NAME:2 although it is
+    // disk 1 now, which a migration target would not find (see two-nodes.test.ts).
+    const before = ganetiRuntime(NAME);
+    const link = (i: number): string => `/var/run/ganeti/instance-disks/${NAME}:${i}`;
+    assert.deepEqual(before[3].map(([, p]) => p), [link(0), link(2)]);
+    const plain = await call<{ clean: boolean; staleLinks?: Array<{ index: number; path: string; expected: string }> }>('instance.verify', { name: NAME });
+    assert.equal(plain.clean, true);
+    assert.deepEqual(plain.staleLinks?.map((s) => [s.index, s.path, s.expected]), [[1, link(2), link(1)]]);
+    const v = await call<{ clean: boolean; repaired: boolean; relinked?: string[] }>('instance.verify', { name: NAME, repair: true });
     assert.equal(v.clean, true);
-    assert.equal(v.repaired, false);
-    const after = JSON.stringify(ganetiRuntime(NAME));
-    assert.equal(after, before);
-    assert.doesNotMatch(after, /\/dev\/fdset/);
+    assert.equal(v.repaired, true);
+    assert.equal(v.relinked?.length, 1);
+    const after = ganetiRuntime(NAME);
+    assert.deepEqual(after[3].map(([, p]) => p), [link(0), link(1)]);
+    // Nothing else changed.
+    after[3][1][1] = link(2);
+    assert.equal(JSON.stringify(after), JSON.stringify(before));
+    assert.doesNotMatch(JSON.stringify(after), /\/dev\/fdset/);
+    const again = await call<{ clean: boolean; repaired: boolean; staleLinks?: unknown[] }>('instance.verify', { name: NAME, repair: true });
+    assert.equal(again.repaired, false, 'a second repair finds nothing to do');
+    assert.equal(again.staleLinks, undefined);
   });
 
   it('gnt-instance grow-disk on the running guest: the disk-grow hook makes QEMU, and so the guest, see the new size at once', async () => {
@@ -151,5 +165,38 @@ import {
     assert.equal(await size(), '16384', 'the guest sees 8 MiB after the grow, without a reboot');
     const rt = ganetiRuntime(NAME);
     assert.equal(rt[3][0][0].size, 8);
+  });
+});
+
+(SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0 grow-disk of an IDE disk on a running instance', function () {
+  this.timeout(300_000);
+  const NAME = 'gkd-idegrow.example.com';
+
+  before(async function () {
+    this.timeout(600_000);
+    await ensureGanetiNode();
+    await removeInstance(NAME);
+    const r = await addInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 4, hv: { disk_type: 'ide' } });
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    await gnt('gnt-instance', 'start', NAME);
+  });
+
+  after(async () => {
+    await removeInstance(NAME).catch(() => undefined);
+  });
+
+  it('the disk-grow hook leaves an IDE disk at its old size in QEMU (a guest could see it only by detaching the disk) and says why', async () => {
+    const before = JSON.stringify(ganetiRuntime(NAME));
+    const mark = logMark();
+    const r = await gnt('gnt-instance', 'grow-disk', NAME, '0', '4M');
+    assert.doesNotMatch(r.stdout + r.stderr, /disk-grow-post: warning/, 'the hook passes');
+    assert.deepEqual(daemonCallsSince(mark).filter((c) => c.method === 'disk.resize').map((c) => c.outcome), ['GKD_UNSUPPORTED_VALUE']);
+    const blocks = await qmpOnce<Array<{ qdev?: string; inserted?: { image?: { 'virtual-size'?: number } } }>>(NAME, 'query-block');
+    const id = (ganetiRuntime(NAME)[3][0][0].hvinfo as { id: string }).id;
+    assert.equal(blocks.find((b) => b.qdev?.includes(id))?.inserted?.image?.['virtual-size'], 4 * 1024 * 1024, 'QEMU keeps the old size, as without the plugin');
+    assert.equal(JSON.stringify(ganetiRuntime(NAME)), before, 'the runtime file is unchanged');
+    const e = await callError('disk.resize', { name: NAME, index: 0 });
+    assert.equal(e.field, 'allowIdeReprobe');
+    assert.match(e.message, /IDE disk.*next full restart/);
   });
 });

@@ -19,11 +19,11 @@
  * ide.0. The kit runs from its initramfs, so both are data disks.
  */
 import { strict as assert } from 'node:assert';
-import { mkdirSync, truncateSync } from 'node:fs';
+import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { buildArgv, planInstance } from '../../plugin/planner';
 import { prepareRunDir } from '../../plugin/process/host-facts';
-import { RpcClient } from '../../plugin/rpc';
+import { RpcCallError, RpcClient } from '../../plugin/rpc';
 import { RuntimeStore } from '../../plugin/runtime';
 import type { RuntimeV2_16 } from '../../plugin/types';
 import { GuestConsole, guestHvparams, guestKit, guestSerialChardevs, serialArg } from '../helpers/guest';
@@ -132,13 +132,26 @@ describe('growing an IDE disk under a booted guest (pc, ata_piix)', function () 
     con?.close();
   });
 
-  /** Grows disks[index]'s image (what the storage layer does) and has the daemon tell QEMU. */
+  /** Grows disks[index]'s image (what the storage layer does) and has the daemon tell QEMU, accepting the re-probe. */
   async function grow(index: number): Promise<ResizeResult> {
     truncateSync(runtime[3][index][1], GROWN_BYTES);
-    return client.call<ResizeResult>('disk.resize', { name: NAME, index });
+    return client.call<ResizeResult>('disk.resize', { name: NAME, index, allowIdeReprobe: true });
   }
 
-  it('disk.resize grows the IDE disk in QEMU at once, but the guest keeps its boot-time size, even after a SCSI rescan of the disk', async () => {
+  it('disk.resize refuses an IDE disk unless the caller accepts the re-probe, changing nothing in QEMU or the runtime file', async () => {
+    const id = (runtime[3][1][0].hvinfo as { id: string }).id;
+    truncateSync(runtime[3][1][1], GROWN_BYTES);
+    const file = readFileSync(store.path(NAME));
+    const e = await client.call('disk.resize', { name: NAME, index: 1 }).then(() => undefined, (x: unknown) => x);
+    assert.ok(e instanceof RpcCallError, 'refused');
+    const d = e.data as { code: string; field: string; device: string };
+    assert.deepEqual([d.code, d.field, d.device], ['GKD_UNSUPPORTED_VALUE', 'allowIdeReprobe', id]);
+    assert.match(e.message, /IDE disk.*next full restart/);
+    assert.equal((await qemuSizes(vm))[id], BOOT_BYTES, 'QEMU keeps the old size');
+    assert.deepEqual(readFileSync(store.path(NAME)), file, 'the runtime file is unchanged');
+  });
+
+  it('disk.resize with allowIdeReprobe grows the IDE disk in QEMU at once, but the guest keeps its boot-time size, even after a SCSI rescan of the disk', async () => {
     const id = (runtime[3][1][0].hvinfo as { id: string }).id;
     const before = await guestDiskOf(con, runtime, 1);
     assert.equal(before.sectors, sectors(BOOT_BYTES));

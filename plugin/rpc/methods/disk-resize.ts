@@ -22,7 +22,10 @@ export function diskResizeMethod(store: RuntimeStore, connections: QmpConnection
       const qmp = <T>(fn: (q: QmpClient) => Promise<T>): Promise<T> => connections.use(socket, fn);
       // The schema requires one of the two; -1 names no disk.
       const ref = p.uuid !== undefined ? { uuid: p.uuid } : { index: p.index ?? -1 };
-      return resizeDisk(store, qmp, p.name, ref, p.size);
+      return resizeDisk(store, qmp, p.name, ref, {
+        ...(p.size === undefined ? {} : { sizeMib: p.size }),
+        ...(p.allowIdeReprobe === undefined ? {} : { allowIdeReprobe: p.allowIdeReprobe }),
+      });
     },
   });
 }
