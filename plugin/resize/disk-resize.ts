@@ -117,7 +117,9 @@ export async function resizeDisk(store: RuntimeStore, qmp: <T>(fn: (q: QmpClient
   return store.withLock(name, async () => {
     const read = await store.read(name);
     const disk = findDisk(read.upgraded, ref, name);
-    if (disk.driver === 'ide-hd' && options.allowIdeReprobe !== true) {
+    // Ganeti 3.0 records its IDE disks with driver "ide" (a -drive if=ide, no -device); ours are ide-hd.
+    const ide = disk.driver === 'ide-hd' || disk.driver === 'ide' || read.upgraded[2].disk_type === 'ide';
+    if (ide && options.allowIdeReprobe !== true) {
       throw new GkdError(
         'GKD_UNSUPPORTED_VALUE',
         `Not resizing "${disk.id}" live: it is an IDE disk, whose guest sees a new size only by detaching and re-probing it ` +

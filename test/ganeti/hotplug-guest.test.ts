@@ -191,9 +191,9 @@ import {
     const r = await gnt('gnt-instance', 'grow-disk', NAME, '0', '4M');
     assert.doesNotMatch(r.stdout + r.stderr, /disk-grow-post: warning/, 'the hook passes');
     assert.deepEqual(daemonCallsSince(mark).filter((c) => c.method === 'disk.resize').map((c) => c.outcome), ['GKD_UNSUPPORTED_VALUE']);
-    const blocks = await qmpOnce<Array<{ qdev?: string; inserted?: { image?: { 'virtual-size'?: number } } }>>(NAME, 'query-block');
-    const id = (ganetiRuntime(NAME)[3][0][0].hvinfo as { id: string }).id;
-    assert.equal(blocks.find((b) => b.qdev?.includes(id))?.inserted?.image?.['virtual-size'], 4 * 1024 * 1024, 'QEMU keeps the old size, as without the plugin');
+    // Ganeti 3.0 gives QEMU its IDE disks as -drive if=ide (no -device): QEMU names the first ide0-hd0.
+    const blocks = await qmpOnce<Array<{ device?: string; inserted?: { image?: { 'virtual-size'?: number } } }>>(NAME, 'query-block');
+    assert.equal(blocks.find((b) => b.device === 'ide0-hd0')?.inserted?.image?.['virtual-size'], 4 * 1024 * 1024, 'QEMU keeps the old size, as without the plugin');
     assert.equal(JSON.stringify(ganetiRuntime(NAME)), before, 'the runtime file is unchanged');
     const e = await callError('disk.resize', { name: NAME, index: 0 });
     assert.equal(e.field, 'allowIdeReprobe');

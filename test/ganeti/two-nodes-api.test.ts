@@ -101,10 +101,16 @@ async function waitFor<T>(what: string, fn: () => Promise<T>, ms = 20_000): Prom
     await ensureGanetiNode();
     await ensureTwoNodes();
     await removeInstance(NAME);
-    // 1 MiB/s: a stream of a few seconds, long enough to cut in the middle.
-    const r = await addInstance(NAME, { template: 'sharedfile', disks: 1, nics: 1, hv: { migration_bandwidth: 1 } });
+    // 1 MiB/s: a stream of a few seconds, long enough to cut in the middle. A cluster-wide hvparam in
+    // Ganeti; the runtime file records it at the start, so the cluster gets its default back right after.
+    const r = await addInstance(NAME, { template: 'sharedfile', disks: 1, nics: 1, start: false });
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
+    await gnt('gnt-cluster', 'modify', '-H', 'kvm:migration_bandwidth=1');
+    try {
+      await gnt('gnt-instance', 'start', NAME);
+    } finally {
+      await gnt('gnt-cluster', 'modify', '-H', 'kvm:migration_bandwidth=32');
+    }
     // Ganeti's own hotplug: the disk reaches QEMU as a descriptor.
     await gnt('gnt-instance', 'modify', '--hotplug', '--disk', 'add:size=4M', NAME);
     rmSync(TARGET_DIR_HERE, { recursive: true, force: true });
