@@ -86,6 +86,18 @@ async function refusedForStaleLink(name: string): Promise<void> {
   assert.equal(qemuPidOn(2, name), undefined, 'nothing was started on node 2');
 }
 
+/**
+ * {@link migrate} of a booted guest: its console on the source closes (the
+ * QEMU there goes away) and one on the new primary continues the same guest.
+ */
+async function migrateGuest(name: string, con: GuestConsole | undefined, from: 1 | 2, to: 1 | 2): Promise<GuestConsole> {
+  assert.ok(con !== undefined, 'the guest has a console');
+  const ready = con.readiness();
+  con.close();
+  await migrate(name, from, to);
+  return guestConsoleOf(name, { runDir: NODES[to].runDir, ...(ready === undefined ? {} : { ready }) });
+}
+
 /** The guest's disks (`vd*` or `sd*`) and NICs, once they reach the expected counts (hotplug events take a moment). */
 async function guestSees(con: GuestConsole, disks: number, nics: number, kind: 'vd' | 'sd' = 'vd'): Promise<{ disks: string[]; nics: string[] }> {
   const t0 = Date.now();
@@ -139,12 +151,7 @@ async function guestSees(con: GuestConsole, disks: number, nics: number, kind: '
     });
 
     it('migrates node1 → node2: the guest keeps running with its data, verify is clean on node 2', async () => {
-      assert.ok(con !== undefined);
-      const ready = con.readiness();
-      con.close();
-      con = undefined;
-      await migrate(NAME, 1, 2);
-      con = await guestConsoleOf(NAME, { runDir: NODES[2].runDir, ...(ready === undefined ? {} : { ready }) });
+      con = await migrateGuest(NAME, con, 1, 2);
       await assertGuestKept(con, 'vda', marks);
       const seen = await guestSees(con, 2, 4);
       assert.deepEqual([seen.disks.length, seen.nics.length], [2, 4]);
@@ -163,12 +170,7 @@ async function guestSees(con: GuestConsole, disks: number, nics: number, kind: '
     });
 
     it('migrates back node2 → node1: the guest still has its boot, RAM and disk data', async () => {
-      assert.ok(con !== undefined);
-      const ready = con.readiness();
-      con.close();
-      con = undefined;
-      await migrate(NAME, 2, 1);
-      con = await guestConsoleOf(NAME, { ...(ready === undefined ? {} : { ready }) });
+      con = await migrateGuest(NAME, con, 2, 1);
       await assertGuestKept(con, 'vda', marks);
       await gntTry('gnt-instance', 'list', NAME);
     });
@@ -214,12 +216,7 @@ async function guestSees(con: GuestConsole, disks: number, nics: number, kind: '
 
     it('migrates node1 → node2 → node1; the guest keeps its data and sees every disk after each move', async () => {
       for (const [from, to] of [[1, 2], [2, 1]] as const) {
-        assert.ok(con !== undefined);
-        const ready = con.readiness();
-        con.close();
-        con = undefined;
-        await migrate(NAME, from, to);
-        con = await guestConsoleOf(NAME, { runDir: NODES[to].runDir, ...(ready === undefined ? {} : { ready }) });
+        con = await migrateGuest(NAME, con, from, to);
         await assertGuestKept(con, 'sda', marks);
         const seen = await guestSees(con, 3, 3, 'sd');
         assert.deepEqual([seen.disks.length, seen.nics.length], [3, 3]);

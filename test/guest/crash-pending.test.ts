@@ -9,16 +9,13 @@
  * agree, no block node is left, nothing is listed pending.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { findLeaks } from '../../plugin/migration';
-import { buildArgv, planInstance } from '../../plugin/planner';
-import { prepareRunDir } from '../../plugin/process/host-facts';
 import { RpcCallError, RpcClient } from '../../plugin/rpc';
-import { RuntimeStore } from '../../plugin/runtime';
-import { GuestConsole, guestHvparams, guestKit, guestSerialChardevs, serialArg } from '../helpers/guest';
-import { localize } from '../helpers/plan-vm';
-import { startQemu, useQemuCleanup } from '../helpers/qemu';
+import { guestHvparams, guestKit } from '../helpers/guest';
+import { startDaemonGuest } from '../helpers/daemon-guest';
+import { useQemuCleanup } from '../helpers/qemu';
 import { makeSpec } from '../helpers/specs';
 import { spawnDaemon } from '../integration/rpc/daemon-process';
 
@@ -33,24 +30,7 @@ describe('crash recovery of pending removals (booted guest, real daemon)', funct
       const kit = guestKit();
       const spec = makeSpec({ name: NAME, disks: 2, nics: 0, hvparams: { disk_type: 'paravirtual', ...guestHvparams(kit), reboot_behavior: 'exit' } });
       spec.beparams = { ...spec.beparams, maxmem: 256 };
-      let dir!: string;
-      let runtime!: ReturnType<typeof planInstance>['runtime'];
-      const serial = (d: string): { serialLog: string; cmdSocket: string } => ({ serialLog: join(d, 'ttyS0.log'), cmdSocket: join(d, 'ttyS1.sock') });
-      const vm = await startQemu((d) => {
-        dir = d;
-        const runDir = join(d, 'run');
-        prepareRunDir(runDir);
-        const plan = planInstance(localize(spec, d));
-        runtime = plan.runtime;
-        return buildArgv(plan.runtime, {
-          accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${NAME}.qmp`), paused: false, nicBackends: plan.backends,
-          serials: guestSerialChardevs(serial(d)).map(serialArg),
-        });
-      });
-      mkdirSync(join(dir, 'conf'));
-      const store = new RuntimeStore(join(dir, 'conf'));
-      await store.write(NAME, runtime);
-      const con = new GuestConsole(serial(dir));
+      const { vm, dir, store, con } = await startDaemonGuest(spec);
       try {
         await con.waitReady(60_000);
         const roots = { GKD_STORAGE_ROOTS: `${dir}:/dev/`, GKD_KERNEL_ROOTS: `${dirname(kit.kernel)}/` };

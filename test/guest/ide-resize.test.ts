@@ -19,16 +19,14 @@
  * ide.0. The kit runs from its initramfs, so both are data disks.
  */
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readFileSync, truncateSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { buildArgv, planInstance } from '../../plugin/planner';
-import { prepareRunDir } from '../../plugin/process/host-facts';
+import { readFileSync, truncateSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { RpcCallError, RpcClient } from '../../plugin/rpc';
-import { RuntimeStore } from '../../plugin/runtime';
+import type { RuntimeStore } from '../../plugin/runtime';
 import type { RuntimeV2_16 } from '../../plugin/types';
-import { GuestConsole, guestHvparams, guestKit, guestSerialChardevs, serialArg } from '../helpers/guest';
-import { localize } from '../helpers/plan-vm';
-import { startQemu, useQemuCleanup, type TestQemu } from '../helpers/qemu';
+import { startDaemonGuest } from '../helpers/daemon-guest';
+import { guestHvparams, guestKit, type GuestConsole } from '../helpers/guest';
+import { useQemuCleanup, type TestQemu } from '../helpers/qemu';
 import { makeSpec } from '../helpers/specs';
 import { spawnDaemon, type DaemonProcess } from '../integration/rpc/daemon-process';
 
@@ -103,24 +101,8 @@ describe('growing an IDE disk under a booted guest (pc, ata_piix)', function () 
     const kit = guestKit();
     const spec = makeSpec({ name: NAME, disks: 2, nics: 0, hvparams: { disk_type: 'ide', machine_version: 'pc', ...guestHvparams(kit, 'gk.modules=ata_piix'), reboot_behavior: 'exit' } });
     spec.beparams = { ...spec.beparams, maxmem: 256 };
-    let dir!: string;
-    const serial = (d: string): { serialLog: string; cmdSocket: string } => ({ serialLog: join(d, 'ttyS0.log'), cmdSocket: join(d, 'ttyS1.sock') });
-    vm = await startQemu((d) => {
-      dir = d;
-      const runDir = join(d, 'run');
-      prepareRunDir(runDir);
-      const plan = planInstance(localize(spec, d));
-      runtime = plan.runtime;
-      // The daemon finds the monitor where Ganeti keeps it: <runDir>/ctrl/<name>.qmp.
-      return buildArgv(plan.runtime, {
-        accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${NAME}.qmp`), paused: false, nicBackends: plan.backends,
-        serials: guestSerialChardevs(serial(d)).map(serialArg),
-      });
-    });
-    mkdirSync(join(dir, 'conf'));
-    store = new RuntimeStore(join(dir, 'conf'));
-    await store.write(NAME, runtime);
-    con = new GuestConsole(serial(dir));
+    let dir: string;
+    ({ vm, dir, runtime, store, con } = await startDaemonGuest(spec));
     await con.waitReady(60_000);
     daemon = await spawnDaemon({ dir, env: { GKD_STORAGE_ROOTS: `${dir}:/dev/`, GKD_KERNEL_ROOTS: `${dirname(kit.kernel)}/` } });
     client = await RpcClient.connect(daemon.socket);

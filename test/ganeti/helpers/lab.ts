@@ -100,43 +100,54 @@ export function unitExecStart(): string[] {
   return line.slice('ExecStart='.length).trim().split(/\s+/);
 }
 
-/** Starts the daemon from the unit's ExecStart (systemd is not running here) and waits for its socket. */
-export async function startDaemon(): Promise<void> {
-  if (daemon !== undefined && daemon.exitCode === null) return;
-  const [cmd, ...args] = unitExecStart();
-  const out = openSync(DAEMON_LOG, 'a');
-  // Inside the node's network namespace, as on a real node: the hooks it runs for Ganeti reach
-  // the other nodes (over SSH) where Ganeti does. "ip netns exec" execs the daemon itself.
-  daemon = spawn('ip', ['netns', 'exec', LAB_NS, cmd as string, ...args], { stdio: ['ignore', out, out], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+/**
+ * Starts a node's daemon from the unit's ExecStart (systemd is not running
+ * here) behind `enter` (the argv that puts it into the node's namespaces and
+ * execs it, so the child is the daemon itself), logging to `log`, and waits
+ * for its socket. It is stopped when this process exits.
+ */
+export async function spawnNodeDaemon(enter: string[], socket: string, log: string): Promise<ChildProcess> {
+  const [cmd, ...args] = [...enter, ...unitExecStart()];
+  const out = openSync(log, 'a');
+  const child = spawn(cmd as string, args, { stdio: ['ignore', out, out], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
   closeSync(out);
-  const child = daemon;
   process.once('exit', () => child.kill('SIGTERM'));
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the daemon exited (${child.exitCode}); see ${DAEMON_LOG}`);
+    if (child.exitCode !== null) throw new Error(`the daemon exited (${child.exitCode}); see ${log}`);
     try {
-      const c = await RpcClient.connect(DAEMON_SOCKET, { connectTimeoutMs: 500 });
+      const c = await RpcClient.connect(socket, { connectTimeoutMs: 500 });
       await c.close();
-      return;
+      return child;
     } catch {
-      if (Date.now() > deadline) throw new Error(`the daemon did not listen on ${DAEMON_SOCKET} within 20 s; see ${DAEMON_LOG}`);
+      if (Date.now() > deadline) throw new Error(`the daemon did not listen on ${socket} within 20 s; see ${log}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
 }
 
-/** Stops the daemon started by {@link startDaemon}. */
-export async function stopDaemon(): Promise<void> {
-  const child = daemon;
+/** Stops a daemon started by {@link spawnNodeDaemon} (SIGTERM, as systemd would). */
+export async function stopNodeDaemon(child: ChildProcess | undefined): Promise<void> {
   if (child === undefined || child.exitCode !== null) return;
   const gone = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   await gone;
 }
 
-/** One JSON-RPC call to the node's daemon. */
-export async function call<T = Record<string, unknown>>(method: string, params: Record<string, unknown>): Promise<T> {
-  const c = await RpcClient.connect(DAEMON_SOCKET, { callTimeoutMs: 60_000 });
+/** Starts node 1's daemon inside the node's network namespace, as on a real node: the hooks it runs reach other nodes where Ganeti does. */
+export async function startDaemon(): Promise<void> {
+  if (daemon !== undefined && daemon.exitCode === null) return;
+  daemon = await spawnNodeDaemon(['ip', 'netns', 'exec', LAB_NS], DAEMON_SOCKET, DAEMON_LOG);
+}
+
+/** Stops the daemon started by {@link startDaemon}. */
+export async function stopDaemon(): Promise<void> {
+  await stopNodeDaemon(daemon);
+}
+
+/** One JSON-RPC call to the daemon on `socket`. */
+export async function callAt<T = Record<string, unknown>>(socket: string, method: string, params: Record<string, unknown>): Promise<T> {
+  const c = await RpcClient.connect(socket, { callTimeoutMs: 120_000 });
   try {
     return await c.call<T>(method, params);
   } finally {
@@ -144,10 +155,10 @@ export async function call<T = Record<string, unknown>>(method: string, params: 
   }
 }
 
-/** A call expected to fail: its error data (with `code`). */
-export async function callError(method: string, params: Record<string, unknown>): Promise<{ code: string; message: string; [k: string]: unknown }> {
+/** A call to the daemon on `socket` expected to fail: its error data (with `code`). */
+export async function callErrorAt(socket: string, method: string, params: Record<string, unknown>): Promise<{ code: string; message: string; [k: string]: unknown }> {
   try {
-    await call(method, params);
+    await callAt(socket, method, params);
   } catch (e) {
     if (e instanceof RpcCallError) return { ...(e.data as Record<string, unknown>), message: e.message } as { code: string; message: string };
     throw e;
@@ -155,9 +166,24 @@ export async function callError(method: string, params: Record<string, unknown>)
   throw new Error(`${method} succeeded where a refusal was expected`);
 }
 
-/** The daemon log's size now: pass it to {@link daemonCallsSince} to see the calls made after. */
+/** One JSON-RPC call to node 1's daemon. */
+export function call<T = Record<string, unknown>>(method: string, params: Record<string, unknown>): Promise<T> {
+  return callAt<T>(DAEMON_SOCKET, method, params);
+}
+
+/** A call to node 1's daemon expected to fail: its error data (with `code`). */
+export function callError(method: string, params: Record<string, unknown>): Promise<{ code: string; message: string; [k: string]: unknown }> {
+  return callErrorAt(DAEMON_SOCKET, method, params);
+}
+
+/** A daemon log's size now: pass it to {@link callsLoggedSince} to see the calls made after. */
+export function logSize(log: string): number {
+  return existsSync(log) ? statSync(log).size : 0;
+}
+
+/** Node 1's daemon log size (see {@link daemonCallsSince}). */
 export function logMark(): number {
-  return existsSync(DAEMON_LOG) ? statSync(DAEMON_LOG).size : 0;
+  return logSize(DAEMON_LOG);
 }
 
 /** One call the daemon logged. */
@@ -167,9 +193,9 @@ export interface LoggedCall {
   outcome: string;
 }
 
-/** The calls the daemon logged since `mark`. */
-export function daemonCallsSince(mark: number): LoggedCall[] {
-  const text = readFileSync(DAEMON_LOG).subarray(mark).toString('utf8');
+/** The calls a daemon logged in `log` since `mark`. */
+export function callsLoggedSince(log: string, mark: number): LoggedCall[] {
+  const text = readFileSync(log).subarray(mark).toString('utf8');
   const calls: LoggedCall[] = [];
   for (const line of text.split('\n')) {
     if (!line.startsWith('{')) continue;
@@ -177,6 +203,11 @@ export function daemonCallsSince(mark: number): LoggedCall[] {
     if (o.msg === 'call' && typeof o.method === 'string') calls.push({ method: o.method, instance: o.instance, outcome: o.outcome ?? '' });
   }
   return calls;
+}
+
+/** The calls node 1's daemon logged since `mark`. */
+export function daemonCallsSince(mark: number): LoggedCall[] {
+  return callsLoggedSince(DAEMON_LOG, mark);
 }
 
 /** Options for {@link addInstance}. */

@@ -7,12 +7,13 @@
  * of directories under the lab's state dir, so this process reaches node 2's
  * sockets and files through those paths.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 
 import { QmpClient } from '../../../plugin/qmp';
-import { RpcCallError, RpcClient } from '../../../plugin/rpc/client';
-import { DAEMON_LOG, DAEMON_SOCKET, ensureGanetiNode, LAB_SCRIPT, NODE, unitExecStart, type LoggedCall } from './lab';
+import {
+  callAt, callErrorAt, callsLoggedSince, DAEMON_LOG, DAEMON_SOCKET, ensureGanetiNode, LAB_SCRIPT, logSize, NODE, spawnNodeDaemon, stopNodeDaemon, type LoggedCall,
+} from './lab';
 
 export const NODE2 = 'node2.example.com';
 export const NODE2_IP = '198.51.100.11';
@@ -57,58 +58,25 @@ export function ensureTwoNodes(): Promise<void> {
   return ready;
 }
 
-/** Starts node 2's daemon inside node 2's namespaces from the unit's ExecStart. */
+/** Starts node 2's daemon inside node 2's namespaces ("ganeti-lab.sh node2" execs nsenter, which execs it). */
 export async function startNode2Daemon(): Promise<void> {
   if (daemon2 !== undefined && daemon2.exitCode === null) return;
-  const n = NODES[2];
-  const out = openSync(n.log, 'a');
-  // "ganeti-lab.sh node2" execs nsenter, which execs the command: the child is the daemon itself.
-  daemon2 = spawn('bash', [LAB_SCRIPT, 'node2', ...unitExecStart()], { stdio: ['ignore', out, out], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
-  closeSync(out);
-  const child = daemon2;
-  process.once('exit', () => child.kill('SIGTERM'));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`node 2's daemon exited (${child.exitCode}); see ${n.log}`);
-    try {
-      const c = await RpcClient.connect(n.socket, { connectTimeoutMs: 500 });
-      await c.close();
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`node 2's daemon did not listen on ${n.socket} within 20 s; see ${n.log}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  daemon2 = await spawnNodeDaemon(['bash', LAB_SCRIPT, 'node2'], NODES[2].socket, NODES[2].log);
 }
 
 /** Stops node 2's daemon (SIGTERM, as systemd would). */
 export async function stopNode2Daemon(): Promise<void> {
-  const child = daemon2;
-  if (child === undefined || child.exitCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await gone;
+  await stopNodeDaemon(daemon2);
 }
 
 /** One JSON-RPC call to the daemon of node `n`. */
-export async function callOn<T = Record<string, unknown>>(n: 1 | 2, method: string, params: Record<string, unknown>): Promise<T> {
-  const c = await RpcClient.connect(NODES[n].socket, { callTimeoutMs: 120_000 });
-  try {
-    return await c.call<T>(method, params);
-  } finally {
-    await c.close();
-  }
+export function callOn<T = Record<string, unknown>>(n: 1 | 2, method: string, params: Record<string, unknown>): Promise<T> {
+  return callAt<T>(NODES[n].socket, method, params);
 }
 
 /** A call to node `n` expected to fail: its error data (with `code`). */
-export async function callErrorOn(n: 1 | 2, method: string, params: Record<string, unknown>): Promise<{ code: string; message: string; [k: string]: unknown }> {
-  try {
-    await callOn(n, method, params);
-  } catch (e) {
-    if (e instanceof RpcCallError) return { ...(e.data as Record<string, unknown>), message: e.message } as { code: string; message: string };
-    throw e;
-  }
-  throw new Error(`${method} on node ${n} succeeded where a refusal was expected`);
+export function callErrorOn(n: 1 | 2, method: string, params: Record<string, unknown>): Promise<{ code: string; message: string; [k: string]: unknown }> {
+  return callErrorAt(NODES[n].socket, method, params);
 }
 
 /** The QMP socket Ganeti gives instance `name` on node `n`. */
@@ -146,19 +114,12 @@ export function runtimeFileOn(n: 1 | 2, name: string): string | undefined {
 
 /** The daemon log's size on node `n` now (see {@link callsSinceOn}). */
 export function logMarkOn(n: 1 | 2): number {
-  return existsSync(NODES[n].log) ? statSync(NODES[n].log).size : 0;
+  return logSize(NODES[n].log);
 }
 
 /** The calls node `n`'s daemon logged since `mark`. */
 export function callsSinceOn(n: 1 | 2, mark: number): LoggedCall[] {
-  const text = readFileSync(NODES[n].log).subarray(mark).toString('utf8');
-  const calls: LoggedCall[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const o = JSON.parse(line) as { msg?: string; method?: string; instance?: string; outcome?: string };
-    if (o.msg === 'call' && typeof o.method === 'string') calls.push({ method: o.method, instance: o.instance, outcome: o.outcome ?? '' });
-  }
-  return calls;
+  return callsLoggedSince(NODES[n].log, mark);
 }
 
 /** Runs a command on node 2 (its namespaces). */
