@@ -386,7 +386,7 @@ down2() {
     mountpoint -q "$NSFILES" && umount "$NSFILES"
   fi
   rm -rf "$NODE2_DIR" "$NSFILES"
-  [ -d /run/ganeti-kvm-devices ] && rmdir /run/ganeti-kvm-devices 2>/dev/null
+  rmdir /run/ganeti-kvm-devices 2>/dev/null || true
   return 0
 }
 
