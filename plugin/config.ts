@@ -34,6 +34,13 @@ export interface Config {
   accel?: 'kvm' | 'tcg';
   /** `instance.start` and `migration.accept` start QEMU themselves. */
   launch: boolean;
+  /**
+   * Keep each QMP connection open after its sequence instead of giving the
+   * monitor back. Only for monitors nobody else uses (a socket dedicated to
+   * the daemon): on a Ganeti node the socket is Ganeti's, QEMU serves one
+   * client at a time and Ganeti gives up after 5 s, so this stays false there.
+   */
+  qmpKeepOpen: boolean;
   /** How long one QMP command (hotplug, verify, migration) may take, in ms. */
   hotplugTimeoutMs: number;
   /** How long to wait for the guest to release an unplugged device, in ms. */
@@ -97,6 +104,7 @@ export const ROOT_DEFAULTS: Config = {
   qmpPattern: '{runDir}/ctrl/{name}.qmp',
   logLevel: 'info',
   launch: false,
+  qmpKeepOpen: false,
   hotplugTimeoutMs: 30_000,
   unplugTimeoutMs: 30_000,
   maxPayload: 1024 * 1024,
@@ -141,6 +149,7 @@ const ENV_KEYS: Record<string, keyof Config> = {
   GKD_LOG_LEVEL: 'logLevel',
   GKD_ACCEL: 'accel',
   GKD_LAUNCH: 'launch',
+  GKD_QMP_KEEP_OPEN: 'qmpKeepOpen',
   GKD_HOTPLUG_TIMEOUT_MS: 'hotplugTimeoutMs',
   GKD_UNPLUG_TIMEOUT_MS: 'unplugTimeoutMs',
   GKD_MAX_PAYLOAD: 'maxPayload',
@@ -221,7 +230,7 @@ function fromEnv(key: keyof Config, raw: string): unknown {
   if (PATH_LIST_KEYS.has(key)) return raw.split(':').filter((p) => p !== '');
   if (NUMBER_KEYS.has(key)) return Number(raw);
   if (key === 'socketMode') return parseInt(raw, 8);
-  if (key === 'launch') return raw === '1' || raw === 'true' || raw === 'yes';
+  if (key === 'launch' || key === 'qmpKeepOpen') return raw === '1' || raw === 'true' || raw === 'yes';
   if ((key === 'socketOwner' || key === 'socketGroup') && /^\d+$/.test(raw)) return Number(raw);
   return raw;
 }
@@ -250,7 +259,7 @@ function applyValue(cfg: Config, key: string, value: unknown, source: string): v
     case 'accel':
       if (value !== 'kvm' && value !== 'tcg') bad('must be "kvm" or "tcg"');
       break;
-    case 'launch':
+    case 'launch': case 'qmpKeepOpen':
       if (typeof value !== 'boolean') bad('must be true or false');
       break;
     case 'qemuBinaries': case 'storageRoots': case 'kernelRoots':

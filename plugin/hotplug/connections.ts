@@ -16,13 +16,21 @@
  * second connect from here would only queue behind the first); the
  * connection closes when the last of them ends. A connection adopted from
  * the launcher (a QEMU this daemon started itself, whose socket is not
- * Ganeti's) stays open until {@link QmpConnections.closeAll}.
+ * Ganeti's) stays open until {@link QmpConnections.closeAll}, and so does
+ * every connection with `keepOpen` (config `qmpKeepOpen`, for monitors
+ * dedicated to the daemon).
  */
 import { GkdError, isGkdError } from '../errors';
 import { QmpClient, type QmpConnectOptions } from '../qmp';
 
-/** Connect options of every connection. */
-export type QmpConnectionsOptions = QmpConnectOptions;
+/** Connect options of every connection, and whether connections outlive their sequences. */
+export type QmpConnectionsOptions = QmpConnectOptions & {
+  /**
+   * Keep every connection open after its last sequence (until it drops or
+   * {@link QmpConnections.closeAll}): only for monitors no one else uses. @default false
+   */
+  keepOpen?: boolean;
+};
 
 interface Entry {
   client: Promise<QmpClient>;
@@ -38,9 +46,12 @@ export class QmpConnections {
   /** Resolvers waiting for a socket's users to reach zero (closeAll). */
   readonly #idle = new Map<string, Array<() => void>>();
   readonly #options: QmpConnectOptions;
+  readonly #keepOpen: boolean;
 
   constructor(options: QmpConnectionsOptions = {}) {
-    this.#options = options;
+    const { keepOpen, ...connect } = options;
+    this.#options = connect;
+    this.#keepOpen = keepOpen === true;
   }
 
   /**
@@ -184,7 +195,7 @@ export class QmpConnections {
 
   async #closeUnused(socketPath: string): Promise<void> {
     const entry = this.#entries.get(socketPath);
-    if (entry === undefined || entry.adopted) return;
+    if (entry === undefined || entry.adopted || this.#keepOpen) return;
     this.#entries.delete(socketPath);
     const c = await entry.client.catch(() => undefined);
     await c?.close();

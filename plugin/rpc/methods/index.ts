@@ -57,7 +57,7 @@ export function methodDeps(config: Config, logger?: Logger): MethodDeps {
   const store = new RuntimeStore(config.runtimeDir, { devicelessAs: config.ganetiFormat });
   // Each connection lives for one short command sequence: the QMP socket may be Ganeti's own, which
   // serves one client at a time, and Ganeti's client gives up after 5 s.
-  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs });
+  const connections = new QmpConnections({ timeoutMs: config.hotplugTimeoutMs, keepOpen: config.qmpKeepOpen });
   const qmpSocket = (name: string): string => qmpSocketFor(config, name);
   const deps: MethodDeps = {
     config, store, connections, launched: new Map(), reserved: new Set(),

@@ -53,6 +53,32 @@ describe('QmpConnections', function () {
     }
   });
 
+  it('with keepOpen (a monitor dedicated to the daemon) keeps one connection across sequences, and connects again after it dropped', async () => {
+    const sock = await vmWithSharedSocket();
+    const pool = new QmpConnections({ keepOpen: true });
+    try {
+      let first: QmpClient | undefined;
+      await pool.use(sock, async (c) => {
+        first = c;
+        await c.execute('query-status');
+      });
+      assert.equal(first?.closed, false, 'still open after the sequence');
+      assert.equal(pool.isOpen(sock), true);
+      assert.equal(await otherClientGetsIn(sock, 200), false, 'kept: nobody else gets the monitor');
+      await pool.use(sock, async (c) => assert.equal(c, first, 'the next sequence reuses it'));
+      await first?.close();
+      const status = await pool.use(sock, async (c) => {
+        assert.notEqual(c, first, 'a dropped connection is replaced');
+        return (await c.execute<{ status: string }>('query-status')).status;
+      });
+      assert.equal(status, 'prelaunch');
+    } finally {
+      await pool.closeAll();
+    }
+    assert.equal(pool.isOpen(sock), false);
+    assert.equal(await otherClientGetsIn(sock), true, 'closeAll gives the monitor back');
+  });
+
   it('shares one connection between overlapping sequences and closes it after the last', async () => {
     const sock = await vmWithSharedSocket();
     const pool = new QmpConnections();
