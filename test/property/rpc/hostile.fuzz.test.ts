@@ -340,8 +340,10 @@ describe(`hostile input fuzzing (real daemon; seed ${SEED}, rerun with GKD_FUZZ_
       req.on('error', (e: NodeJS.ErrnoException) => (e.code === 'EPIPE' || e.code === 'ECONNRESET' ? resolve({ status: -1, text: e.code }) : reject(e)));
       req.end(body);
     });
+  // Weighted towards real hook names and well-formed bodies, so that enough requests reach a hook's
+  // checks (the property below counts them) while every hostile shape still comes up.
   const hookPath = fc.oneof(
-    fc.constantFrom(...Object.keys(HOOKS)).map((h) => `/hook/${h}`),
+    { weight: 4, arbitrary: fc.constantFrom(...Object.keys(HOOKS)).map((h) => `/hook/${h}`) },
     fc.constantFrom('/hook/', '/hook/__proto__', '/hook/constructor', '/hook/toString', '/hook/../hook/instance-start-pre', '/', '/hook',
       '/hook/instance-start-pre?x=1', '/hook/instance-start-pre/', `/hook/${'a'.repeat(5000)}`),
     fc.string({ maxLength: 40 }).map((x) => `/hook/${encodeURIComponent(x)}`),
@@ -353,10 +355,14 @@ describe(`hostile input fuzzing (real daemon; seed ${SEED}, rerun with GKD_FUZZ_
       'GKD_GANETI_FORMAT=2.10', 'GKD_GANETI_FORMAT=9', 'GKD_SOCKET=/nowhere', 'GKD_CONFIG_TEXT={"ganetiFormat":"2.10"}',
       'GKD_CONFIG_TEXT={"hookTimeoutMs":0}', 'GKD_CONFIG_TEXT=[]', 'GKD_CONFIG_TEXT={"__proto__":{"x":1}}'),
   );
+  const extras = fc.oneof({ weight: 2, arbitrary: fc.constant<string[]>([]) }, { weight: 1, arbitrary: fc.array(gkdRecord, { minLength: 1, maxLength: 3 }) });
   const hookBody: fc.Arbitrary<Buffer> = fc.oneof(
-    fc.tuple(fc.dictionary(envKey, envValue, { maxKeys: 10 }), fc.array(gkdRecord, { maxLength: 3 }), fc.constantFrom('fuzz1', 'hook1', ''))
-      .map(([env, extra, name]) => Buffer.from([...Object.entries({ GANETI_INSTANCE_NAME: name, GANETI_INSTANCE_HYPERVISOR: 'kvm', ...env }).map(([k, v]) => `${k}=${v}`), ...extra]
-        .map((r) => `${r}\0`).join(''))),
+    {
+      weight: 4,
+      arbitrary: fc.tuple(fc.dictionary(envKey, envValue, { maxKeys: 10 }), extras, fc.constantFrom('fuzz1', 'hook1', ''))
+        .map(([env, extra, name]) => Buffer.from([...Object.entries({ GANETI_INSTANCE_NAME: name, GANETI_INSTANCE_HYPERVISOR: 'kvm', ...env }).map(([k, v]) => `${k}=${v}`), ...extra]
+          .map((r) => `${r}\0`).join(''))),
+    },
     fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
     fc.array(fc.string({ maxLength: 20 }), { maxLength: 10 }).map((rs) => Buffer.from(rs.join('\0'))),
     fc.integer({ min: 1, max: 3 }).map((n) => Buffer.alloc(n * 1024 * 1024, 'GANETI_A=x\0')),
