@@ -1,8 +1,9 @@
 /**
- * A booted guest laid out the way the daemon (and Ganeti) finds an
- * instance: QEMU started from the planner's argv with the guest kit's
- * serial channels, its monitor at `<dir>/run/ctrl/<name>.qmp`, its runtime
- * file in `<dir>/conf`. Point a daemon at `dir` (spawnDaemon({dir})).
+ * An instance laid out the way the daemon (and Ganeti) finds it: QEMU
+ * started from the planner's argv, its monitor at
+ * `<dir>/run/ctrl/<name>.qmp`, its runtime file in `<dir>/conf`. Point a
+ * daemon at `dir` (spawnDaemon({dir})). startDaemonGuest() boots the guest
+ * kit with its serial channels.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,21 +15,23 @@ import { GuestConsole, guestSerialChardevs, serialArg } from './guest';
 import { localize } from './plan-vm';
 import { startQemu, type TestQemu } from './qemu';
 
-export interface DaemonGuest {
+export interface DaemonInstance {
   vm: TestQemu;
   /** The instance's dir: `run/` (Ganeti's run dir layout), `conf/` (runtime files), disk images. */
   dir: string;
   runtime: RuntimeV2_16;
   store: RuntimeStore;
+}
+
+export interface DaemonGuest extends DaemonInstance {
   /** Not yet ready: call waitReady(). */
   con: GuestConsole;
 }
 
-/** Starts `spec` (its hvparams must boot the guest kit) and writes its runtime file. */
-export async function startDaemonGuest(spec: InstanceSpec): Promise<DaemonGuest> {
+/** Starts `spec` (paused, or running with these `-serial` arguments per instance dir) and writes its runtime file. */
+export async function startDaemonInstance(spec: InstanceSpec, o: { paused: boolean; serials?: (dir: string) => string[] }): Promise<DaemonInstance> {
   let dir!: string;
   let runtime!: RuntimeV2_16;
-  const serial = (d: string): { serialLog: string; cmdSocket: string } => ({ serialLog: join(d, 'ttyS0.log'), cmdSocket: join(d, 'ttyS1.sock') });
   const vm = await startQemu((d) => {
     dir = d;
     const runDir = join(d, 'run');
@@ -36,12 +39,19 @@ export async function startDaemonGuest(spec: InstanceSpec): Promise<DaemonGuest>
     const plan = planInstance(localize(spec, d));
     runtime = plan.runtime;
     return buildArgv(plan.runtime, {
-      accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${spec.name}.qmp`), paused: false, nicBackends: plan.backends,
-      serials: guestSerialChardevs(serial(d)).map(serialArg),
+      accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${spec.name}.qmp`), paused: o.paused, nicBackends: plan.backends,
+      ...(o.serials === undefined ? {} : { serials: o.serials(d) }),
     });
   });
   mkdirSync(join(dir, 'conf'));
   const store = new RuntimeStore(join(dir, 'conf'));
   await store.write(spec.name, runtime);
-  return { vm, dir, runtime, store, con: new GuestConsole(serial(dir)) };
+  return { vm, dir, runtime, store };
+}
+
+/** Boots `spec` (its hvparams must boot the guest kit) with the kit's serial channels. */
+export async function startDaemonGuest(spec: InstanceSpec): Promise<DaemonGuest> {
+  const serial = (d: string): { serialLog: string; cmdSocket: string } => ({ serialLog: join(d, 'ttyS0.log'), cmdSocket: join(d, 'ttyS1.sock') });
+  const i = await startDaemonInstance(spec, { paused: false, serials: (d) => guestSerialChardevs(serial(d)).map(serialArg) });
+  return { ...i, con: new GuestConsole(serial(i.dir)) };
 }

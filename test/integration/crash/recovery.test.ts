@@ -30,7 +30,8 @@ import { buildArgv, planInstance } from '../../../plugin/planner';
 import { prepareRunDir } from '../../../plugin/process/host-facts';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
 import { RuntimeStore } from '../../../plugin/runtime';
-import type { InstanceSpec, RuntimeV2_16 } from '../../../plugin/types';
+import type { InstanceSpec } from '../../../plugin/types';
+import { startDaemonInstance } from '../../helpers/daemon-guest';
 import { localize, makeImage } from '../../helpers/plan-vm';
 import { startQemu, useQemuCleanup, type TestQemu } from '../../helpers/qemu';
 import { macN, makeSpec, uuidN } from '../../helpers/specs';
@@ -51,19 +52,7 @@ interface Rig {
 
 async function rig(): Promise<Rig> {
   const spec = makeSpec({ name: NAME, disks: 2, nics: 2, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci', nic_type: 'paravirtual' } });
-  let dir!: string;
-  let runtime!: RuntimeV2_16;
-  const vm = await startQemu((d) => {
-    dir = d;
-    const runDir = join(d, 'run');
-    prepareRunDir(runDir);
-    const plan = planInstance(localize(spec, d));
-    runtime = plan.runtime;
-    return buildArgv(plan.runtime, { accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${NAME}.qmp`), paused: true, nicBackends: plan.backends });
-  });
-  mkdirSync(join(dir, 'conf'));
-  const store = new RuntimeStore(join(dir, 'conf'));
-  await store.write(NAME, runtime);
+  const { vm, dir, store } = await startDaemonInstance(spec, { paused: true });
   return { vm, dir, store, spec, image: makeImage(join(dir, 'new.raw')) };
 }
 
