@@ -11,7 +11,7 @@
  * (start, reboot); post hooks fail open (exit 0: Ganeti only logs post
  * failures, and cleanup is repeated by the next one).
  */
-import { loadConfig, type Config } from '../config';
+import type { Config } from '../config';
 // The client module alone: loading the daemon side (planner, ajv, pino) would
 // add ~100 ms to every CLI hook run.
 import { RpcCallError } from '../rpc/client';

@@ -13,7 +13,7 @@ import type { QemuDict } from '../planner';
 import type { QmpClient } from '../qmp';
 import type { DeviceKind } from './allocate';
 import type { UndoLog } from './undo';
-import { UNPLUG_POLL } from './unplug-wait';
+import { askUnplug, UNPLUG_POLL } from './unplug-wait';
 
 export type AddCommand = 'blockdev-add' | 'netdev_add' | 'device_add';
 
@@ -90,20 +90,12 @@ export class AddSteps {
 
   async #deviceDel(): Promise<string | undefined> {
     const { id } = this.#o;
-    const match = (d: Record<string, unknown>): boolean => d.device === id;
     // The connection that sends device_del waits a moment for DEVICE_DELETED (SCSI goes at once),
     // then gives the monitor back; a guest that takes longer is polled for.
     const quick = await this.#o.session(async (c) => {
-      const gone = c.expectEvent('DEVICE_DELETED', match, Math.min(UNPLUG_POLL.firstWaitMs, this.#o.unplugTimeoutMs));
-      try {
-        await c.execute('device_del', { id });
-        await gone;
-        return true;
-      } catch (e) {
-        gone.cancel();
-        if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') return false;
-        throw e;
-      }
+      const r = await askUnplug(c, id, Math.min(UNPLUG_POLL.firstWaitMs, this.#o.unplugTimeoutMs));
+      if (r instanceof Error) throw r;
+      return r === 'gone';
     });
     if (quick || (await this.#o.waitGone(this.#o.unplugTimeoutMs))) return undefined;
     // A block node stays "in use" until the guest lets go; a NIC's netdev can go at once.

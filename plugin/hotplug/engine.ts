@@ -22,7 +22,7 @@ import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
 import { PendingUnplugs, type RemovedEvent } from './pending';
 import { needsReconcile, reconcileInstance, type ReconcileOutcome } from './reconcile';
-import { dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
+import { askUnplug, dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
 import { AddRecord, type Placement } from './add-record';
 import { AddSteps } from './add-steps';
@@ -490,28 +490,24 @@ export class HotplugEngine {
       await this.#checkRunState(qmp, name, `hot-remove ${kind} "${id}"`);
       journal = await this.journal.open(name, { op: 'remove', step: 'device_del', kind, uuid, id, socket, hvinfo: hvinfo as unknown as Record<string, unknown> });
       faultPoint(`${kind}-remove:journaled`);
-      const gone = qmp.expectEvent('DEVICE_DELETED', (d) => (d as { device?: string }).device === id, Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs));
+      let asked: 'gone' | 'waiting' | GkdError;
       try {
-        await qmp.execute('device_del', { id });
-        faultPoint(`${kind}-remove:requested`);
-        await gone;
-        return 'gone';
+        asked = await askUnplug(qmp, id, Math.min(UNPLUG_POLL.firstWaitMs, timeoutMs), () => faultPoint(`${kind}-remove:requested`));
       } catch (e) {
-        gone.cancel();
-        const ge = e as GkdError;
-        const desc = String((ge.data as { desc?: string } | undefined)?.desc ?? ge.message);
-        if (ge.code === 'GKD_QMP_COMMAND' && /not found/i.test(desc)) {
-          warnings.push(`QEMU no longer had device "${id}"`);
-          return 'gone';
-        }
-        if (ge.code === 'GKD_QMP_TIMEOUT') return 'waiting';
-        if (ge.code === 'GKD_QMP_COMMAND' && /in the process of unplug/i.test(desc)) return 'unplugging';
-        // Without a reply QEMU may have started the unplug; only a refusal means nothing changed.
-        // That uncertain case keeps its journal entry: the next reconcile looks at what QEMU has.
-        const outcome = ge.code === 'GKD_QMP_COMMAND' ? 'nothing changed' : 'QEMU may have started the unplug; the runtime file keeps the device until QEMU reports it gone';
-        if (ge.code === 'GKD_QMP_COMMAND') await this.#closeJournal(name, journal);
-        throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${ge.message}; ${outcome}`, { device: id, cause: e });
+        // Without a reply QEMU may have started the unplug: the journal entry stays, and the next
+        // reconcile looks at what QEMU has.
+        throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${(e as Error).message}; QEMU may have started the unplug; the runtime file keeps the device until QEMU reports it gone`, { device: id, cause: e });
       }
+      if (!(asked instanceof Error)) return asked;
+      const desc = String((asked.data as { desc?: string } | undefined)?.desc ?? asked.message);
+      if (/not found/i.test(desc)) {
+        warnings.push(`QEMU no longer had device "${id}"`);
+        return 'gone';
+      }
+      if (/in the process of unplug/i.test(desc)) return 'unplugging';
+      // QEMU refused the command: nothing changed.
+      await this.#closeJournal(name, journal);
+      throw new GkdError('GKD_HOTPLUG_FAILED', `Cannot hot-remove ${kind} "${id}" from "${name}": device_del failed: ${asked.message}; nothing changed`, { device: id, cause: asked });
     });
     // Asked again while QEMU is still unplugging: still pending (one background finisher).
     if (first === 'unplugging') throw await pending();

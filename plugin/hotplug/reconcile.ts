@@ -31,7 +31,7 @@ import type { DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
 import type { PendingUnplugs, RemovedEvent } from './pending';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
-import { dropBackend, UNPLUG_POLL } from './unplug-wait';
+import { askUnplug, dropBackend, UNPLUG_POLL } from './unplug-wait';
 import { verifyAdded } from './verify';
 
 export interface ReconcileDeps {
@@ -143,7 +143,7 @@ async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): 
     const present = (await readLiveDevice(qmp, id)) !== undefined;
     if (present) {
       // The caller asked for the removal: ask QEMU again; SCSI devices go at once, PCI ones need the guest.
-      if (!(await askUnplug(qmp, id))) {
+      if (!(await unplugNow(qmp, id))) {
         await d.journal.update(name, { ...e, op: 'pending', step: 'wait', recorded: true });
         d.pending.watch({ name, kind, uuid: e.uuid ?? '', id, socket, recorded: true, seq: e.seq });
         return { ...base, outcome: 'pending', detail: 'QEMU still has the device; its removal was asked again and is pending' };
@@ -167,24 +167,17 @@ async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): 
  * the device is gone, false when the guest has not released it yet (or an
  * unplug is already under way); the wait is short, the socket may be Ganeti's.
  */
-async function askUnplug(qmp: QmpClient, id: string): Promise<boolean> {
-  const gone = qmp.expectEvent('DEVICE_DELETED', (x) => x.device === id, UNPLUG_POLL.firstWaitMs);
-  try {
-    await qmp.execute('device_del', { id });
-    await gone;
-    return true;
-  } catch (err) {
-    gone.cancel();
-    if (!(isGkdError(err) && (err.code === 'GKD_QMP_TIMEOUT' || /in the process of unplug/i.test(err.message)))) throw err;
-    return false;
-  }
+async function unplugNow(qmp: QmpClient, id: string): Promise<boolean> {
+  const r = await askUnplug(qmp, id, UNPLUG_POLL.firstWaitMs);
+  if (r instanceof Error && !/in the process of unplug/i.test(r.message)) throw r;
+  return r === 'gone';
 }
 
 /** Asks a half-added device back; what the guest still holds is left to the background finisher. */
 async function unplugBack(d: ReconcileDeps, name: string, e: JournalEntry, qmp: QmpClient, why: string): Promise<ReconcileOutcome> {
   const id = e.id as string;
   const kind = e.kind as DeviceKind;
-  if (!(await askUnplug(qmp, id))) return pendingBackend(d, name, e, `${why}; asked it back, the guest has not released it yet`);
+  if (!(await unplugNow(qmp, id))) return pendingBackend(d, name, e, `${why}; asked it back, the guest has not released it yet`);
   const drop = await dropBackend(qmp, kind, id);
   if (!drop.done) return pendingBackend(d, name, e, `${why}; asked it back, its block node is still in use`);
   return { seq: e.seq, op: e.op, id, outcome: 'rolled-back', detail: `${why}; the device and its backend were removed` };

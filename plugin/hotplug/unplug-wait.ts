@@ -4,7 +4,7 @@
  * check is a short connection of its own (connect, one `qom-list`, close),
  * repeated at a short interval until the device is gone or time is up.
  */
-import { isGkdError } from '../errors';
+import { isGkdError, type GkdError } from '../errors';
 import type { QmpClient } from '../qmp';
 import type { DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
@@ -18,6 +18,31 @@ export const UNPLUG_POLL = {
 } as const;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * Sends `device_del` for `id` and waits up to `waitMs` for its
+ * DEVICE_DELETED (armed before the command, so it cannot be missed):
+ * `'gone'` when it came, `'waiting'` when the guest has not released the
+ * device yet (any GKD_QMP_TIMEOUT). QEMU's refusal of the command
+ * (GKD_QMP_COMMAND: no such device, an unplug already under way, ...) is
+ * returned for the caller to judge; any other failure is thrown, and then
+ * QEMU may or may not have started the unplug. `afterRequest` runs once
+ * QEMU accepted the command.
+ */
+export async function askUnplug(qmp: QmpClient, id: string, waitMs: number, afterRequest?: () => void): Promise<'gone' | 'waiting' | GkdError> {
+  const gone = qmp.expectEvent('DEVICE_DELETED', (d) => d.device === id, waitMs);
+  try {
+    await qmp.execute('device_del', { id });
+    afterRequest?.();
+    await gone;
+    return 'gone';
+  } catch (e) {
+    gone.cancel();
+    if (isGkdError(e) && e.code === 'GKD_QMP_TIMEOUT') return 'waiting';
+    if (isGkdError(e) && e.code === 'GKD_QMP_COMMAND') return e;
+    throw e;
+  }
+}
 
 /** True when QEMU no longer has device `id` under `/machine/peripheral`. */
 export async function deviceGone(qmp: QmpClient, id: string): Promise<boolean> {
