@@ -89,6 +89,21 @@ const POINTS: Array<[keyof ReturnType<typeof ops>, string[]]> = [
   ['nic-pending', ['journaled']],
 ];
 
+/**
+ * Calls `method` on daemon `d`, whose fault point `point` kills it during
+ * the call: the call dies with the daemon, and the daemon did reach the point.
+ */
+async function callDyingAt(d: DaemonProcess, point: string, method: string, params: Record<string, unknown>): Promise<void> {
+  const c = await RpcClient.connect(d.socket);
+  await assert.rejects(c.call(method, params), (e: Error) => {
+    assert.match(e.message, /Connection to the daemon closed/, 'the call must die with the daemon');
+    return true;
+  });
+  await c.close().catch(() => undefined);
+  await d.stop();
+  assert.equal(d.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d.log().slice(-2000)}`);
+}
+
 async function callCode(c: RpcClient, op: Op): Promise<string> {
   try {
     await c.call(op.method, op.params);
@@ -123,8 +138,8 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
             dir: r.dir,
             env: { ...roots(r.dir), GKD_UNPLUG_TIMEOUT_MS: '1000', GKD_FAULT_POINT: point, ...(killQemu ? { GKD_FAULT_KILL_PID: String(vm.pid) } : {}) },
           });
-          const c1 = await RpcClient.connect(d1.socket);
           if (killQemu) {
+            const c1 = await RpcClient.connect(d1.socket);
             // The daemon survives; the call ends however the dead QEMU lets it (an error, or done).
             await c1.call(op.method, op.params).catch(() => undefined);
             await c1.close();
@@ -136,13 +151,7 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
             const runDir = join(r.dir, 'run');
             vm = await startQemu(buildArgv(stored, { accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${NAME}.qmp`), paused: true, nicBackends: userBackends(stored) }));
           } else {
-            await assert.rejects(c1.call(op.method, op.params), (e: Error) => {
-              assert.match(e.message, /Connection to the daemon closed/, 'the call must die with the daemon');
-              return true;
-            });
-            await c1.close().catch(() => undefined);
-            await d1.stop();
-            assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
+            await callDyingAt(d1, point, op.method, op.params);
           }
 
           const t0 = Date.now();
@@ -206,12 +215,7 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
       const acc = await acceptMigration(dstCtx, { name: NAME, runtime: sent, incoming, build: { nicBackends: userBackends(sent) } });
       const target = await startQemu(acc.argv);
       try {
-        const d1 = await daemon(r, point);
-        const c1 = await RpcClient.connect(d1.socket);
-        await assert.rejects(c1.call('migration.start', { name: NAME, uri: incoming, targetQmp: acc.qmp }), /Connection to the daemon closed/);
-        await c1.close().catch(() => undefined);
-        await d1.stop();
-        assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
+        await callDyingAt(await daemon(r, point), point, 'migration.start', { name: NAME, uri: incoming, targetQmp: acc.qmp });
 
         const t0 = Date.now();
         const d2 = await daemon(r);
@@ -253,12 +257,7 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
       const runtime = planInstance(spec).runtime;
       const params = { name: NAME, runtime, incoming: `unix:${join(dir, 'mig.sock')}`, nicBackends: userBackends(runtime) };
       const args = launch ? ['--launch', '--accel', 'tcg'] : ['--accel', 'tcg'];
-      const d1 = await spawnDaemon({ dir, args, env: { ...roots(dir), GKD_FAULT_POINT: point } });
-      const c1 = await RpcClient.connect(d1.socket);
-      await assert.rejects(c1.call('migration.accept', params), /Connection to the daemon closed/);
-      await c1.close().catch(() => undefined);
-      await d1.stop();
-      assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
+      await callDyingAt(await spawnDaemon({ dir, args, env: { ...roots(dir), GKD_FAULT_POINT: point } }), point, 'migration.accept', params);
       assert.ok(existsSync(join(dir, 'conf', `${NAME}.runtime`)), 'the dead accept left its runtime file');
 
       const t0 = Date.now();
