@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import type { GuestConsole } from '../helpers/guest';
 import {
-  addInstance, call, callError, daemonCallsSince, ensureGanetiNode, ganetiRuntime, gnt, logMark, qmpOnce, removeInstance, SKIP_GANETI, startGuestInstance,
+  call, callError, daemonCallsSince, ensureGanetiNode, ganetiRuntime, gnt, logMark, qmpOnce, removeInstance, SKIP_GANETI, startGuestInstance, startInstance,
 } from './helpers/lab';
 
 (SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0 hotplug with the plugin installed, booted guest', function () {
@@ -175,10 +175,7 @@ import {
   before(async function () {
     this.timeout(600_000);
     await ensureGanetiNode();
-    await removeInstance(NAME);
-    const r = await addInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 4, hv: { disk_type: 'ide' } });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
+    await startInstance(NAME, { disks: 1, nics: 0, diskSizeMb: 4, hv: { disk_type: 'ide' } });
   });
 
   after(async () => {

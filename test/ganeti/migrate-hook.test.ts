@@ -11,7 +11,7 @@ import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ALLOW_DRIFT_TAG } from '../../plugin/cli/hook-table';
-import { addInstance, ensureGanetiNode, gnt, HOOKS_DIR, qmpOnce, removeInstance, SKIP_GANETI } from './helpers/lab';
+import { ensureGanetiNode, gnt, HOOKS_DIR, qmpOnce, removeInstance, SKIP_GANETI, startInstance } from './helpers/lab';
 
 (SKIP_GANETI ? describe.skip : describe)('Ganeti 3.0: instance-migrate-pre and instance-failover-pre check drift', function () {
   this.timeout(300_000);
@@ -33,10 +33,7 @@ import { addInstance, ensureGanetiNode, gnt, HOOKS_DIR, qmpOnce, removeInstance,
   before(async function () {
     this.timeout(1_200_000);
     await ensureGanetiNode();
-    await removeInstance(NAME);
-    const r = await addInstance(NAME, { disks: 1, nics: 1, diskSizeMb: 4 });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
+    await startInstance(NAME, { disks: 1, nics: 1, diskSizeMb: 4 });
   });
 
   after(async () => {

@@ -8,7 +8,7 @@
  * the plugin's removal stays pending for the whole test.
  */
 import { strict as assert } from 'node:assert';
-import { addInstance, call, callError, ensureGanetiNode, ganetiRuntime, gnt, removeInstance, SKIP_GANETI } from './helpers/lab';
+import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, removeInstance, SKIP_GANETI, startInstance } from './helpers/lab';
 
 (SKIP_GANETI ? describe.skip : describe)("Ganeti 3.0: Ganeti's hotplug works while the plugin works on the same QMP socket", function () {
   this.timeout(300_000);
@@ -17,10 +17,7 @@ import { addInstance, call, callError, ensureGanetiNode, ganetiRuntime, gnt, rem
   before(async function () {
     this.timeout(1_200_000);
     await ensureGanetiNode();
-    await removeInstance(NAME);
-    const r = await addInstance(NAME, { disks: 2, nics: 1, diskSizeMb: 1 });
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    await gnt('gnt-instance', 'start', NAME);
+    await startInstance(NAME, { disks: 2, nics: 1, diskSizeMb: 1 });
   });
 
   after(async () => {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { GuestConsole } from '../helpers/guest';
-import { addInstance, gnt, gntTry, guestConsoleOf, HOOKS_DIR, removeInstance, SKIP_GANETI, startGuestInstance } from './helpers/lab';
+import { gnt, gntTry, guestConsoleOf, HOOKS_DIR, removeInstance, SKIP_GANETI, startGuestInstance, startInstance } from './helpers/lab';
 import { callOn, callsSinceOn, ensureTwoNodes, logMarkOn, NODE2, NODES, qemuPidOn, qmpOn, runtimeFileOn } from './helpers/node2';
 
 /** The migrations the suite ran, for its closing list. */
@@ -229,10 +229,7 @@ async function guestSees(con: GuestConsole, disks: number, nics: number, kind: '
 
     before(async function () {
       this.timeout(300_000);
-      await removeInstance(NAME);
-      const r = await addInstance(NAME, { template: 'sharedfile', disks: 2, nics: 2, hv: { disk_type: 'scsi-hd' } });
-      assert.equal(r.code, 0, r.stdout + r.stderr);
-      await gnt('gnt-instance', 'start', NAME);
+      await startInstance(NAME, { template: 'sharedfile', disks: 2, nics: 2, hv: { disk_type: 'scsi-hd' } });
     });
 
     after(async () => {
@@ -339,10 +336,7 @@ async function guestSees(con: GuestConsole, disks: number, nics: number, kind: '
 
     before(async function () {
       this.timeout(300_000);
-      await removeInstance(NAME);
-      const r = await addInstance(NAME, { template: 'sharedfile', disks: 1, nics: 1 });
-      assert.equal(r.code, 0, r.stdout + r.stderr);
-      await gnt('gnt-instance', 'start', NAME);
+      await startInstance(NAME, { template: 'sharedfile', disks: 1, nics: 1 });
       saved = existsSync(NODES[2].config) ? readFileSync(NODES[2].config, 'utf8') : undefined;
     });
 

@@ -245,6 +245,14 @@ export function addArgs(name: string, o: AddOptions = {}): string[] {
   return args;
 }
 
+/** Adds instance `name` afresh (an earlier one is removed) and starts it; fails with Ganeti's output. */
+export async function startInstance(name: string, o: AddOptions = {}): Promise<void> {
+  await removeInstance(name);
+  const r = await addInstance(name, o);
+  if (r.code !== 0) throw new Error(`gnt-instance add ${name} failed:\n${r.stdout}${r.stderr}`);
+  await gnt('gnt-instance', 'start', name);
+}
+
 /** Removes an instance whatever its state (no guest OS answers ACPI: no shutdown timeout). */
 export async function removeInstance(name: string): Promise<void> {
   const r = await gntTry('gnt-instance', 'remove', '-f', '--shutdown-timeout=0', name);
@@ -378,12 +386,9 @@ export async function guestConsoleOf(name: string, o: ConsoleOn = {}): Promise<G
  * waits until the guest's command channel answers.
  */
 export async function startGuestInstance(name: string, o: AddOptions & { kernelArgs?: string } = {}): Promise<GuestConsole> {
-  await removeInstance(name);
   const { kernelArgs, ...add } = o;
   const g = guestHv(name, kernelArgs);
-  const r = await addInstance(name, { memoryMb: 128, ...add, hv: { ...g.hv, ...add.hv } });
-  if (r.code !== 0) throw new Error(`gnt-instance add ${name} failed:\n${r.stdout}${r.stderr}`);
-  await gnt('gnt-instance', 'start', name);
+  await startInstance(name, { memoryMb: 128, ...add, hv: { ...g.hv, ...add.hv } });
   const con = await g.console();
   await con.waitReady(90_000);
   return con;
