@@ -20,17 +20,13 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { addInstance, gnt, gntTry, HOOKS_DIR, removeInstance, startGuestInstance } from '../test/ganeti/helpers/lab';
+import { addInstance, gnt, gntTry, HOOKS_DIR, removeInstance, startGuestInstance, stopDaemon } from '../test/ganeti/helpers/lab';
 import { ensureTwoNodes, NODE2, NODES, stopNode2Daemon } from '../test/ganeti/helpers/node2';
-import { stopDaemon } from '../test/ganeti/helpers/lab';
+import { quantileOf } from './markdown';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const TITLE = '## Ganeti operations with and without the hooks';
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-}
 const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '-');
 
 /** The plugin's hook scripts under Ganeti's hooks dir. */
@@ -71,8 +67,8 @@ class Samples {
     for (const [series, m] of this.data) {
       const w = m.get('with hooks') ?? [];
       const wo = m.get('without hooks') ?? [];
-      const d = pct(w, 50) - pct(wo, 50);
-      out.push(`| ${series} | ${w.length} | ${ms(pct(w, 50))} | ${ms(pct(w, 95))} | ${ms(pct(wo, 50))} | ${ms(pct(wo, 95))} | ${ms(d)} |`);
+      const d = quantileOf(w, 0.5) - quantileOf(wo, 0.5);
+      out.push(`| ${series} | ${w.length} | ${ms(quantileOf(w, 0.5))} | ${ms(quantileOf(w, 0.95))} | ${ms(quantileOf(wo, 0.5))} | ${ms(quantileOf(wo, 0.95))} | ${ms(d)} |`);
     }
     return out;
   }
@@ -198,7 +194,7 @@ async function main(): Promise<void> {
   const migRows = mig.rows();
   const migDiff = (() => {
     const m = mig.data.get('`gnt-instance migrate`, wall time');
-    return m === undefined ? NaN : pct(m.get('with hooks') ?? [], 50) - pct(m.get('without hooks') ?? [], 50);
+    return m === undefined ? NaN : quantileOf(m.get('with hooks') ?? [], 0.5) - quantileOf(m.get('without hooks') ?? [], 0.5);
   })();
   process.stdout.write([
     TITLE,

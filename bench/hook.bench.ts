@@ -12,13 +12,10 @@ import { join } from 'node:path';
 import { RpcClient } from '../plugin/rpc';
 import { GANETI_ENV } from '../test/integration/rpc/ganeti-env';
 import { MAIN, ROOT, sampleSpec, spawnDaemon } from '../test/integration/rpc/daemon-process';
+import { quantile } from './markdown';
 
 const RUNS = Number(process.argv[2] ?? 50);
 const HOOKS = ['instance-start-pre', 'instance-migrate-pre', 'cluster-verify-post'] as const;
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
 
 interface Case {
   name: string;
@@ -67,7 +64,7 @@ async function main(): Promise<void> {
     }
     const stats = new Map([...times].map(([n, t]) => {
       const s = [...t].sort((a, b) => a - b);
-      return [n, { p50: pct(s, 50), p95: pct(s, 95), n: s.length }];
+      return [n, { p50: quantile(s, 0.5), p95: quantile(s, 0.95), n: s.length }];
     }));
     const row = (n: string): string => {
       const s = stats.get(n)!;

@@ -35,6 +35,7 @@ import { RpcClient } from '../plugin/rpc';
 import { RuntimeStore } from '../plugin/runtime';
 import type { InstanceSpec, ScsiHvInfo } from '../plugin/types';
 import { spawnDaemon } from '../test/integration/rpc/daemon-process';
+import { quantile, quantileOf } from './markdown';
 
 /** One measured series. */
 export interface HotplugBenchRow {
@@ -230,13 +231,7 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
   }
 }
 
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-}
-
-function median(xs: number[]): number {
-  return quantile([...xs].sort((a, b) => a - b), 0.5);
-}
+const median = (xs: number[]): number => quantileOf(xs, 0.5);
 
 function row(name: string, s: number[]): HotplugBenchRow {
   const sorted = [...s].sort((a, b) => a - b);

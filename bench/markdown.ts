@@ -14,6 +14,11 @@ export function quantile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
 }
 
+/** The `p`-quantile (0..1) of unsorted `samples`. */
+export function quantileOf(samples: readonly number[], p: number): number {
+  return quantile([...samples].sort((a, b) => a - b), p);
+}
+
 /** Median and p95 of unsorted samples. */
 export function medianP95(samples: readonly number[]): { median: number; p95: number } {
   const s = [...samples].sort((a, b) => a - b);

@@ -39,6 +39,7 @@ import { RpcClient } from '../plugin/rpc/client';
 import { RuntimeStore } from '../plugin/runtime';
 import type { InstanceSpec } from '../plugin/types';
 import { ROOT, spawnDaemon, type DaemonProcess } from '../test/integration/rpc/daemon-process';
+import { quantileOf } from './markdown';
 
 const CLIENTS = 10;
 /** Measured add/remove cycles per client per round (after one warm-up cycle each). */
@@ -94,11 +95,7 @@ async function pool<T, R>(items: T[], limit: number, fn: (x: T, i: number) => Pr
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 
-function quantile(s: number[], q: number): number {
-  const sorted = [...s].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-}
-const median = (s: number[]): number => quantile(s, 0.5);
+const median = (s: number[]): number => quantileOf(s, 0.5);
 
 // ---- the daemon's process, seen from /proc ----
 
@@ -436,8 +433,8 @@ function report(levels: LevelResult[], totalS: number, load: string, leftover: n
   out.push('| N | QEMU start s | daemon spawn to listening ms | start-up pass ms | hot-add p50 / p99 ms (10 clients) | daemon CPU ms per add+remove | hot-add p50 / p99 ms (1 client) | hot-remove p50 / p99 ms (10 clients) | hot-remove p50 ms (1 client) |');
   out.push('|---|---|---|---|---|---|---|---|---|');
   for (const l of levels) {
-    out.push(`| ${l.n} | ${f1(l.qemuStartS)} | ${f1(l.listenMs)} | ${f1(l.recoveryMs)} | ${f1(median(l.addMs))} / ${f1(quantile(l.addMs, 0.99))} | ${f1(median(l.cpuPerCycleMs))} | ` +
-      `${f1(median(l.serialAddMs))} / ${f1(quantile(l.serialAddMs, 0.99))} | ${f1(median(l.removeMs))} / ${f1(quantile(l.removeMs, 0.99))} | ${f1(median(l.serialRemoveMs))} |`);
+    out.push(`| ${l.n} | ${f1(l.qemuStartS)} | ${f1(l.listenMs)} | ${f1(l.recoveryMs)} | ${f1(median(l.addMs))} / ${f1(quantileOf(l.addMs, 0.99))} | ${f1(median(l.cpuPerCycleMs))} | ` +
+      `${f1(median(l.serialAddMs))} / ${f1(quantileOf(l.serialAddMs, 0.99))} | ${f1(median(l.removeMs))} / ${f1(quantileOf(l.removeMs, 0.99))} | ${f1(median(l.serialRemoveMs))} |`);
   }
   out.push('', `Samples per N: ${levels[0]?.addMs.length ?? 0} concurrent and ${levels[0]?.serialAddMs.length ?? 0} single-client adds (and as many removals); p99 of ${levels[0]?.addMs.length ?? 0} samples is the second largest.`, '');
   out.push('| N | verify p50 ms per call | daemon CPU ms per verify | verify all, one client, ms | per instance ms | verify all, 10 clients, ms | per instance ms | cluster-verify-post ms (median of ' + `${HOOK_RUNS * ROUNDS}) | runtime.list ms |`);
@@ -465,7 +462,7 @@ function report(levels: LevelResult[], totalS: number, load: string, leftover: n
   // Growth: factor and exponent per step of N.
   const metrics: Metric[] = [
     { name: 'hot-add p50, 10 clients', values: levels.map((l) => median(l.addMs)), ideal: 'flat', from: CLIENTS },
-    { name: 'hot-add p99, 10 clients', values: levels.map((l) => quantile(l.addMs, 0.99)), ideal: 'flat', from: CLIENTS },
+    { name: 'hot-add p99, 10 clients', values: levels.map((l) => quantileOf(l.addMs, 0.99)), ideal: 'flat', from: CLIENTS },
     { name: 'daemon CPU per add+remove', values: levels.map((l) => median(l.cpuPerCycleMs)), ideal: 'flat' },
     { name: 'hot-add p50, 1 client', values: levels.map((l) => median(l.serialAddMs)), ideal: 'flat' },
     { name: 'hot-remove p50, 10 clients', values: levels.map((l) => median(l.removeMs)), ideal: 'flat', from: CLIENTS },
