@@ -356,9 +356,15 @@ export class HotplugEngine {
         clock.record('qmp connect', connecting);
         // This sequence holds the connection now; it closes when the sequence ends.
         void ctx.early?.release();
-        const [, prep] = await Promise.all([clock.span('run state', () => this.#checkRunState(qmp, name, `hot-add ${kind} "${uuidId}"`)), preparing]);
+        // The run state is asked first and the backend sent right behind it, without waiting for the
+        // answer (QEMU answers in order); a QEMU found in a migration gets the backend taken back
+        // (blockdev-del / netdev_del need no guest), so the refusal still changes nothing.
+        const runState = clock.span('run state', () => this.#checkRunState(qmp, name, `hot-add ${kind} "${uuidId}"`));
+        runState.catch(() => undefined);
+        const prep = await preparing;
         const { runtime, format, liveFirst, open } = prep;
         if (liveFirst) {
+          await runState;
           const live = await clock.span('live read', () => readOccupancy(qmp, SCSI_BUS, occupancyNeeds(runtime, kind)));
           const p = this.#place(runtime, format, kind, spec, uuidId, live);
           id = p.id;
@@ -381,9 +387,21 @@ export class HotplugEngine {
         });
         faultPoint(`${kind}-add:journaled`);
         const deviceArgs = (h: HvInfo): QemuDict => (kind === 'disk' ? diskDeviceArgs(h, diskIo(runtime)) : nicDeviceArgs(h, (spec as NicSpec).mac));
-        await clock.span(backendStep, () => this.#backend(steps as AddSteps, kind, spec, runtime, id, rec.placement.hvinfo.driver));
+        const backend = clock.span(backendStep, () => this.#backend(steps as AddSteps, kind, spec, runtime, id, rec.placement.hvinfo.driver));
+        backend.catch(() => undefined);
+        try {
+          await runState;
+        } catch (e) {
+          // Refused: the backend's inverse is in the roll-back log once its answer is in.
+          await backend.catch(() => undefined);
+          (steps as AddSteps).step = 'run state';
+          throw e;
+        }
+        await backend;
         // The verifying read goes right behind device_add (QEMU answers in order): one round trip
-        // saved. If device_add fails, what it read is ignored.
+        // saved. If device_add fails, what it read is ignored. device_add itself waits for the
+        // backend's answer: were the backend refused because QEMU already has a node of that name,
+        // a device_add sent behind it would attach the guest to that other node.
         let verifying: Promise<void> | undefined;
         try {
           await clock.span('device_add', () => {

@@ -10,7 +10,7 @@ import { GkdError, isGkdError } from '../errors';
  * rollback: QEMU placed the device elsewhere, QEMU already has the name, no
  * address is left (found only once QEMU refused the first one).
  */
-const KEPT_CODES = new Set(['GKD_HOTPLUG_VERIFY', 'GKD_DEVICE_EXISTS', 'GKD_CAPACITY']);
+const KEPT_CODES = new Set(['GKD_HOTPLUG_VERIFY', 'GKD_DEVICE_EXISTS', 'GKD_CAPACITY', 'GKD_INSTANCE_BUSY']);
 
 /** The inverses of the steps of one hotplug, run newest first on failure. */
 export class UndoLog {

@@ -89,9 +89,14 @@ export class QmpClient {
     const deadline = Date.now() + opts.connectTimeoutMs;
     const socket = await openSocket(socketPath, opts.connectTimeoutMs);
     const client = new QmpClient(socket, opts);
+    // qmp_capabilities is written at once, not after the greeting: QEMU greets a client as it
+    // accepts it and reads commands only after that, so the reply still comes second, and one round
+    // trip is saved on every connection. On a busy monitor (no greeting) it is never read.
+    const negotiated = client.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
+    negotiated.catch(() => undefined);
     try {
       await client.#awaitGreeting(socketPath, deadline - Date.now());
-      await client.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
+      await negotiated;
     } catch (err) {
       client.#teardown({ code: 'GKD_QMP_CLOSED', detail: 'the handshake failed' });
       const e = err as GkdError;

@@ -5,6 +5,7 @@
  * with the runtime file after every step; failures leave both untouched.
  */
 import { strict as assert } from 'node:assert';
+import { findLeaks } from '../../../plugin/migration/leaks';
 import { readFileSync } from 'node:fs';
 import { GkdError } from '../../../plugin/errors';
 import type { ScsiHvInfo } from '../../../plugin/types';
@@ -73,6 +74,8 @@ describe('HotplugEngine on real QEMU (paused)', function () {
     await rejectsWithCode(h.engine.addNic(h.name, { uuid: uuidN(0xba), mac: macN(0xba), backend: { type: 'user' } }), 'GKD_INSTANCE_BUSY');
     assert.deepEqual(readFileSync(h.store.path(h.name)), before);
     await assertRuntimeMatchesQemu(h);
+    // The backend sent behind the run-state question was taken back.
+    assert.deepEqual(await findLeaks(h.vm.qmp), []);
     await h.close();
   });
 
