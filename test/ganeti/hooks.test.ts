@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   addInstance, call, callError, ensureGanetiNode, gnt, gntTry, GANETI_PY, HOOKS_DIR, qemuPid, removeInstance, RUNTIME_DIR, SKIP_GANETI,
@@ -68,6 +68,8 @@ async function stop(name: string): Promise<void> {
         assert.ok(qemuPid(NAME) !== undefined, `${t}: QEMU runs`);
       } else {
         assert.notEqual(r.code, 0, `${t} does not start in QEMU: ${r.out}`);
+        // The planner lays these out like Ganeti: QEMU's own refusal (no SCSI block device) is what stops them.
+        if (t === 'scsi-block' || t === 'scsi-generic') assert.doesNotMatch(r.out, /kvm-devices instance-start-pre: refused/, r.out);
         if (['scsi', 'sd', 'mtd'].includes(t)) {
           // The hook stops it before QEMU, naming the parameter and the reason.
           assert.match(r.out, new RegExp(`kvm-devices instance-start-pre: refused: Cannot use hvparams.disk_type "${t}".*do(es)? not start`), r.out);
@@ -95,6 +97,29 @@ async function stop(name: string): Promise<void> {
     } finally {
       await gnt('gnt-instance', 'modify', '-H', 'nic_type=paravirtual', NAME);
     }
+  });
+
+  it('with the plugin\'s start hook moved aside, every value it refuses (disk_type scsi, sd, mtd; nic_type ne2k_isa) fails to start anyway, in Ganeti or QEMU', async () => {
+    const hook = join(HOOKS_DIR, 'instance-start-pre.d', 'kvm-devices');
+    // Ganeti runs only hook files named [A-Za-z0-9_-]+: with a dot in its name the hook is skipped.
+    const aside = `${hook}.aside`;
+    renameSync(hook, aside);
+    const seen: string[] = [];
+    try {
+      for (const hv of ['disk_type=scsi', 'disk_type=sd', 'disk_type=mtd', 'nic_type=ne2k_isa']) {
+        await gnt('gnt-instance', 'modify', '-H', hv, NAME);
+        const r = await start(NAME);
+        assert.notEqual(r.code, 0, `${hv} started without the hook: ${r.out}`);
+        assert.doesNotMatch(r.out, /kvm-devices/, `${hv}: the hook was moved aside, yet it ran`);
+        seen.push(`${hv}: ${(/Error: (.*)/.exec(r.out)?.[1] ?? r.out.trim().split('\n').pop() ?? '').slice(0, 160)}`);
+        await stop(NAME);
+        await gnt('gnt-instance', 'modify', '-H', 'disk_type=paravirtual,nic_type=paravirtual', NAME);
+      }
+    } finally {
+      renameSync(aside, hook);
+      await gnt('gnt-instance', 'modify', '-H', 'disk_type=paravirtual,nic_type=paravirtual', NAME);
+    }
+    process.stdout.write(`        without the hook:\n${seen.map((l) => `          ${l}`).join('\n')}\n`);
   });
 
   it('every scsi_controller_type Ganeti 3.0 accepts, with scsi-hd disks: modify -H + start succeeds', async () => {
@@ -147,20 +172,22 @@ async function stop(name: string): Promise<void> {
     assert.equal(qemuPid(LSI), undefined, 'the hook stopped it before QEMU');
   });
 
-  it('instance.cleanup refuses while QEMU runs; the stop post hook run then keeps the runtime file and says so', async () => {
+  it('instance.cleanup refuses while QEMU runs; the stop and remove post hooks run then keep the runtime file and say so', async () => {
     await gnt('gnt-instance', 'start', NAME);
     const file = join(RUNTIME_DIR, `${NAME}.runtime`);
     const e = await callError('instance.cleanup', { name: NAME });
     assert.equal(e.code, 'GKD_INSTANCE_RUNNING');
     assert.ok(existsSync(file));
-    // The installed hook, as ganeti-noded runs it: environment reset to PATH plus GANETI_*.
-    const hook = spawnSync(join(HOOKS_DIR, 'instance-stop-post.d', 'kvm-devices'), [], {
-      cwd: '/', encoding: 'utf8',
-      env: { PATH: '/sbin:/bin:/usr/sbin:/usr/bin', GANETI_HOOKS_PATH: 'instance-stop', GANETI_HOOKS_PHASE: 'post', GANETI_INSTANCE_NAME: NAME, GANETI_INSTANCE_HYPERVISOR: 'kvm' },
-    });
-    assert.equal(hook.status, 0, hook.stdout + hook.stderr);
-    assert.match(hook.stdout, /runtime file kept: .*QEMU \(pid \d+\) is still running it/);
-    assert.ok(existsSync(file), 'the live runtime file is still there');
+    for (const hpath of ['instance-stop', 'instance-remove']) {
+      // The installed hook, as ganeti-noded runs it: environment reset to PATH plus GANETI_*.
+      const hook = spawnSync(join(HOOKS_DIR, `${hpath}-post.d`, 'kvm-devices'), [], {
+        cwd: '/', encoding: 'utf8',
+        env: { PATH: '/sbin:/bin:/usr/sbin:/usr/bin', GANETI_HOOKS_PATH: hpath, GANETI_HOOKS_PHASE: 'post', GANETI_INSTANCE_NAME: NAME, GANETI_INSTANCE_HYPERVISOR: 'kvm' },
+      });
+      assert.equal(hook.status, 0, `${hpath}: ${hook.stdout}${hook.stderr}`);
+      assert.match(hook.stdout, /runtime file kept: .*QEMU \(pid \d+\) is still running it/, hpath);
+      assert.ok(existsSync(file), `the live runtime file is still there after ${hpath}-post`);
+    }
     await stop(NAME);
   });
 });

@@ -9,8 +9,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  addInstance, call, ensureGanetiNode, ganetiOracle, ganetiRuntime, gnt, removeInstance, RUNTIME_DIR, SKIP_GANETI, type AddOptions,
+  addInstance, call, ensureGanetiNode, ganetiOracle, ganetiRuntime, gnt, hvinfoComparisons, removeInstance, RUNTIME_DIR, SKIP_GANETI, type AddOptions,
 } from './helpers/lab';
+
+/** One device's hvinfo in a few characters: driver@where. */
+function describeHvinfo(h: Record<string, unknown>): string {
+  const where = h.addr !== undefined ? String(h.addr) : h['scsi-id'] !== undefined ? `${String(h.bus)}:${String(h['scsi-id'])}` : String(h.bus ?? '-');
+  return `${String(h.driver)}@${where}`;
+}
 
 interface Case {
   what: string;
@@ -89,6 +95,7 @@ function specFrom(name: string, rt: GanetiRuntime): Record<string, unknown> {
         assert.deepEqual(fromOurs.disk_devices, fromGanetis.disk_devices);
         assert.deepEqual(fromOurs.nic_devices, fromGanetis.nic_devices);
         assert.deepEqual(fromOurs.nic_macs, fromGanetis.nic_macs);
+        hvinfoComparisons.push(`${c.what}: ${ours.length} devices equal (${ours.map((d) => describeHvinfo(d.hvinfo)).join(' ')}); verify clean; Ganeti's hv_kvm rebuilds the same -device list from either file`);
       } finally {
         await removeInstance(name);
       }

@@ -7,7 +7,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  addInstance, call, daemonCallsSince, ensureGanetiNode, ganetiCommands, gnt, gntTry, installedHooks,
+  addInstance, call, daemonCallsSince, ensureGanetiNode, gnt, gntTry, installedHooks,
   logMark, qemuPid, removeInstance, RUNTIME_DIR, SKIP_GANETI, type LoggedCall,
 } from './helpers/lab';
 
@@ -40,7 +40,6 @@ function assertCalled(calls: LoggedCall[], method: string, instance: string, wha
 
   after(async function () {
     for (const n of [PV, SHARED, DISKLESS, 'gkd-renamed.example.com']) await removeInstance(n).catch(() => undefined);
-    process.stdout.write(`\n      Ganeti commands run by the Ganeti suite so far (${ganetiCommands.length}):\n${ganetiCommands.map((c) => `        ${c}`).join('\n')}\n`);
   });
 
   it('install.sh --hooks put every hook of this release into Ganeti\'s hooks dir', () => {

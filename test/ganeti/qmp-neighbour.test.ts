@@ -5,10 +5,11 @@
  * removal after it, a stream of instance.verify calls) Ganeti's own
  * `gnt-instance modify --hotplug` on the same instance must still complete.
  * The instance boots no OS, so QEMU never releases an unplugged device and
- * the plugin's removal stays pending for the whole test.
+ * the plugin's removal stays pending for the whole test. (The same holds
+ * for a migration.start refused at its drift check.)
  */
 import { strict as assert } from 'node:assert';
-import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, removeInstance, SKIP_GANETI, startInstance } from './helpers/lab';
+import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, qmpOnce, removeInstance, SKIP_GANETI, startInstance } from './helpers/lab';
 
 (SKIP_GANETI ? describe.skip : describe)("Ganeti 3.0: Ganeti's hotplug works while the plugin works on the same QMP socket", function () {
   this.timeout(300_000);
@@ -32,6 +33,30 @@ import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, removeInstance, 
     assert.doesNotMatch(out, /hotplug:failed|Timeout while receiving a QMP message/, out);
     return r.ms;
   }
+
+  it('during a stream of migration.start calls refused at their drift check, Ganeti hot-adds a NIC (first: the pending removal below would refuse it before QEMU is asked)', async () => {
+    // Drift behind Ganeti's back: a device QEMU has and no runtime file names, at a slot Ganeti's
+    // hotplug (lowest free slot from its reservations up) does not reach here.
+    await qmpOnce(NAME, 'device_add', { driver: 'virtio-rng-pci', id: 'gkd-drift0', bus: 'pci.0', addr: '0x1f' });
+    let stop = false;
+    const refusals: string[] = [];
+    const loop = (async () => {
+      while (!stop) {
+        const e = await callError('migration.start', { name: NAME, uri: 'unix:/run/gkd-neighbour-never.sock' });
+        refusals.push(String(e.code));
+        assert.match(e.message, /gkd-drift0/, 'refused for the drift, naming the device');
+      }
+    })();
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      await ganetiHotplug('--net', 'add:mode=bridged,link=br0');
+    } finally {
+      stop = true;
+      await loop;
+    }
+    assert.ok(refusals.length >= 3, `migration.start was refused ${refusals.length} times meanwhile`);
+    for (const c of new Set(refusals)) assert.ok(['GKD_DRIFT', 'GKD_MIGRATION_REFUSED'].includes(c), `refused as drift, not ${c}`);
+  });
 
   it('while disk.remove waits for a guest that never releases the disk, and while that removal is pending, Ganeti hot-adds a NIC and a disk', async () => {
     const uuid = String(ganetiRuntime(NAME)[3][1][0].uuid);

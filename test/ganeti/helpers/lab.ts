@@ -53,8 +53,14 @@ export async function inLab(cmd: string, args: string[], timeoutMs = 180_000): P
   }
 }
 
-/** The Ganeti commands each test ran, in order, for the suite's closing list. */
+/** The Ganeti commands each test ran, in order, for the suite's closing list (summary.test.ts). */
 export const ganetiCommands: string[] = [];
+
+/** Each hvinfo comparison with Ganeti's runtime file, for the suite's closing list. */
+export const hvinfoComparisons: string[] = [];
+
+/** When the suite first asked for the lab (ms, performance clock), and when its last Ganeti command ended. */
+export const suiteClock: { start?: number; last?: number } = {};
 
 /** Runs a Ganeti command (`gnt-instance …`) in the lab and fails with its output when it fails. */
 export async function gnt(cmd: string, ...args: string[]): Promise<Run> {
@@ -66,6 +72,7 @@ export async function gnt(cmd: string, ...args: string[]): Promise<Run> {
 /** Runs a Ganeti command and returns however it ended. */
 export async function gntTry(cmd: string, ...args: string[]): Promise<Run> {
   const r = await inLab(cmd, args);
+  suiteClock.last = performance.now();
   ganetiCommands.push(`${cmd} ${args.join(' ')} -> exit ${r.code} (${Math.round(r.ms)} ms)`);
   return r;
 }
@@ -78,6 +85,7 @@ let daemon: ChildProcess | undefined;
  * starts the daemon as the installed unit would. Needs root.
  */
 export function ensureGanetiNode(): Promise<void> {
+  suiteClock.start ??= performance.now();
   ready ??= setUp();
   return ready;
 }

@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
+import { basename, dirname } from 'node:path';
 import { MAIN, spawnDaemon, type DaemonProcess } from './daemon-process';
 
 function call(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
@@ -36,6 +37,14 @@ describe('kvm-devices call', function () {
     const err = JSON.parse(r.stderr) as { code: number; data: { code: string } };
     assert.equal(err.code, 2004);
     assert.equal(err.data.code, 'GKD_RUNTIME_NOT_FOUND');
+  });
+
+  it('--socket takes a path relative to the working directory', () => {
+    const r = spawnSync(process.execPath, [MAIN, 'call', '--socket', `./${basename(d.socket)}`, 'runtime.list'], {
+      cwd: dirname(d.socket), encoding: 'utf8', env: { ...process.env, GKD_CONFIG: '' },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { dir: d.runtimeDir, files: [] });
   });
 
   it('exits 2 on usage errors and 1 when the daemon is unreachable', () => {

@@ -103,6 +103,14 @@ describe('Ganeti hooks and install.sh', function () {
     }
   });
 
+  it('install.sh --help prints its usage and nothing of the script itself', () => {
+    const r = runInstall({}, ['--help']);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /--hooks/);
+    assert.match(r.out, /--uninstall/);
+    assert.doesNotMatch(r.out, /set -eu|^#!/m, r.out);
+  });
+
   it('the installed kvm-devices prints its version', () => {
     const r = spawnSync(join(tmp, 'usr', 'bin', 'kvm-devices'), ['--version'], { encoding: 'utf8', env: { PATH: GANETI_PATH } });
     assert.equal(r.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
