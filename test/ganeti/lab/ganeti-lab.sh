@@ -250,7 +250,9 @@ down() {
   stop_pidfile "$STATE/sshd.pid" sshd
   # What gnt-cluster destroy leaves when it could not run (as its --force would).
   find /var/lib/ganeti -maxdepth 1 -type f -delete 2>/dev/null
-  find /var/lib/ganeti/queue -maxdepth 1 -type f ! -name lock -delete 2>/dev/null
+  # The daemons are stopped by now: the queue's lock file goes too (gnt-cluster init refuses a queue
+  # dir holding any file, which is what a cluster destroy that could not reach node 2 leaves).
+  find /var/lib/ganeti/queue -maxdepth 1 -type f -delete 2>/dev/null
   find /var/run/ganeti/crypto -mindepth 1 -delete 2>/dev/null
   for d in conf pid ctrl nic uid; do find "/var/run/ganeti/kvm-hypervisor/$d" -mindepth 1 -delete 2>/dev/null; done
   find /var/run/ganeti/instance-disks "$FILE_DIR" "$SHARED_DIR" -mindepth 1 -delete 2>/dev/null
