@@ -21,7 +21,7 @@
  * cases exercise.
  */
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QmpConnections } from '../../../plugin/hotplug';
@@ -104,14 +104,115 @@ async function callDyingAt(d: DaemonProcess, point: string, method: string, para
   assert.equal(d.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d.log().slice(-2000)}`);
 }
 
+/** The stable code of a daemon error (`GKD_…`), or its JSON-RPC code when it has none. */
+function codeOf(e: unknown): string {
+  if (e instanceof RpcCallError) return String((e.data as { code?: string } | undefined)?.code ?? e.code);
+  throw e;
+}
+
 async function callCode(c: RpcClient, op: Op): Promise<string> {
   try {
     await c.call(op.method, op.params);
     return 'ok';
   } catch (e) {
-    if (e instanceof RpcCallError) return String((e.data as { code?: string } | undefined)?.code ?? e.code);
-    throw e;
+    return codeOf(e);
   }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
+
+/** Waits (up to `ms`) until `pred` holds; fails naming `what` otherwise. */
+async function waitUntil(pred: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** A migration target of the rig's instance: accepted (runtime file written, argv built) on a node dir of its own. */
+interface Target {
+  vm: TestQemu;
+  ctx: MigrationContext;
+  incoming: string;
+  /** The target's QMP socket for the daemon (the test talks over a monitor of its own). */
+  qmp: string;
+  close(): Promise<void>;
+}
+
+async function acceptedTarget(r: Rig): Promise<Target> {
+  // Started by the test with a monitor of its own, so the target socket stays free for the daemon.
+  const dstDir = join(r.dir, 'dst');
+  mkdirSync(join(dstDir, 'conf'), { recursive: true });
+  prepareRunDir(join(dstDir, 'run'));
+  const pool = new QmpConnections();
+  const ctx: MigrationContext = { store: new RuntimeStore(join(dstDir, 'conf')), connections: pool, qmpSocket: () => join(r.dir, 'run', 'ctrl', 'target.qmp'), node: { accel: 'tcg', runDir: join(dstDir, 'run') } };
+  const sent = (await r.store.read(NAME)).upgraded;
+  const incoming = `unix:${join(r.dir, 'mig.sock')}`;
+  const acc = await acceptMigration(ctx, { name: NAME, runtime: sent, incoming, build: { nicBackends: userBackends(sent) } });
+  const vm = await startQemu(acc.argv);
+  return {
+    vm, ctx, incoming, qmp: acc.qmp,
+    close: async () => {
+      await pool.closeAll();
+      await vm.stop();
+    },
+  };
+}
+
+/** Waits until a migration target has left `inmigrate` (it loaded the state, or failed and exited). */
+async function settled(vm: TestQemu): Promise<void> {
+  await waitUntil(async () => vm.qmp.closed || (await vm.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'gone' }))).status !== 'inmigrate', 'the target to leave inmigrate');
+}
+
+type StartOutcome = { ok: true; result: { status: string; target: { confirmed: boolean } } } | { ok: false; code: string; error: RpcCallError };
+
+/**
+ * The source QEMU died at `boundary` of migration.start, the daemon went on: what it answered must be
+ * what the verdict rules of docs/migration.md give for what each side showed, and the target must be
+ * in the state that answer describes. The target keeps its runtime file whatever happened (a failed
+ * migration's target file is the caller's to remove, instance.cleanup), so no QEMU runs without one.
+ */
+async function afterSourceDied(boundary: 'journaled' | 'started' | 'completed', outcome: StartOutcome, t: Target): Promise<void> {
+  const shown = JSON.stringify(outcome.ok ? outcome.result : { code: outcome.code, message: outcome.error.message, data: outcome.error.data });
+  assert.ok(existsSync(t.ctx.store.path(NAME)), 'the target keeps its runtime file');
+  if (boundary === 'journaled') {
+    // Dead before `migrate`: the call fails naming the lost source connection, nothing reached the
+    // target, which is left waiting (a target still "inmigrate" after a source that sent nothing is
+    // left alone). The failure comes from the setup step before `migrate`, which start.ts reports as
+    // the QMP error itself rather than GKD_MIGRATION_FAILED; either says the migration failed.
+    assert.equal(outcome.ok, false, shown);
+    assert.ok(!outcome.ok && ['GKD_QMP_CLOSED', 'GKD_MIGRATION_FAILED'].includes(outcome.code), shown);
+    assert.equal((await t.vm.qmp.execute<{ status: string }>('query-status')).status, 'inmigrate');
+    assert.equal((await t.vm.qmp.execute<{ status?: string }>('query-migrate')).status, undefined, 'no stream reached the target');
+    return;
+  }
+  if (boundary === 'started') {
+    // Dead in the middle of the stream: the final status is unknown, so the guest may have been handed
+    // over; the verdict depends on the target. A target whose stream broke exits: then it is safe and
+    // says so. A target that never saw the stream stays "inmigrate": then the answer is ambiguous.
+    assert.equal(outcome.ok, false, shown);
+    if (outcome.ok) return;
+    assert.equal(outcome.code, 'GKD_MIGRATION_FAILED', shown);
+    const data = outcome.error.data as { source: { migration: string; resumed: boolean }; target: { checked: boolean; status: string }; ambiguous: boolean };
+    assert.equal(data.source.migration, 'unknown', shown);
+    assert.equal(data.source.resumed, false, 'a dead source is never reported resumed');
+    assert.equal(data.target.checked, true, shown);
+    if (data.ambiguous) {
+      assert.equal(data.target.status, 'inmigrate', shown);
+      assert.equal((await t.vm.qmp.execute<{ status: string }>('query-status')).status, 'inmigrate', 'an ambiguous answer leaves the target as it was');
+    } else {
+      assert.equal(data.target.status, 'exited', shown);
+      await t.vm.exited;
+    }
+    return;
+  }
+  // Dead after it said completed: the target has the whole state and is judged on its own, as documented
+  // (the source is the caller's to stop anyway once a migration succeeded).
+  assert.equal(outcome.ok, true, shown);
+  assert.ok(outcome.ok && outcome.result.status === 'completed' && outcome.result.target.confirmed, shown);
+  await settled(t.vm);
+  assert.equal((await verifyInstance(t.ctx, NAME)).clean, true, 'the target agrees with its runtime file');
 }
 
 describe('crash recovery (daemon or QEMU killed at every step boundary, real QEMU)', function () {
@@ -199,52 +300,69 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
     }
   }
 
-  for (const boundary of ['journaled', 'started', 'completed']) {
-    const point = `migration-source:${boundary}`;
-    it(`killed at ${point}: the restart reports the migration, the journal closes, both sides agree with their files`, async () => {
-      const r = await rig();
-      // The target: accepted (runtime file written, argv built) on a node of its own, started by the
-      // test with a monitor of its own so the target socket stays free for the daemon.
-      const dstDir = join(r.dir, 'dst');
-      mkdirSync(join(dstDir, 'conf'), { recursive: true });
-      prepareRunDir(join(dstDir, 'run'));
-      const dstPool = new QmpConnections();
-      const dstCtx: MigrationContext = { store: new RuntimeStore(join(dstDir, 'conf')), connections: dstPool, qmpSocket: () => join(r.dir, 'run', 'ctrl', 'target.qmp'), node: { accel: 'tcg', runDir: join(dstDir, 'run') } };
-      const sent = (await r.store.read(NAME)).upgraded;
-      const incoming = `unix:${join(r.dir, 'mig.sock')}`;
-      const acc = await acceptMigration(dstCtx, { name: NAME, runtime: sent, incoming, build: { nicBackends: userBackends(sent) } });
-      const target = await startQemu(acc.argv);
-      try {
-        await callDyingAt(await daemon(r, point), point, 'migration.start', { name: NAME, uri: incoming, targetQmp: acc.qmp });
-
-        const t0 = Date.now();
-        const d2 = await daemon(r);
-        const c2 = await RpcClient.connect(d2.socket);
+  for (const killQemu of [false, true]) {
+    for (const boundary of ['journaled', 'started', 'completed'] as const) {
+      const point = `migration-source:${boundary}`;
+      const title = killQemu
+        ? `source QEMU killed at ${point}: the surviving daemon reports what each side showed, the journal closes, no QEMU is left without its runtime file`
+        : `killed at ${point}: the restart reports the migration, the journal closes, both sides agree with their files`;
+      it(title, async () => {
+        const r = await rig();
+        const t = await acceptedTarget(r);
+        const journal = join(r.dir, 'conf', `.${NAME}.journal`);
+        const params = { name: NAME, uri: t.incoming, targetQmp: t.qmp };
         try {
-          const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[] }>('instance.verify', { name: NAME });
-          results.push({ point, ms: Date.now() - t0 });
-          assert.deepEqual(v.differences, [], d2.log().slice(-3000));
-          assert.equal(v.clean, true);
-          assert.equal(existsSync(join(r.dir, 'conf', `.${NAME}.journal`)), false, 'the migration entry was closed');
-          if (boundary !== 'journaled') assert.match(d2.log(), /a migration to unix:.* was interrupted; the source's migration status is \\"(active|completed|device)\\"/);
-          // QEMU finishes (or never started) the migration on its own: the target is either still
-          // waiting or has the guest, and agrees with its runtime file once it has it.
-          const srcMig = (await r.vm.qmp.execute<{ status?: string }>('query-migrate')).status;
-          if (boundary === 'journaled') assert.equal(srcMig, undefined, 'nothing was started');
-          else {
-            for (let i = 0; i < 100 && (await target.qmp.execute<{ status: string }>('query-status')).status === 'inmigrate'; i++) await new Promise((res) => setTimeout(res, 50));
-            assert.equal((await verifyInstance(dstCtx, NAME)).clean, true, 'target agrees with its runtime file');
+          let outcome: StartOutcome | undefined;
+          if (killQemu) {
+            const d1 = await spawnDaemon({ dir: r.dir, env: { ...roots(r.dir), GKD_FAULT_POINT: point, GKD_FAULT_KILL_PID: String(r.vm.pid) } });
+            const c1 = await RpcClient.connect(d1.socket);
+            outcome = await c1.call<{ status: string; target: { confirmed: boolean } }>('migration.start', params).then(
+              (result) => ({ ok: true as const, result }),
+              (e: RpcCallError) => ({ ok: false as const, code: codeOf(e), error: e }),
+            );
+            await c1.close();
+            await r.vm.exited;
+            // The daemon outlived its QEMU and reached a verdict: it closed the entry itself.
+            assert.equal(existsSync(journal), false, `the entry is closed with the verdict: ${JSON.stringify(outcome)}`);
+            assert.equal(await d1.stop(), 0, d1.log().slice(-2000));
+          } else {
+            await callDyingAt(await daemon(r, point), point, 'migration.start', params);
+          }
+
+          const t0 = Date.now();
+          const d2 = await daemon(r);
+          const c2 = await RpcClient.connect(d2.socket);
+          try {
+            if (killQemu) {
+              // The source is gone: verify says so (the socket does not answer) instead of calling it clean.
+              await assert.rejects(c2.call('instance.verify', { name: NAME }), (e: RpcCallError) => codeOf(e) === 'GKD_QMP_CONNECT');
+              await afterSourceDied(boundary, outcome!, t);
+            } else {
+              const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[] }>('instance.verify', { name: NAME });
+              assert.deepEqual(v.differences, [], d2.log().slice(-3000));
+              assert.equal(v.clean, true);
+              if (boundary !== 'journaled') assert.match(d2.log(), /a migration to unix:.* was interrupted; the source's migration status is \\"(active|completed|device)\\"/);
+              // QEMU finishes (or never started) the migration on its own: the target is either still
+              // waiting or has the guest, and agrees with its runtime file once it has it.
+              const srcMig = (await r.vm.qmp.execute<{ status?: string }>('query-migrate')).status;
+              if (boundary === 'journaled') assert.equal(srcMig, undefined, 'nothing was started');
+              else {
+                await settled(t.vm);
+                assert.equal((await verifyInstance(t.ctx, NAME)).clean, true, 'target agrees with its runtime file');
+              }
+            }
+            assert.equal(existsSync(journal), false, 'the migration entry was closed');
+            results.push({ point: `${killQemu ? 'qemu' : 'daemon'} ${point}`, ms: Date.now() - t0 });
+          } finally {
+            await c2.close().catch(() => undefined);
+            await d2.stop();
           }
         } finally {
-          await c2.close().catch(() => undefined);
-          await d2.stop();
+          await t.close();
+          await r.vm.stop();
         }
-      } finally {
-        await dstPool.closeAll();
-        await target.stop();
-        await r.vm.stop();
-      }
-    });
+      });
+    }
   }
 
   for (const [boundary, launch] of [['written', false], ['launched', true]] as const) {
@@ -288,6 +406,69 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
       }
     });
   }
+
+  // The target QEMU at the target's points: at `written` none exists yet (the caller, or launch mode right
+  // after the point, starts it), so `launched` is the one point with a target QEMU to kill. The daemon
+  // learns its pid from the pid file it gives QEMU (GKD_FAULT_KILL_PIDFILE).
+  it('target QEMU killed at migration-target:launched (launch mode): the accept fails leaving nothing, the source stays as it was, the retry migrates', async () => {
+    const r = await rig();
+    const dstDir = join(r.dir, 'dst');
+    const pidFile = join(dstDir, 'run', 'pid', NAME);
+    const sent = (await r.store.read(NAME)).upgraded;
+    // The daemon runs only the QEMU binaries its configuration lists (the default one here), by full path.
+    sent[0][0] = '/usr/bin/qemu-system-x86_64';
+    const incoming = `unix:${join(r.dir, 'mig.sock')}`;
+    const params = { name: NAME, runtime: sent, incoming, nicBackends: userBackends(sent) };
+    const args = ['--launch', '--accel', 'tcg'];
+    const src = await daemon(r);
+    const a = await RpcClient.connect(src.socket);
+    const d1 = await spawnDaemon({ dir: dstDir, args, env: { ...roots(r.dir), GKD_FAULT_POINT: 'migration-target:launched', GKD_FAULT_KILL_PIDFILE: pidFile } });
+    let d2: DaemonProcess | undefined;
+    let b: RpcClient | undefined;
+    try {
+      const b1 = await RpcClient.connect(d1.socket);
+      await assert.rejects(b1.call('migration.accept', params), (e: RpcCallError) => {
+        assert.notEqual(codeOf(e), 'GKD_MIGRATION_REFUSED', e.message);
+        return true;
+      });
+      await b1.close();
+      assert.equal(d1.child.exitCode, null, 'the target daemon outlived its QEMU');
+      // Nothing is left on the target: no runtime file (the accept removed it), no journal entry, no QEMU.
+      assert.equal(existsSync(join(dstDir, 'conf', `${NAME}.runtime`)), false, 'the failed accept removed its runtime file');
+      assert.equal(existsSync(join(dstDir, 'conf', `.${NAME}.journal`)), false, 'the accept entry was closed');
+      const killed = Number(readFileSync(pidFile, 'utf8').trim());
+      assert.throws(() => process.kill(killed, 0), /ESRCH/, 'the killed target QEMU is gone');
+
+      // The source, asked to migrate to the dead target anyway, fails and stays as it was (paused), verify clean.
+      await assert.rejects(a.call('migration.start', { name: NAME, uri: incoming }), (e: RpcCallError) => {
+        assert.equal(codeOf(e), 'GKD_MIGRATION_FAILED', e.message);
+        assert.equal((e.data as { ambiguous: boolean }).ambiguous, false, e.message);
+        return true;
+      });
+      assert.equal((await r.vm.qmp.execute<{ status: string }>('query-status')).status, 'prelaunch', 'the paused source stays paused');
+      assert.equal((await a.call<{ clean: boolean }>('instance.verify', { name: NAME })).clean, true, 'the source verifies clean');
+
+      // The target daemon restarted: its start-up finds nothing to adopt; the retried accept and the migration go through.
+      await d1.stop();
+      const t0 = Date.now();
+      d2 = await spawnDaemon({ dir: dstDir, args, env: roots(r.dir) });
+      b = await RpcClient.connect(d2.socket);
+      const acc = await b.call<{ launched: boolean }>('migration.accept', params);
+      results.push({ point: 'qemu migration-target:launched', ms: Date.now() - t0 });
+      assert.equal(acc.launched, true);
+      assert.doesNotMatch(d2.log(), /adopted a QEMU/);
+      assert.equal((await a.call<{ status: string }>('migration.start', { name: NAME, uri: incoming })).status, 'completed');
+      assert.equal((await b.call<{ clean: boolean }>('instance.verify', { name: NAME })).clean, true, 'the target verifies clean');
+    } finally {
+      await b?.close().catch(() => undefined);
+      await a.close().catch(() => undefined);
+      // Stopping the target daemon stops the QEMU it launched.
+      await d2?.stop();
+      await d1.stop();
+      await src.stop();
+      await r.vm.stop();
+    }
+  });
 
   it('the rig itself: without a fault point every operation completes and nothing is killed', async () => {
     const r = await rig();
