@@ -50,8 +50,10 @@ interface Rig {
   image: string;
 }
 
-async function rig(): Promise<Rig> {
+/** The instance under test, paused; `maxmem` (MiB) sizes what a migration has to send. */
+async function rig(maxmem?: number): Promise<Rig> {
   const spec = makeSpec({ name: NAME, disks: 2, nics: 2, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci', nic_type: 'paravirtual' } });
+  if (maxmem !== undefined) spec.beparams = { ...spec.beparams, maxmem };
   const { vm, dir, store } = await startDaemonInstance(spec, { paused: true });
   return { vm, dir, store, spec, image: makeImage(join(dir, 'new.raw')) };
 }
@@ -466,6 +468,52 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
       await d2?.stop();
       await d1.stop();
       await src.stop();
+      await r.vm.stop();
+    }
+  });
+
+  it('daemon stopped (SIGTERM) during migration.start: the entry stays open, the next start reports the interruption and closes it, both sides end as the verdict rules describe', async () => {
+    // 1 GiB of guest RAM: even all-zero pages make a stream larger than the socket buffers, so a target
+    // that stops reading keeps the migration "active" for as long as the test holds it.
+    const r = await rig(1024);
+    const t = await acceptedTarget(r);
+    const journal = join(r.dir, 'conf', `.${NAME}.journal`);
+    try {
+      t.vm.kill('SIGSTOP');
+      // A short grace: shutdown cuts the migration's connections instead of waiting for it.
+      const d1 = await spawnDaemon({ dir: r.dir, env: { ...roots(r.dir), GKD_SHUTDOWN_GRACE_MS: '200' } });
+      const c1 = await RpcClient.connect(d1.socket);
+      // No targetQmp: the stopped target must not be asked anything (as across nodes).
+      const call = c1.call('migration.start', { name: NAME, uri: t.incoming }).then(() => 'answered', (e: Error) => e.message);
+      await waitUntil(async () => (await r.vm.qmp.execute<{ status?: string }>('query-migrate')).status === 'active', 'the stream to run');
+      assert.ok(existsSync(journal), 'the running migration is journaled');
+      assert.equal(await d1.stop('SIGTERM'), 0, d1.log().slice(-2000));
+      assert.match(await call, /Connection to the daemon closed|shutting down/, 'the call ends with the daemon, without a verdict');
+      await c1.close().catch(() => undefined);
+      assert.ok(existsSync(journal), `shutdown cut the migration before its verdict: the entry stays open for the next start\n${d1.log().slice(-2000)}`);
+      t.vm.kill('SIGCONT');
+
+      const t0 = Date.now();
+      const d2 = await daemon(r);
+      try {
+        await waitUntil(() => /start-up recovery done/.test(d2.log()), 'the start-up recovery');
+        assert.match(d2.log(), /a migration to unix:.* was interrupted; the source's migration status is \\"(active|completed)\\"/);
+        assert.equal(existsSync(journal), false, 'the reconcile closed the entry');
+        results.push({ point: 'daemon SIGTERM during migration.start', ms: Date.now() - t0 });
+        // Nothing was cancelled behind the caller's back: QEMU finishes the stream by itself, and both
+        // sides end as a successful migration leaves them: the source "postmigrate" (the caller's to
+        // stop), the target with the guest, agreeing with its runtime file.
+        await settled(t.vm);
+        await waitUntil(async () => (await r.vm.qmp.execute<{ status?: string }>('query-migrate')).status === 'completed', 'the source to complete');
+        assert.equal((await r.vm.qmp.execute<{ status: string }>('query-status')).status, 'postmigrate');
+        assert.equal((await t.vm.qmp.execute<{ status?: string }>('query-migrate')).status, 'completed');
+        assert.equal((await verifyInstance(t.ctx, NAME)).clean, true, 'the target agrees with its runtime file');
+      } finally {
+        await d2.stop();
+      }
+    } finally {
+      t.vm.kill('SIGCONT');
+      await t.close();
       await r.vm.stop();
     }
   });
