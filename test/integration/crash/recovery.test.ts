@@ -31,6 +31,7 @@ import { prepareRunDir } from '../../../plugin/process/host-facts';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
 import { RuntimeStore } from '../../../plugin/runtime';
 import type { InstanceSpec } from '../../../plugin/types';
+import { crashSummary, type Convergence } from '../../helpers/crash-summary';
 import { startDaemonInstance } from '../../helpers/daemon-guest';
 import { localize, makeImage } from '../../helpers/plan-vm';
 import { startQemu, useQemuCleanup, type TestQemu } from '../../helpers/qemu';
@@ -220,13 +221,9 @@ async function afterSourceDied(boundary: 'journaled' | 'started' | 'completed', 
 describe('crash recovery (daemon or QEMU killed at every step boundary, real QEMU)', function () {
   this.timeout(120_000);
   useQemuCleanup();
-  const results: Array<{ point: string; ms: number }> = [];
+  const results: Convergence[] = [];
 
-  after(() => {
-    if (results.length === 0) return;
-    const worst = results.reduce((a, b) => (b.ms > a.ms ? b : a));
-    console.log(`      ${results.length} crash points injected; longest time to convergence ${worst.ms} ms (${worst.point})`);
-  });
+  after(() => console.log(`      ${crashSummary(results)}`));
 
   for (const killQemu of [false, true]) {
     for (const [opName, boundaries] of POINTS) {
