@@ -13,8 +13,14 @@
  * The same step boundaries are run again with QEMU killed there instead
  * (GKD_FAULT_KILL_PID): the daemon goes on, QEMU is started again from the
  * runtime file as Ganeti would, the daemon is restarted, and the same must
- * hold. The count of crash points and the longest time to convergence
- * (restart to a clean verify) are printed.
+ * hold. At the migration points the source QEMU (source points) or the
+ * target QEMU (migration-target:launched) is killed instead, and the
+ * surviving daemon's answer and both sides must be what the verdict rules
+ * of docs/migration.md describe. Two shutdowns (SIGTERM, short grace) cut a
+ * migration and a batch of hot-adds; the start-up comparison of runtime
+ * files with their QEMUs is checked to report and not repair. The count of
+ * crash points and the longest time to convergence (restart to a clean
+ * answer) are printed in one line.
  *
  * The QEMU is paused without an OS: SCSI disks are removed at once, PCI
  * NICs never (no guest answers the eject), which is what the NIC removal
