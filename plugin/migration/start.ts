@@ -181,10 +181,22 @@ async function migrateOver(
       op: 'migration', step: 'migrate', socket, uri: params.uri, ...(params.targetQmp === undefined ? {} : { targetQmp: params.targetQmp }),
     });
     faultPoint('migration-source:journaled');
+    // A connection closed from this side while the migration runs (the daemon's shutdown closing every
+    // connection once its grace is over; QEMU closing it reports an error instead) leaves no verdict:
+    // what runMigration then concludes is only that it lost its monitor. The entry stays open, so the
+    // next daemon reports the migration as interrupted with the status QEMU reached, as after a SIGKILL.
+    let cutHere = false;
+    const onClose = (err?: GkdError): void => {
+      if (err === undefined) cutHere = true;
+    };
+    src.on('close', onClose);
+    target?.on('close', onClose);
     try {
       return await runMigration(params, src, target, before, settings, notify);
     } finally {
-      if (entry !== undefined) await ctx.journal?.close(name, entry.seq);
+      src.off('close', onClose);
+      target?.off('close', onClose);
+      if (entry !== undefined && !cutHere) await ctx.journal?.close(name, entry.seq);
     }
   };
   if (params.targetQmp === undefined) return journaled(undefined);

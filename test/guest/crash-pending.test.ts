@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { findLeaks } from '../../plugin/migration';
 import { RpcCallError, RpcClient } from '../../plugin/rpc';
+import { crashSummary, type Convergence } from '../helpers/crash-summary';
 import { guestHvparams, guestKit } from '../helpers/guest';
 import { startDaemonGuest } from '../helpers/daemon-guest';
 import { useQemuCleanup } from '../helpers/qemu';
@@ -24,6 +25,9 @@ const NAME = 'crash2.example.com';
 describe('crash recovery of pending removals (booted guest, real daemon)', function () {
   this.timeout(180_000);
   useQemuCleanup();
+  const results: Convergence[] = [];
+
+  after(() => console.log(`      ${crashSummary(results)}`));
 
   for (const point of ['disk-pending:journaled', 'disk-finish:backend', 'disk-finish:recorded']) {
     it(`daemon killed at ${point}: the restarted daemon finishes the removal, none is lost`, async () => {
@@ -53,7 +57,7 @@ describe('crash recovery of pending removals (booted guest, real daemon)', funct
         const c2 = await RpcClient.connect(d2.socket);
         try {
           const v = await c2.call<{ clean: boolean; differences: unknown[]; leaks: unknown[]; pending: unknown[] }>('instance.verify', { name: NAME });
-          console.log(`      ${point}: converged ${Date.now() - t0} ms after the restart`);
+          results.push({ point: `daemon ${point}`, ms: Date.now() - t0 });
           assert.deepEqual(v.differences, [], d2.log().slice(-3000));
           assert.deepEqual(v.pending, []);
           assert.equal(v.clean, true);
