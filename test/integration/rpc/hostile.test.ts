@@ -126,6 +126,33 @@ describe('hostile input (real daemon)', function () {
   });
 });
 
+describe('a promise rejection nothing handles (real daemon)', function () {
+  this.timeout(60_000);
+
+  it('is logged as an error and the daemon keeps serving, on open connections too', async () => {
+    // Artificial on purpose: no request is known to cause one; a preloaded helper rejects on SIGUSR2.
+    const preload = join(__dirname, '..', '..', 'helpers', 'reject-on-signal.js');
+    const d = await spawnDaemon({ env: { NODE_OPTIONS: `--require ${preload}` } });
+    const c = await RpcClient.connect(d.socket);
+    try {
+      d.child.kill('SIGUSR2');
+      const logged = (): Record<string, any> | undefined =>
+        d.log().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.msg === 'unhandled promise rejection');
+      for (let i = 0; i < 200 && logged() === undefined && d.child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      const line = logged();
+      assert.ok(line, `no log line for the rejection; daemon exit code ${d.child.exitCode}: ${d.log().slice(-2000)}`);
+      assert.equal(line.level, 50, 'logged at level error');
+      assert.match(line.err.message, /a rejection nothing handles/);
+      const r = await c.call<{ methods: unknown[] }>('rpc.discover');
+      assert.ok(r.methods.length > 0, 'the connection open across the rejection is still served');
+      await assertDaemonAlive(d);
+    } finally {
+      await c.close();
+      await d.stop();
+    }
+  });
+});
+
 describe('privilege: what a caller may make the daemon run or open (real daemon)', function () {
   this.timeout(60_000);
   let d: DaemonProcess;
