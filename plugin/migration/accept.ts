@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { GkdError, isGkdError } from '../errors';
 import { faultPoint } from '../fault-point';
-import { buildArgv, runtimeName, DEFAULT_RUN_DIR, type BuildOptions } from '../planner';
+import { buildArgv, optionName, runtimeName, DEFAULT_RUN_DIR, type BuildOptions } from '../planner';
 import { launchQemu, type QemuProcess } from '../process';
 import { prepareRunDir } from '../process/host-facts';
 import { convertRuntime, detectFormat, validateRuntime } from '../runtime';
@@ -120,7 +120,9 @@ async function hostPathRefusals(ctx: MigrationContext, runtime: RuntimeV2_16): P
   }
   const cmd = runtime[0];
   for (let j = 0; j + 1 < cmd.length; j++) {
-    const kind = cmd[j] === '-kernel' || cmd[j] === '-initrd' ? 'kernel' : cmd[j] === '-cdrom' ? 'disk' : undefined;
+    // QEMU takes every option with one dash or two: --kernel opens the file as -kernel does.
+    const opt = optionName(String(cmd[j]));
+    const kind = opt === '-kernel' || opt === '-initrd' ? 'kernel' : opt === '-cdrom' ? 'disk' : undefined;
     if (kind === undefined) continue;
     const path = String(cmd[j + 1]);
     const problem = await ctx.pathProblem(path, kind);

@@ -14,13 +14,13 @@ import type { HvInfo, InstanceSpec, KvmCmdItem, NicBackend, RuntimeDiskEntry, Ru
 import { deviceId } from './device-id';
 import { DISK_MODELS, MAX_DISKS, MAX_NICS, NIC_MODELS, SCSI_BUS, SCSI_CONTROLLER_ID, SCSI_CONTROLLERS, isScsiDiskType } from './drivers';
 import { fillHvParams, type PlannerHvParams } from './hvparams';
-import { checkExtraClaims, claimedSlots, shellSplit } from './kvm-extra';
+import { autoSlots, checkExtraClaims, checkExtraSlots, claimedSlots, deviceOptions, shellSplit, type PlannedFunction } from './kvm-extra';
 import { resolveMachine, type MachineLayout } from './machine';
 import { DEFAULT_RUN_DIR } from './build-args';
 import { escapeOptionValue } from './option-escape';
 import { diskEntry, nicEntry } from './runtime-entry';
 import { layoutPorts, portDeviceArg, rootClaims, type RootPort } from './pcie-ports';
-import { highestFreeSlot, lowestFreeSlot, slotToAddr } from './pci-slots';
+import { highestFreeSlot, lowestFreeSlot, parseAddr, slotToAddr } from './pci-slots';
 
 /** Facts about this node the pure planner is given. */
 export interface PlanOptions {
@@ -161,6 +161,8 @@ export function planInstance(spec: InstanceSpec, options: PlanOptions = {}): Pla
     if (id !== undefined) plannedIds.add(id);
   }
   checkExtraClaims(extra, plannedIds);
+  const planned = [...layout.disks, ...layout.nics].map((at) => ({ ...at, what: 'a planned disk or NIC' }));
+  checkExtraSlots(extra, machine, rootFunctions(layout.fixedDevices.map(fixedAt), machine.rootBus), rootFunctions(planned, machine.rootBus));
   const kvmCmd = fixedCommand(spec, hv, machine, layout.fixedDevices, extra);
   return { runtime: [kvmCmd, runtimeNics, filled, runtimeDisks], devices, backends, machine };
 }
@@ -172,8 +174,31 @@ interface Layout {
   fixedDevices: string[];
 }
 
+/** Where a planned device sits, for the kvm_extra slot play. */
+interface PlannedAt {
+  bus?: unknown;
+  addr?: unknown;
+  what: string;
+}
+
+/** A `-device` value the plan puts in kvm_cmd, as a PlannedAt. */
+function fixedAt(value: string): PlannedAt {
+  const kv = deviceOptions(value);
+  return { bus: kv.get('bus'), addr: kv.get('addr'), what: `the plan's ${String(kv.get('driver'))} "${String(kv.get('id'))}"` };
+}
+
+/** The PCI functions among `devices` that sit on `rootBus`. */
+function rootFunctions(devices: readonly PlannedAt[], rootBus: string): PlannedFunction[] {
+  const out: PlannedFunction[] = [];
+  for (const d of devices) {
+    const at = parseAddr(d.addr);
+    if (d.bus === rootBus && at !== undefined) out.push({ ...at, what: d.what });
+  }
+  return out;
+}
+
 function placeOnRootBus(m: MachineLayout, hv: PlannerHvParams, extra: string[], scsi: boolean, disks: number, nics: number): Layout {
-  const taken = new Set<number>([...m.builtinSlots, ...claimedSlots(extra, m.rootBus, m.vgaSlot)]);
+  const taken = new Set<number>([...m.builtinSlots, ...claimedSlots(extra, m)]);
   const reserved = hv.kvm_pci_reservations;
   const fixedDevices: string[] = [];
   if (scsi) {
@@ -185,6 +210,9 @@ function placeOnRootBus(m: MachineLayout, hv: PlannerHvParams, extra: string[], 
     taken.add(slot);
     fixedDevices.push(`${SCSI_CONTROLLERS[hv.scsi_controller_type].driver},id=${SCSI_CONTROLLER_ID},bus=${m.rootBus},addr=${slotToAddr(slot)}`);
   }
+  // kvm_extra's -devices without addr come after the controller in kvm_cmd and before the disks and
+  // NICs in the argv, each at the lowest free slot QEMU finds then: the disks and NICs keep clear of them.
+  for (const s of autoSlots(extra, m, rootFunctions(fixedDevices.map(fixedAt), m.rootBus))) taken.add(s);
   const take = (what: string): { bus: string; addr: string } => {
     const slot = lowestFreeSlot(taken, reserved);
     if (slot === undefined) throw capacity(m, what, reserved);
@@ -223,7 +251,7 @@ export function autoSparePorts(hv: Pick<PlannerHvParams, 'disk_type' | 'nic_type
 function placeOnPorts(m: MachineLayout, hv: PlannerHvParams, extra: string[], scsi: boolean, disks: number, nics: number): Layout {
   const used = (scsi ? 1 : 0) + disks + nics;
   const spare = hv.kvm_pcie_spare_ports === 'auto' ? autoSparePorts(hv, disks, nics) : hv.kvm_pcie_spare_ports;
-  const ports: RootPort[] = layoutPorts(used + spare, new Set<number>(m.builtinSlots), rootClaims(extra, m.rootBus));
+  const ports: RootPort[] = layoutPorts(used + spare, new Set<number>(m.builtinSlots), rootClaims(extra, m));
   const fixedDevices = ports.map((p) => portDeviceArg(p, m.rootBus, ports.some((q) => q.slot === p.slot && q.fn > 0)));
   let next = 0;
   if (scsi) fixedDevices.push(`${SCSI_CONTROLLERS[hv.scsi_controller_type].driver},id=${SCSI_CONTROLLER_ID},bus=${ports[next++].id},addr=0x0`);

@@ -12,5 +12,5 @@ export { fillHvParams, runtimeHvParams, HVPARAM_DEFAULTS, type PlannerHvParams }
 export { resolveMachine, type MachineLayout } from './machine';
 export { lowestFreeSlot, slotToAddr, addrToSlot } from './pci-slots';
 export { parsePorts, portId, type RootPort } from './pcie-ports';
-export { claimedSlots, deviceOptions, shellSplit, splitOptions } from './kvm-extra';
+export { claimedSlots, deviceOptions, optionName, shellSplit, splitOptions } from './kvm-extra';
 export { diskEntry, nicEntry, inferDevType, DEFAULT_NICPARAMS, GANETI_DISK_FIELDS, GANETI_NIC_FIELDS, type EntryOptions } from './runtime-entry';

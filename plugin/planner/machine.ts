@@ -17,8 +17,6 @@ export interface MachineLayout {
   rootBus: string;
   /** Root-bus slots QEMU fills itself. */
   builtinSlots: readonly number[];
-  /** Where `-vga` puts its adapter: the first slot free at machine init. */
-  vgaSlot: number;
   /** IDE buses and units per bus (PIIX3: 2 x 2; ICH9 AHCI: 6 ports x 1). */
   ide: { buses: number; units: number };
 }
@@ -39,10 +37,10 @@ export function resolveMachine(machineVersion: string, aliases: Readonly<Record<
   let type = machineVersion === '' ? 'pc' : machineVersion;
   if (aliases[type] !== undefined) type = aliases[type];
   if (type === 'pc' || PC_RE.test(type)) {
-    return { family: 'pc', type, rootBus: 'pci.0', builtinSlots: [0, 1], vgaSlot: 2, ide: { buses: 2, units: 2 } };
+    return { family: 'pc', type, rootBus: 'pci.0', builtinSlots: [0, 1], ide: { buses: 2, units: 2 } };
   }
   if (type === 'q35' || Q35_RE.test(type)) {
-    return { family: 'q35', type, rootBus: 'pcie.0', builtinSlots: [0, 0x1f], vgaSlot: 1, ide: { buses: 6, units: 1 } };
+    return { family: 'q35', type, rootBus: 'pcie.0', builtinSlots: [0, 0x1f], ide: { buses: 6, units: 1 } };
   }
   throw new GkdError(
     'GKD_UNSUPPORTED_VALUE',

@@ -35,13 +35,18 @@ export function parseDevfnText(addr: string): { slot: number; fn: number } | und
 }
 
 /**
- * The slot a QEMU `addr` value names: 12 from `"0xc"`, `"c"` or `"0xc.0x1"`.
- * QEMU reads a PCI address on the command line as hex with or without `0x`
- * (`addr=12` is slot 0x12) and an integer in a JSON `-device` as a devfn;
- * undefined when it isn't a slot.
+ * The slot and function a QEMU `addr` value names: slot 12 from `"0xc"`,
+ * `"c"` or `"0xc.0x1"` (function 1). QEMU reads a PCI address on the
+ * command line as hex with or without `0x` (`addr=12` is slot 0x12) and an
+ * integer in a JSON `-device` as a devfn; undefined when it isn't one.
  */
-export function addrToSlot(addr: unknown): number | undefined {
+export function parseAddr(addr: unknown): { slot: number; fn: number } | undefined {
   // In a JSON -device on the command line an integer addr is a devfn (16 is slot 2), QEMU 7.2.
-  if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 && addr < PCI_SLOTS * 8 ? addr >> 3 : undefined;
-  return typeof addr === 'string' ? parseDevfnText(addr)?.slot : undefined;
+  if (typeof addr === 'number') return Number.isInteger(addr) && addr >= 0 && addr < PCI_SLOTS * 8 ? { slot: addr >> 3, fn: addr & 7 } : undefined;
+  return typeof addr === 'string' ? parseDevfnText(addr) : undefined;
+}
+
+/** The slot a QEMU `addr` value names (see parseAddr), or undefined. */
+export function addrToSlot(addr: unknown): number | undefined {
+  return parseAddr(addr)?.slot;
 }

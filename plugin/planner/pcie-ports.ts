@@ -9,7 +9,7 @@
  * same topology.
  */
 import { GkdError } from '../errors';
-import { claimedSlots, deviceOptions, extraDevices } from './kvm-extra';
+import { claimedSlots, deviceOptions, extraDevices, type RootBus } from './kvm-extra';
 import { lowestFreeSlot, parseDevfnText } from './pci-slots';
 
 export const PORT_DRIVER = 'pcie-root-port';
@@ -42,11 +42,11 @@ export interface RootClaims {
 export const NO_CLAIMS: RootClaims = { slots: new Set(), chassis: new Set(), ids: new Set() };
 
 /**
- * What the `-device` options in `args` take on a q35 root bus: the slots
- * (read as for pc, plus slot 1 that `-vga` takes at machine init, before
- * any port is created), PCIe chassis numbers and ids.
+ * What the options in `args` take on a q35 root bus: the slots (read as for
+ * pc, with those `-vga` and `-nic` take at machine init, before any port is
+ * created), PCIe chassis numbers and `-device` ids.
  */
-export function rootClaims(args: readonly string[], rootBus: string): RootClaims {
+export function rootClaims(args: readonly string[], m: RootBus): RootClaims {
   const chassis = new Set<number>();
   const ids = new Set<string>();
   for (const kv of extraDevices(args)) {
@@ -55,7 +55,7 @@ export function rootClaims(args: readonly string[], rootBus: string): RootClaims
     const c = kv.get('chassis');
     if (c !== undefined && /^\d+$/.test(String(c))) chassis.add(Number(c));
   }
-  return { slots: new Set(claimedSlots(args, rootBus, 1)), chassis, ids };
+  return { slots: new Set(claimedSlots(args, m)), chassis, ids };
 }
 
 function capacityError(count: number, why: string): GkdError {

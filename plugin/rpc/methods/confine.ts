@@ -56,16 +56,16 @@ function rootForms(roots: readonly string[]): string[] {
   return [...new Set([...given, ...real])];
 }
 
-/** Why `p` may not be used under `roots`, or undefined when it may. */
-export async function confinementProblem(p: string, roots: readonly string[]): Promise<string | undefined> {
+/** Why `p` may not be used under `roots` (called `rootsName` in the message), or undefined when it may. */
+export async function confinementProblem(p: string, roots: readonly string[], rootsName = 'storage roots'): Promise<string | undefined> {
   if (p.includes('\0')) return 'must not contain a NUL byte';
   if (!p.startsWith('/')) return 'must be an absolute path (a relative one would be resolved against the daemon\'s working directory)';
   if (p.split('/').some((s) => s === '.' || s === '..')) return 'must not have "." or ".." segments';
   const shown = roots.map((r) => `"${r}"`).join(', ');
   const forms = rootForms(roots);
-  if (!forms.some((r) => within(p, r))) return `must lie under one of the storage roots ${shown}`;
+  if (!forms.some((r) => within(p, r))) return `must lie under one of the ${rootsName} ${shown}`;
   const real = resolvedPath(p);
-  if (!forms.some((r) => within(real, r))) return `leads through a symlink to "${real}", outside the storage roots ${shown}`;
+  if (!forms.some((r) => within(real, r))) return `leads through a symlink to "${real}", outside the ${rootsName} ${shown}`;
   return undefined;
 }
 
@@ -80,9 +80,9 @@ export function pathRefused(method: string, pointer: string, value: string, mess
 }
 
 /** Checks `value` (when a string) at `pointer` against `roots`. @throws JSONRPCErrorException -32602 */
-export async function checkPathParam(method: string, pointer: string, value: unknown, roots: readonly string[]): Promise<void> {
+export async function checkPathParam(method: string, pointer: string, value: unknown, roots: readonly string[], rootsName?: string): Promise<void> {
   if (typeof value !== 'string') return;
-  const problem = await confinementProblem(value, roots);
+  const problem = await confinementProblem(value, roots, rootsName);
   if (problem !== undefined) throw pathRefused(method, pointer, value, problem);
 }
 
@@ -113,7 +113,7 @@ export async function checkSpecPaths(method: string, spec: unknown, base: string
     if (hv[k] !== '') await checkPathParam(method, `${base}/hvparams/${k}`, hv[k], config.storageRoots);
   }
   for (const k of ['kernel_path', 'initrd_path']) {
-    if (hv[k] !== '') await checkPathParam(method, `${base}/hvparams/${k}`, hv[k], config.kernelRoots);
+    if (hv[k] !== '') await checkPathParam(method, `${base}/hvparams/${k}`, hv[k], config.kernelRoots, 'kernel roots');
   }
 }
 

@@ -66,7 +66,7 @@ export function methodDeps(config: Config, logger?: Logger): MethodDeps {
     migration: {
       store, connections, qmpSocket,
       qemuBinary: (kvmPath, field) => resolveQemuBinary(kvmPath, config.qemuBinaries, field),
-      pathProblem: (path, kind) => confinementProblem(path, kind === 'kernel' ? config.kernelRoots : config.storageRoots),
+      pathProblem: (path, kind) => (kind === 'kernel' ? confinementProblem(path, config.kernelRoots, 'kernel roots') : confinementProblem(path, config.storageRoots)),
       node: { runDir: config.runDir, ...(config.accel === undefined ? {} : { accel: config.accel }) },
     },
   };

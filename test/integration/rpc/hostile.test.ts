@@ -126,6 +126,33 @@ describe('hostile input (real daemon)', function () {
   });
 });
 
+describe('a promise rejection nothing handles (real daemon)', function () {
+  this.timeout(60_000);
+
+  it('is logged as an error and the daemon keeps serving, on open connections too', async () => {
+    // Artificial on purpose: no request is known to cause one; a preloaded helper rejects on SIGUSR2.
+    const preload = join(__dirname, '..', '..', 'helpers', 'reject-on-signal.js');
+    const d = await spawnDaemon({ env: { NODE_OPTIONS: `--require ${preload}` } });
+    const c = await RpcClient.connect(d.socket);
+    try {
+      d.child.kill('SIGUSR2');
+      const logged = (): Record<string, any> | undefined =>
+        d.log().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).find((l) => l.msg === 'unhandled promise rejection');
+      for (let i = 0; i < 200 && logged() === undefined && d.child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+      const line = logged();
+      assert.ok(line, `no log line for the rejection; daemon exit code ${d.child.exitCode}: ${d.log().slice(-2000)}`);
+      assert.equal(line.level, 50, 'logged at level error');
+      assert.match(line.err.message, /a rejection nothing handles/);
+      const r = await c.call<{ methods: unknown[] }>('rpc.discover');
+      assert.ok(r.methods.length > 0, 'the connection open across the rejection is still served');
+      await assertDaemonAlive(d);
+    } finally {
+      await c.close();
+      await d.stop();
+    }
+  });
+});
+
 describe('privilege: what a caller may make the daemon run or open (real daemon)', function () {
   this.timeout(60_000);
   let d: DaemonProcess;
@@ -211,6 +238,41 @@ describe('privilege: what a caller may make the daemon run or open (real daemon)
     });
     assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
   });
+
+  for (const k of ['kernel_path', 'initrd_path'] as const) {
+    it(`instance.plan and instance.start refuse hvparams.${k} outside kernelRoots with -32602 naming it, and plan one under them`, async () => {
+      const hv = (sampleSpec() as { hvparams: Record<string, unknown> }).hvparams;
+      // Under the default kernel root /boot/; the file need not exist for planning.
+      const inside = { ...hv, kernel_path: '/boot/vmlinuz-gkd-test', initrd_path: '/boot/initrd-gkd-test' };
+      for (const method of ['instance.plan', 'instance.start']) {
+        await assert.rejects(c.call(method, { instance: { ...sampleSpec(), hvparams: { ...inside, [k]: '/etc/hostname' } } }), (e: any) => {
+          assert.equal(e.code, -32602, e.message);
+          assert.equal(e.data.errors[0].path, `/instance/hvparams/${k}`);
+          assert.match(e.data.errors[0].message, /must lie under one of the kernel roots "\/boot\/"/);
+          return true;
+        });
+      }
+      assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false, 'instance.start wrote a runtime file');
+      const plan = await c.call<{ argv: string[] }>('instance.plan', { instance: { ...sampleSpec(), hvparams: inside } });
+      assert.ok(plan.argv.includes(inside[k]));
+    });
+  }
+
+  for (const option of ['-kernel', '--kernel', '-initrd']) {
+    it(`migration.accept refuses an incoming kvm_cmd whose ${option} lies outside kernelRoots, naming its place`, async () => {
+      const plan = await c.call<{ runtime: any[] }>('instance.plan', { instance: sampleSpec() });
+      const runtime = plan.runtime;
+      const at = runtime[0].length + 1;
+      runtime[0].push(option, '/etc/hostname');
+      await assert.rejects(c.call('migration.accept', { name: 'inst1.example.com', runtime, incoming: 'defer' }), (e: any) => {
+        assert.equal(e.data.code, 'GKD_MIGRATION_REFUSED');
+        assert.equal(e.data.field, `runtime[0][${at}]`);
+        assert.match(e.message, /kernel roots/);
+        return true;
+      });
+      assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
+    });
+  }
 
   it('with storage roots configured, a link in one root leading into another is accepted and one leading out is refused', async () => {
     const links = join(d.dir, 'links');

@@ -8,10 +8,13 @@
  * and is covered by the unit and property tests.
  */
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import fc from 'fast-check';
+import { shellSplit } from '../../../plugin/planner';
 import { isPciHvInfo, isScsiHvInfo } from '../../../plugin/types';
+import { DUPLICATE_NAMES, SHARED_NAMES, SLOT_CONFLICTS, SLOTS_SHARED } from '../../helpers/kvm-extra-samples';
 import { assertLayoutMatches, startPlanned } from '../../helpers/plan-vm';
-import { useQemuCleanup } from '../../helpers/qemu';
+import { QEMU_BINARY, useQemuCleanup } from '../../helpers/qemu';
 import { makeSpec, specArb } from '../../helpers/specs';
 
 interface PciDevice {
@@ -50,6 +53,22 @@ describe('planner argv on real QEMU', function () {
   cases.push(['virtio disks beside a kvm_extra --device at addr=0xc (the double-dash spelling)', { kvm_extra: '--device virtio-rng-pci,id=rng,addr=0xc' }, 2, 1]);
   cases.push(['virtio disks beside a kvm_extra device moved to 0xc by -set device.rng.addr', { kvm_extra: '-device virtio-rng-pci,id=rng -set device.rng.addr=0xc' }, 2, 1]);
   cases.push(['q35 beside a kvm_extra --device at addr=2', { machine_version: 'q35', kvm_extra: '--device virtio-rng-pci,id=rng,addr=2' }, 2, 1]);
+  // Devices without addr in kvm_extra take the lowest free slots before the planned disks and NICs exist.
+  cases.push(['virtio disks beside a kvm_extra device without addr, kvm_pci_reservations 0', { kvm_pci_reservations: 0, kvm_extra: '-device virtio-rng-pci,id=rng' }, 2, 1]);
+  cases.push(['SCSI beside a kvm_extra device without addr, kvm_pci_reservations 0', { kvm_pci_reservations: 0, disk_type: 'scsi-hd', kvm_extra: '-device virtio-rng-pci,id=rng' }, 2, 2]);
+  cases.push([
+    'virtio disks beside -vga, -nic and a display -device from kvm_extra, kvm_pci_reservations 0',
+    { kvm_pci_reservations: 0, kvm_extra: '-device pvpanic -vga std -nic user -net nic,model=ne2k_isa -device VGA,id=v2' },
+    2,
+    1,
+  ]);
+  cases.push([
+    'virtio disks beside a JSON -device and -drive if=virtio without addr (created last), kvm_pci_reservations 0',
+    { kvm_pci_reservations: 0, kvm_extra: `-device '{"driver":"virtio-rng-pci","id":"j"}' -drive if=virtio,driver=null-co` },
+    2,
+    1,
+  ]);
+  cases.push(['q35 with -vga std and -nic from kvm_extra (both at machine init)', { machine_version: 'q35', kvm_extra: '-vga std -nic user' }, 2, 1]);
   cases.push(['pc-q35-7.2 with 40 spare ports', { machine_version: 'pc-q35-7.2', kvm_pcie_spare_ports: 40 }, 2, 1]);
 
   for (const [title, hvparams, disks, nics] of cases) {
@@ -105,6 +124,33 @@ describe('planner argv on real QEMU', function () {
     assert.equal(slotOf('rng1'), 0xd);
     assert.equal(slotOf('rng0'), 2, 'an implicit kvm_extra device takes the lowest free reserved slot');
     assert.deepEqual(p.plan.devices.map((d) => slotOf(d.id)), [0xc, 0xe, 0xf]);
+  });
+
+  it('starts a kvm_extra device without addr beside disks with kvm_pci_reservations 0, where the plan left its slot free', async () => {
+    const p = await startPlanned(makeSpec({ disks: 2, nics: 1, hvparams: { kvm_pci_reservations: 0, kvm_extra: '-device virtio-rng-pci,id=rng' } }));
+    const pci = await p.vm.qmp.execute<PciBus[]>('query-pci');
+    const slotOf = (id: string) => pci[0].devices.find((d) => d.qdev_id === id)?.slot;
+    assert.equal(slotOf('rng'), 2, 'QEMU gives the device the lowest free slot');
+    assert.deepEqual(p.plan.devices.map((d) => slotOf(d.id)), [3, 4, 5]);
+  });
+
+  it('QEMU refuses to start with each kvm_extra the planner refuses as a duplicate, and starts with the others', () => {
+    // The bare kvm_extra on a paused QEMU, quit over QMP on stdin once it is up.
+    const run = (extra: string) =>
+      spawnSync(QEMU_BINARY, ['-S', '-nodefaults', '-display', 'none', '-machine', 'pc', '-accel', 'tcg', '-qmp', 'stdio', ...shellSplit(extra)], {
+        input: '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+    for (const extra of [...DUPLICATE_NAMES, ...SLOT_CONFLICTS]) {
+      const r = run(extra);
+      assert.equal(r.status, 1, `QEMU started with ${extra}`);
+      assert.match(r.stderr, /Duplicate|conflict|not available/, extra);
+    }
+    for (const extra of [...SHARED_NAMES, ...SLOTS_SHARED]) {
+      const r = run(extra);
+      assert.equal(r.status, 0, `QEMU refused ${extra}: ${r.stderr}`);
+    }
   });
 
   it('places a sample of property-generated specs where hvinfo says', async () => {

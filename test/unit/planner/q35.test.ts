@@ -8,7 +8,7 @@
 import { strict as assert } from 'node:assert';
 import { GkdError } from '../../../plugin/errors';
 import { allocate, type LiveOccupancy } from '../../../plugin/hotplug';
-import { parsePorts, planInstance } from '../../../plugin/planner';
+import { parsePorts, planInstance, resolveMachine } from '../../../plugin/planner';
 import { parseDevfnText, rootClaims } from '../../../plugin/planner/pcie-ports';
 import { convertRuntime } from '../../../plugin/runtime';
 import type { PciHvInfo, RuntimeV2_16 } from '../../../plugin/types';
@@ -69,7 +69,7 @@ describe('q35 ports beside kvm_extra', () => {
   it('skips root slots kvm_extra claims, in every addr form and in JSON -device', () => {
     const claims = rootClaims(
       ['-device', 'virtio-rng-pci,id=a,addr=2', '-device', 'virtio-rng-pci,id=b,bus=pcie.0,addr=0x3.0x1', '-device', '{"driver":"virtio-rng-pci","id":"c","addr":"0x4"}', '-device', 'virtio-rng-pci,id=d,bus=rp9,addr=0x5'],
-      'pcie.0',
+      resolveMachine('q35'),
     );
     assert.deepEqual([...claims.slots].sort((x, y) => x - y), [2, 3, 4]);
     const rt = q35(1, 1, { kvm_extra: '-device virtio-rng-pci,id=rng,addr=2 -device virtio-rng-pci,id=rng2,addr=0x3.0x1' });

@@ -164,18 +164,26 @@ describe('convertAll()', () => {
     assert.equal(hashDir(dir), before);
   });
 
-  it('reports a FIFO or a directory named *.runtime as an error and converts the others', async () => {
-    putRuntime(dir, 'good', tiny210());
-    assert.equal(spawnSync('mkfifo', [join(dir, 'fifo.runtime')]).status, 0);
-    mkdirSync(join(dir, 'dir.runtime'));
-    for (const dryRun of [true, false]) {
-      const r = await convertAll(dir, { to: '2.16', direction: 'upgrade', dryRun });
-      const f = byName(r.files);
-      assert.equal(f.good?.status, 'converted');
-      assert.equal(f.fifo?.status, 'error');
-      assert.equal(f.fifo?.code, 'GKD_RUNTIME_IO');
-      assert.equal(f.dir?.status, 'error');
-      assert.equal(r.ok, false);
-    }
-  });
+  const directions: Array<['upgrade' | 'downgrade', '2.16' | '2.10', () => unknown]> = [
+    ['upgrade', '2.16', () => tiny210()],
+    ['downgrade', '2.10', () => convertRuntime(tiny210(), '2.16').value],
+  ];
+  for (const [direction, to, good] of directions) {
+    it(`${direction}-all reports a FIFO or a directory named *.runtime as an error and converts the others`, async () => {
+      putRuntime(dir, 'good', good());
+      assert.equal(spawnSync('mkfifo', [join(dir, 'fifo.runtime')]).status, 0);
+      mkdirSync(join(dir, 'dir.runtime'));
+      for (const dryRun of [true, false]) {
+        const r = await convertAll(dir, { to, direction, dryRun });
+        const f = byName(r.files);
+        assert.equal(f.good?.status, 'converted');
+        assert.equal(f.fifo?.status, 'error');
+        assert.equal(f.fifo?.code, 'GKD_RUNTIME_IO');
+        assert.equal(f.dir?.status, 'error');
+        assert.equal(f.dir?.code, 'GKD_RUNTIME_IO');
+        assert.equal(r.ok, false);
+      }
+      assert.equal((await new RuntimeStore(dir).read('good')).format, to);
+    });
+  }
 });
