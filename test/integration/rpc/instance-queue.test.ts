@@ -221,7 +221,7 @@ describe('operations on an instance: reconcile first, one queue, verify without 
     await assertReconciled(r);
   });
 
-  it('queues disk.resize, cdrom.change and instance.verify {repair} with hot-adds: GKD_OVERLOADED past the bound', async () => {
+  it('queues disk.resize, cdrom.change and instance.verify {repair} in the instance\'s queue: GKD_OVERLOADED past its bound', async () => {
     const r = await rig();
     const hold = await holdLock(r);
     const calls = ['disk.resize', 'cdrom.change', 'instance.verify'] as const;
