@@ -40,7 +40,7 @@ export const ERROR_CODES = {
   GKD_HOTPLUG_VERIFY: { rpc: 4006, meaning: 'QEMU accepted the device but does not show it where expected' },
   // migration and verification
   GKD_DRIFT: { rpc: 5001, meaning: 'The runtime file and the live QEMU disagree' },
-  GKD_MIGRATION_REFUSED: { rpc: 5002, meaning: 'This node cannot honour the migration (machine type, disk path, format)' },
+  GKD_MIGRATION_REFUSED: { rpc: 5002, meaning: 'The migration cannot be honoured (machine type, disk path, format, a removal still pending)' },
   GKD_MIGRATION_FAILED: { rpc: 5003, meaning: 'The migration failed; the source keeps running, unless data.ambiguous says neither side was resumed' },
   GKD_INSTANCE_BUSY: { rpc: 5004, meaning: 'Another operation (hotplug, migration) holds the instance' },
   GKD_INSTANCE_RUNNING: { rpc: 5005, meaning: "The instance's QEMU is running; the operation needs it stopped" },

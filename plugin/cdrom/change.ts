@@ -16,7 +16,7 @@ import { GkdError } from '../errors';
 import { splitOptions } from '../planner/kvm-extra';
 import { escapeOptionValue } from '../planner/option-escape';
 import type { QmpClient } from '../qmp';
-import type { RuntimeStore } from '../runtime';
+import type { InstanceHold, RuntimeStore } from '../runtime';
 
 export interface CdromChangeResult {
   name: string;
@@ -68,13 +68,15 @@ async function checkImage(path: string): Promise<void> {
 /**
  * Puts `path` into CD-ROM drive `slot` of the running instance `name`
  * (`null` ejects), then records it in kvm_cmd. `force` opens a tray the
- * guest locked.
+ * guest locked. `hold` is how the instance is held meanwhile (InstanceHold;
+ * default its lock).
  */
 export async function changeCdrom(
   store: RuntimeStore, qmp: <T>(fn: (q: QmpClient) => Promise<T>) => Promise<T>, name: string, slot: 1 | 2, path: string | null, force = false,
+  hold: InstanceHold = (fn) => store.withLock(name, fn),
 ): Promise<CdromChangeResult> {
   if (path !== null) await checkImage(path);
-  return store.withLock(name, async () => {
+  return hold(async () => {
     const read = await store.read(name);
     const cmd = read.upgraded[0];
     const at = cdromDriveIndex(cmd, slot);

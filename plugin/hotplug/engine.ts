@@ -20,8 +20,8 @@ import { allocate, NO_LIVE_OCCUPANCY, occupancyNeeds, withTaken, type DeviceKind
 const PCI_ERA_BUS = 'pci.0';
 import type { QmpConnections } from './connections';
 import { readOccupancy } from './occupancy';
-import { PendingUnplugs, type RemovedEvent } from './pending';
-import { needsReconcile, reconcileInstance, type ReconcileOutcome } from './reconcile';
+import { PendingUnplugs, type PendingEvent, type RemovedEvent } from './pending';
+import { needsReconcile, reconcileInstance, unsettledEntries, type ReconcileOutcome } from './reconcile';
 import { askUnplug, dropBackend, pollUntilGone, UNPLUG_POLL } from './unplug-wait';
 import { entryOf, withEntry, withoutEntry } from './runtime-entries';
 import { AddRecord, type Placement } from './add-record';
@@ -58,6 +58,8 @@ export interface HotplugEngineOptions {
   isBlockDevice?: (path: string) => boolean;
   /** Called when a removal reported as pending completes later. */
   onRemoved?: (ev: RemovedEvent) => void;
+  /** Called when a pending removal stays unfinished (announced with back-off, see pending.ts). */
+  onPending?: (ev: PendingEvent) => void;
   /** Where background work (pending removals) reports. @default silent */
   logger?: Logger;
   /** Receives the phases of every successful hot-add (the benchmark's breakdown). @default none */
@@ -99,7 +101,7 @@ interface AddContext {
 
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
 export class HotplugEngine {
-  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'logger' | 'onAddTiming'>> & HotplugEngineOptions;
+  readonly #o: Required<Omit<HotplugEngineOptions, 'isBlockDevice' | 'onRemoved' | 'onPending' | 'logger' | 'onAddTiming'>> & HotplugEngineOptions;
   readonly #queues = new Map<string, Promise<unknown>>();
   /** Operations queued or running per instance (the bound of maxQueued). */
   readonly #waiting = new Map<string, number>();
@@ -117,6 +119,9 @@ export class HotplugEngine {
       store: this.#o.store,
       exclusive: (name, fn) => this.#exclusive(name, fn),
       ...(this.#o.onRemoved === undefined ? {} : { onRemoved: this.#o.onRemoved }),
+      ...(this.#o.onPending === undefined ? {} : { onPending: this.#o.onPending }),
+      // The caller was told "pending" after one unplug timeout; a guest holding on for another is announced.
+      announceAfterMs: this.#o.unplugTimeoutMs,
       onSettled: (p) => (p.seq === undefined ? undefined : this.journal.close(p.name, p.seq)),
       log: this.#log,
     });
@@ -128,6 +133,35 @@ export class HotplugEngine {
    */
   reconcile(name: string): Promise<ReconcileOutcome[]> {
     return this.#exclusive(name, async (outcomes) => outcomes);
+  }
+
+  /**
+   * True when `name`'s journal has entries a reconcile would act on, read without the lock (cheap:
+   * no journal is one stat). Not counted: pending removals this process is finishing, and a
+   * migration whose process is alive (in flight: it changes neither devices nor the runtime file).
+   */
+  async unsettled(name: string): Promise<boolean> {
+    return (await unsettledEntries({ journal: this.journal, pending: this.#pending }, name)).length > 0;
+  }
+
+  /**
+   * Runs `fn` alone for instance `name`, in the same per-instance queue and under the same lock as
+   * hot-add and hot-remove, after what a dead process left half done is finished: for the other
+   * operations that change an instance's QEMU or runtime file (disk.resize, cdrom.change,
+   * instance.verify with repair, runtime.convert with write). More than maxQueued waiting get
+   * GKD_OVERLOADED; `signal` aborted before its turn gives GKD_CANCELLED, nothing done. `fn` runs
+   * holding the lock: it must not take it again.
+   */
+  exclusive<T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.#exclusive(name, () => fn(), signal);
+  }
+
+  /**
+   * Reconciles `name` for a caller that already holds its lock (migration.start, under its
+   * exclusive hold, which queues nothing here); empty when nothing was open.
+   */
+  reconcileLocked(name: string): Promise<ReconcileOutcome[]> {
+    return this.#reconcileLocked(name);
   }
 
   /** Reconciles every instance that has a journal (daemon start); failures are logged, never thrown. */

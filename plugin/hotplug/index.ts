@@ -5,5 +5,5 @@ export { HotplugEngine, HOTPLUG_DEFAULTS, type HotplugEngineOptions, type CallOp
 export { QmpConnections } from './connections';
 export { allocate, hotplugModel, machineFromCmd, type LiveOccupancy, type DeviceKind } from './allocate';
 export { hotplugSupported, freeCapacity, type SupportAnswer } from './supported';
-export type { RemovedEvent } from './pending';
+export { announceDue, ANNOUNCE_MAX_GAP, type PendingEvent, type RemovedEvent } from './pending';
 export type { AddPhase, AddTiming, AddTimingHook, PhaseSpan } from './timing';

@@ -29,6 +29,24 @@ export interface RemovedEvent {
   warnings: string[];
 }
 
+/** A pending removal still not finished (sent to clients as `device.pending`). */
+export interface PendingEvent {
+  name: string;
+  kind: DeviceKind;
+  /** Empty for the backend of a rolled-back hot-add (nothing recorded). */
+  uuid: string;
+  id: string;
+  /** The runtime file still lists the device. */
+  recorded: boolean;
+  /** `waiting`: QEMU still has the device (the guest has not released it); `failing`: finishing it failed. */
+  reason: 'waiting' | 'failing';
+  /** Attempts made so far, and how long it has been watched, ms. */
+  attempts: number;
+  pendingMs: number;
+  /** The last attempt's error, when `failing`. */
+  error?: { code?: string; message: string };
+}
+
 /** One device QEMU is unplugging. */
 export interface PendingUnplug {
   name: string;
@@ -47,12 +65,42 @@ export interface PendingUnplug {
 /** Waits between checks of one pending removal, ms; the last one repeats. */
 export const PENDING_DELAYS_MS = [250, 500, 1_000, 2_000, 5_000, 10_000, 30_000];
 
+/** Most attempts between two announcements of one stuck removal (about an hour at the last delay). */
+export const ANNOUNCE_MAX_GAP = 120;
+
+/** Where a watch stands for {@link announceDue}. */
+export interface AnnounceState {
+  /** Attempts made, counting the one just made. */
+  attempt: number;
+  /** The attempt of the last announcement; 0 when none was made yet. */
+  announcedAt: number;
+  /** How long the removal has been watched, ms. */
+  pendingMs: number;
+}
+
+/**
+ * Whether the attempt just made, which did not finish the removal, is
+ * announced: the first time on a failure, or once the device has been
+ * waited for `afterMs` (the unplug timeout: the caller was told "pending"
+ * after one already); then whenever the attempts have doubled since the
+ * last announcement, at most ANNOUNCE_MAX_GAP apart. A back-off, so a
+ * removal stuck for days logs about one line an hour, not one per poll.
+ */
+export function announceDue(s: AnnounceState, failing: boolean, afterMs: number): boolean {
+  if (s.announcedAt === 0) return failing || s.pendingMs >= afterMs;
+  return s.attempt - s.announcedAt >= Math.min(s.announcedAt, ANNOUNCE_MAX_GAP);
+}
+
 export interface PendingUnplugsOptions {
   connections: QmpConnections;
   store: RuntimeStore;
   /** Runs `fn` alone for the instance (the engine's queue and lock). */
   exclusive: <T>(name: string, fn: () => Promise<T>) => Promise<T>;
   onRemoved?: (ev: RemovedEvent) => void;
+  /** Called when a removal stays unfinished (see {@link announceDue}). */
+  onPending?: (ev: PendingEvent) => void;
+  /** How long the guest may hold the device before that is announced, ms (the unplug timeout). @default 0 */
+  announceAfterMs?: number;
   /** Called when a removal is finished or dropped (the journal closes its entry). */
   onSettled?: (p: PendingUnplug) => Promise<void> | void;
   log: Logger;
@@ -60,6 +108,9 @@ export interface PendingUnplugsOptions {
 
 interface Watch extends PendingUnplug {
   attempt: number;
+  /** When the watch began (Date.now()), and the attempt last announced (0: none yet). */
+  since: number;
+  announcedAt: number;
   timer?: NodeJS.Timeout;
   /** The backend is gone already; a retry after a failed runtime write only records the removal. */
   backend?: string[];
@@ -88,7 +139,7 @@ export class PendingUnplugs {
   watch(p: PendingUnplug): void {
     const key = `${p.name}/${p.id}`;
     if (this.#stopped || this.#watches.has(key)) return;
-    const w: Watch = { ...p, attempt: 0 };
+    const w: Watch = { ...p, attempt: 0, since: Date.now(), announcedAt: 0 };
     this.#watches.set(key, w);
     this.#schedule(key, w);
   }
@@ -109,7 +160,10 @@ export class PendingUnplugs {
           if (this.#watches.get(key) !== w) return;
           if (finished) {
             this.#watches.delete(key);
-          } else this.#schedule(key, w);
+            return;
+          }
+          this.#unfinished(w, undefined);
+          this.#schedule(key, w);
         },
         (e: unknown) => {
           if (this.#watches.get(key) !== w) return;
@@ -120,12 +174,36 @@ export class PendingUnplugs {
             void Promise.resolve(this.#o.onSettled?.(w)).catch(() => undefined);
             return;
           }
-          this.#o.log.warn({ instance: w.name, device: w.id, err: e, attempt: w.attempt }, 'pending removal not finished yet; will retry');
+          this.#unfinished(w, e);
           this.#schedule(key, w);
         },
       );
     }, delay);
     w.timer.unref();
+  }
+
+  /** An attempt that left the removal unfinished (`err` when it failed): announced when due, else a debug line. */
+  #unfinished(w: Watch, err: unknown): void {
+    const failing = err !== undefined;
+    const pendingMs = Date.now() - w.since;
+    const fields = { instance: w.name, device: w.id, attempt: w.attempt, pendingMs, ...(failing ? { err } : {}) };
+    if (!announceDue({ attempt: w.attempt, announcedAt: w.announcedAt, pendingMs }, failing, this.#o.announceAfterMs ?? 0)) {
+      this.#o.log.debug(fields, failing ? 'pending removal not finished yet; will retry' : 'pending removal: QEMU still has the device');
+      return;
+    }
+    w.announcedAt = w.attempt;
+    this.#o.log.warn(fields, failing
+      ? 'pending removal cannot be finished yet (see err); still retrying, the runtime file keeps the device until it is'
+      : 'pending removal: the guest still has not released the device; still waiting, the runtime file keeps it until QEMU lets go');
+    const error = failing ? { ...(isGkdError(err) ? { code: err.code } : {}), message: (err as Error)?.message ?? String(err) } : undefined;
+    try {
+      this.#o.onPending?.({
+        name: w.name, kind: w.kind, uuid: w.uuid, id: w.id, recorded: w.recorded, reason: failing ? 'failing' : 'waiting',
+        attempts: w.attempt, pendingMs, ...(error === undefined ? {} : { error }),
+      });
+    } catch (e) {
+      this.#o.log.warn({ instance: w.name, device: w.id, err: e }, 'the pending listener threw; ignored');
+    }
   }
 
   /**
@@ -134,7 +212,7 @@ export class PendingUnplugs {
    */
   async finishNow(p: PendingUnplug): Promise<boolean> {
     const key = `${p.name}/${p.id}`;
-    const w: Watch = this.#watches.get(key) ?? { ...p, attempt: 0 };
+    const w: Watch = this.#watches.get(key) ?? { ...p, attempt: 0, since: Date.now(), announcedAt: 0 };
     if (w.backend === undefined && !(await this.#o.connections.use(w.socket, (c) => deviceGone(c, w.id)))) return false;
     const done = await this.#finishLocked(w);
     if (done) {

@@ -58,6 +58,27 @@ export async function needsReconcile(d: Pick<ReconcileDeps, 'journal' | 'pending
   return entries.some((e) => e.op !== 'pending' || !d.pending.has(name, e.id ?? ''));
 }
 
+/** True when process `pid` exists (EPERM: it does, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * The entries of `name` a reconcile would act on, read without the lock:
+ * those of {@link needsReconcile}, less a migration whose writer is alive
+ * (in flight; a migration adds and removes no device and writes no runtime
+ * file, so a comparison made meanwhile is consistent).
+ */
+export async function unsettledEntries(d: Pick<ReconcileDeps, 'journal' | 'pending'>, name: string): Promise<JournalEntry[]> {
+  const entries = await d.journal.read(name);
+  return entries.filter((e) => (e.op !== 'pending' || !d.pending.has(name, e.id ?? '')) && !(e.op === 'migration' && alive(e.pid)));
+}
+
 /** Reconciles every open entry of `name` (call under the instance lock). */
 export async function reconcileInstance(d: ReconcileDeps, name: string): Promise<ReconcileOutcome[]> {
   const entries = await d.journal.read(name);

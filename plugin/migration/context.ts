@@ -47,6 +47,12 @@ export interface MigrationContext {
    * did meanwhile. @default none
    */
   journal?: Journal;
+  /**
+   * Finishes what a dead process left half done on instance `name` (its open journal entries, see
+   * hotplug/reconcile.ts), for a caller that already holds the instance lock: `startMigration` runs
+   * it first under its exclusive hold. The daemon passes its hotplug engine's. @default nothing
+   */
+  reconcileLocked?(name: string): Promise<unknown>;
   /** Starts QEMU for `acceptMigration` with `launch`. @default launchQemu */
   launcher?: (argv: readonly string[], options: LaunchQemuOptions) => Promise<QemuProcess>;
 }

@@ -1,5 +1,6 @@
 /**
- * `migration.start`, on the source: refuse on drift, apply the runtime's
+ * `migration.start`, on the source: finish what a dead process left half
+ * done, refuse while a removal is still pending or on drift, apply the runtime's
  * migration hvparams, run `migrate`, report progress, and judge success on
  * the target. The instance lock is held throughout as an exclusive hold, so
  * a hotplug arriving meanwhile fails at once with GKD_INSTANCE_BUSY.
@@ -108,8 +109,8 @@ async function cancelAndRead(src: QmpClient): Promise<QueryMigrate | undefined> 
  * @throws GkdError `GKD_INSTANCE_BUSY` (a hotplug or migration holds it),
  *   `GKD_UNSUPPORTED_VALUE` (a bad migration hvparam, `field`),
  *   `GKD_DRIFT` naming the drifted devices (`data.differences`),
- *   `GKD_MIGRATION_REFUSED` (devices without an id, target not waiting,
- *   source is itself incoming), `GKD_MIGRATION_FAILED` saying what each
+ *   `GKD_MIGRATION_REFUSED` (a removal still pending, `data.pending`;
+ *   devices without an id, target not waiting, source is itself incoming), `GKD_MIGRATION_FAILED` saying what each
  *   side showed; a source that was running is resumed when nothing else can
  *   run the guest, else `data.ambiguous` is true and neither side was resumed
  */
@@ -133,8 +134,37 @@ export async function startMigration(ctx: MigrationContext, params: StartParams,
   }
 }
 
+/** The journal's pending removals of `name`, as `data.pending` of the refusal. */
+interface PendingRemoval {
+  kind?: 'disk' | 'nic';
+  id?: string;
+  uuid?: string;
+  recorded: boolean;
+}
+
+/**
+ * Refuses while a removal of `name` is still pending: the runtime file (which
+ * goes to the target) keeps such a device until QEMU lets go of it, and
+ * after the handover no process would finish the removal on either side.
+ */
+async function refusePending(ctx: MigrationContext, name: string): Promise<void> {
+  const pending: PendingRemoval[] = (await ctx.journal?.read(name) ?? []).filter((e) => e.op === 'pending').map((e) => ({
+    ...(e.kind === undefined ? {} : { kind: e.kind }), ...(e.id === undefined ? {} : { id: e.id }),
+    ...(e.uuid === undefined || e.uuid === '' ? {} : { uuid: e.uuid }), recorded: e.recorded === true,
+  }));
+  if (pending.length === 0) return;
+  const list = pending.map((p) => `${p.kind ?? 'device'} "${p.id ?? '?'}"${p.recorded ? '' : ' (the backend of a rolled-back hot-add)'}`).join(', ');
+  throw new GkdError('GKD_MIGRATION_REFUSED', `Cannot migrate instance "${name}": the removal of ${list} is still pending (QEMU has not let go of it yet); its runtime file, which the target would take over, still lists it and nothing would finish the removal after the handover. Wait for the guest to release it (a device.removed notification says when; instance.verify lists what is pending) and retry; nothing was moved`, {
+    field: 'name', ...(pending[0].id === undefined ? {} : { device: pending[0].id }), data: { pending },
+  });
+}
+
 async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
   const { name } = params;
+  // What a dead process left half done is finished first (the lock is ours, exclusively): the checks
+  // below then see the instance as it is, and a pending removal it finishes no longer blocks.
+  await ctx.reconcileLocked?.(name);
+  await refusePending(ctx, name);
   const read = await ctx.store.read(name);
   const { upgraded, format } = read;
   // What the runtime alone rules out is refused before any QEMU is contacted.

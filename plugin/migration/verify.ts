@@ -5,6 +5,7 @@
 import { realpathSync } from 'node:fs';
 import { DEFAULT_RUN_DIR } from '../planner';
 import type { QmpClient } from '../qmp';
+import type { InstanceHold } from '../runtime';
 import type { RuntimeFormatId, RuntimeV2_16 } from '../types';
 import type { MigrationContext } from './context';
 import { GANETI_DISK_LINKS_DIR, staleDiskLinks, type StaleDiskLink } from './disk-links';
@@ -29,6 +30,8 @@ export interface VerifyOptions {
   repair?: boolean | { known?: KnownDevices };
   /** Where Ganeti links instance disks. @default GANETI_DISK_LINKS_DIR */
   diskLinksDir?: string;
+  /** How a repair holds the instance (InstanceHold). @default its lock, `ctx.store.withLock` */
+  hold?: InstanceHold;
 }
 
 /** What {@link verifyInstance} returns. */
@@ -137,7 +140,8 @@ export async function verifyInstance(ctx: MigrationContext, name: string, option
   const known = options.repair === true ? {} : options.repair.known ?? {};
   // Under the lock: a hotplug between reading QEMU and writing the file would be lost. The monitor is
   // only taken once the lock is ours, so a long lock wait never holds (or loses) a connection.
-  return ctx.store.withLock(name, () => ctx.connections.use(socket, async (qmp) => {
+  const hold: InstanceHold = options.hold ?? ((fn) => ctx.store.withLock(name, fn));
+  return hold(() => ctx.connections.use(socket, async (qmp) => {
     const read = await ctx.store.read(name);
     const where = whereOf(ctx, read.upgraded, name, socket);
     const live = await readLiveState(qmp, where);

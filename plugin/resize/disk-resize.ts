@@ -17,7 +17,7 @@
 import { realpathSync, readFileSync, statSync } from 'node:fs';
 import { GkdError } from '../errors';
 import type { QmpClient } from '../qmp';
-import type { RuntimeStore } from '../runtime';
+import type { InstanceHold, RuntimeStore } from '../runtime';
 import type { RuntimeV2_16 } from '../types';
 
 const MIB = 1024 * 1024;
@@ -45,6 +45,8 @@ export interface ResizeOptions {
    * survive. @default false
    */
   allowIdeReprobe?: boolean;
+  /** How the instance is held while resizing (InstanceHold). @default its lock, `store.withLock` */
+  hold?: InstanceHold;
 }
 
 /** The disk entry `ref` names, with its index. */
@@ -114,7 +116,8 @@ async function blockNodeOf(qmp: QmpClient, id: string): Promise<{ node: string; 
  */
 export async function resizeDisk(store: RuntimeStore, qmp: <T>(fn: (q: QmpClient) => Promise<T>) => Promise<T>, name: string, ref: DiskRef, options: ResizeOptions = {}): Promise<ResizeResult> {
   const { sizeMib } = options;
-  return store.withLock(name, async () => {
+  const hold: InstanceHold = options.hold ?? ((fn) => store.withLock(name, fn));
+  return hold(async () => {
     const read = await store.read(name);
     const disk = findDisk(read.upgraded, ref, name);
     // Ganeti 3.0 records its IDE disks with driver "ide" (a -drive if=ide, no -device); ours are ide-hd.

@@ -14,5 +14,5 @@ export { readTextFile } from './atomic-file';
 export { type BulkFileResult, type BulkOptions, type BulkReport, type BulkStatus, convertAll } from './bulk';
 export { RUNTIME_SUFFIX, assertInstanceName, isSafeInstanceName } from './instance-name';
 export { Journal, type JournalEntry, type JournalOp, type JournalWriteOptions } from './journal';
-export { LOCK_DEFAULTS, type LockOptions, busyPath, lockPath, withInstanceLock } from './lock';
+export { type InstanceHold, LOCK_DEFAULTS, type LockOptions, busyPath, lockPath, withInstanceLock } from './lock';
 export { RuntimeStore, type RuntimeRead, type RuntimeStoreOptions, STORE_DEFAULTS, type WriteOptions } from './store';

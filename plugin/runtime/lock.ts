@@ -57,6 +57,14 @@ export interface LockOptions {
   onContended?: () => void;
 }
 
+/**
+ * How a read-modify-write of an instance holds it: by default its lock
+ * (`RuntimeStore.withLock`); the daemon passes its per-instance queue
+ * (HotplugEngine.exclusive), which holds the same lock, bounds the queue
+ * and finishes a dead process's half-done work first.
+ */
+export type InstanceHold = <T>(fn: () => Promise<T>) => Promise<T>;
+
 /** The marker file of an exclusive hold of instance `name` in runtime dir `dir`. */
 export function busyPath(dir: string, name: string): string {
   return join(dir, `.${name}.busy`);

@@ -28,8 +28,12 @@ export interface DaemonGuest extends DaemonInstance {
   con: GuestConsole;
 }
 
-/** Starts `spec` (paused, or running with these `-serial` arguments per instance dir) and writes its runtime file. */
-export async function startDaemonInstance(spec: InstanceSpec, o: { paused: boolean; serials?: (dir: string) => string[] }): Promise<DaemonInstance> {
+/**
+ * Starts `spec` (paused, or running with these `-serial` arguments per instance dir) and writes its
+ * runtime file. `extraArgv` is appended to QEMU's command line and to the runtime file's kvm_cmd (as
+ * Ganeti records what it starts, e.g. an IDE CD-ROM drive the planner does not lay out).
+ */
+export async function startDaemonInstance(spec: InstanceSpec, o: { paused: boolean; serials?: (dir: string) => string[]; extraArgv?: (dir: string) => string[] }): Promise<DaemonInstance> {
   let dir!: string;
   let runtime!: RuntimeV2_16;
   const vm = await startQemu((d) => {
@@ -38,10 +42,13 @@ export async function startDaemonInstance(spec: InstanceSpec, o: { paused: boole
     prepareRunDir(runDir);
     const plan = planInstance(localize(spec, d));
     runtime = plan.runtime;
-    return buildArgv(plan.runtime, {
+    const extra = o.extraArgv?.(d) ?? [];
+    const argv = buildArgv(plan.runtime, {
       accel: 'tcg', runDir, qmp: join(runDir, 'ctrl', `${spec.name}.qmp`), paused: o.paused, nicBackends: plan.backends,
       ...(o.serials === undefined ? {} : { serials: o.serials(d) }),
     });
+    if (extra.length > 0) runtime = [[...runtime[0], ...extra], runtime[1], runtime[2], runtime[3]];
+    return [...argv, ...extra];
   });
   mkdirSync(join(dir, 'conf'));
   const store = new RuntimeStore(join(dir, 'conf'));

@@ -1,17 +1,19 @@
 /**
  * `disk.resize`: makes a running instance's QEMU see a disk's grown storage
  * (see plugin/resize). Used by the disk-grow post hook and by callers
- * outside Ganeti.
+ * outside Ganeti. It runs in the instance's queue (HotplugEngine.exclusive):
+ * after what a dead process left half done is finished, bounded
+ * (GKD_OVERLOADED), and not started once its caller gave up (GKD_CANCELLED).
  */
 import { qmpSocketFor } from '../../config';
-import type { QmpConnections } from '../../hotplug';
+import type { HotplugEngine, QmpConnections } from '../../hotplug';
 import type { QmpClient } from '../../qmp';
 import { resizeDisk } from '../../resize/disk-resize';
 import type { RuntimeStore } from '../../runtime';
 import { defineMethod, type RpcMethod } from '../method';
 import schema from '../../../schemas/rpc/disk.resize.schema.json';
 
-export function diskResizeMethod(store: RuntimeStore, connections: QmpConnections): RpcMethod {
+export function diskResizeMethod(store: RuntimeStore, connections: QmpConnections, engine: Pick<HotplugEngine, 'exclusive'>): RpcMethod {
   return defineMethod({
     name: 'disk.resize',
     summary: "Makes the running QEMU see a disk's grown storage; growing only",
@@ -25,6 +27,7 @@ export function diskResizeMethod(store: RuntimeStore, connections: QmpConnection
       return resizeDisk(store, qmp, p.name, ref, {
         ...(p.size === undefined ? {} : { sizeMib: p.size }),
         ...(p.allowIdeReprobe === undefined ? {} : { allowIdeReprobe: p.allowIdeReprobe }),
+        hold: (fn) => engine.exclusive(p.name, fn, ctx.signal),
       });
     },
   });

@@ -26,6 +26,9 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
       summary: 'Says whether a disk or NIC can be hot-added or hot-removed on this instance now',
       schema: supportedSchema,
       handler: async (p, ctx) => {
+        // Its answer (free slots, the device set) is read from the file and QEMU: a dead process's
+        // half-done add or removal is finished first (the lock is taken only when there is one).
+        if (await engine.unsettled(p.name)) await engine.reconcile(p.name);
         const { upgraded } = await store.read(p.name);
         return connections.use(p.qmp ?? qmpSocketFor(ctx.config, p.name), (qmp) => hotplugSupported(upgraded, qmp, p.kind, p.action));
       },

@@ -74,10 +74,12 @@ export function methodDeps(config: Config, logger?: Logger): MethodDeps {
     store, connections, qmpSocket, unplugTimeoutMs: config.unplugTimeoutMs,
     ...(config.accel === undefined ? {} : { accel: config.accel }),
     onRemoved: (ev) => deps.notifyAll('device.removed', { ...ev }),
+    onPending: (ev) => deps.notifyAll('device.pending', { ...ev }),
     ...(logger === undefined ? {} : { logger }),
   });
   deps.engine = engine;
   deps.migration.journal = engine.journal;
+  deps.migration.reconcileLocked = (name) => engine.reconcileLocked(name);
   return deps;
 }
 
@@ -89,13 +91,15 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
     instancePlan,
     ...lifecycleMethods(deps.store, deps.launched, deps.connections, deps.reserved),
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
-    diskResizeMethod(deps.store, deps.connections),
-    cdromChangeMethod(deps.store, deps.connections),
+    diskResizeMethod(deps.store, deps.connections, deps.engine),
+    cdromChangeMethod(deps.store, deps.connections, deps.engine),
     ...migrationMethods(deps.migration, deps.launched, deps.reserved, {
       reconcile: (name) => deps.engine.reconcile(name),
+      unsettled: (name) => deps.engine.unsettled(name),
+      exclusive: (name, fn, signal) => deps.engine.exclusive(name, fn, signal),
       pending: (name) => deps.engine.pending().filter((x) => x.name === name),
     }),
-    ...runtimeMethods(deps.store),
+    ...runtimeMethods(deps.store, deps.engine),
   );
   // Every method taking a QMP socket path only reaches sockets in the daemon's own directories.
   all.splice(0, all.length, ...all.map(withQmpCheck), ...extra);

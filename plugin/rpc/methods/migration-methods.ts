@@ -4,7 +4,8 @@
  * notifications to its caller; `migration.accept` with the daemon option
  * `launch` starts the target QEMU and keeps it.
  */
-import { acceptMigration, startMigration, verifyInstance, type MigrationContext } from '../../migration';
+import { lstat } from 'node:fs/promises';
+import { acceptMigration, startMigration, verifyInstance, type MigrationContext, type VerifyOptions } from '../../migration';
 import { GkdError } from '../../errors';
 import { defineMethod, type RpcMethod } from '../method';
 import { checkPathParam } from './confine';
@@ -13,12 +14,40 @@ import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
 import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
 import startSchema from '../../../schemas/rpc/migration.start.schema.json';
 
-/** What instance.verify asks of the hotplug engine: finish half-done work first, list what is pending. */
+/** What instance.verify and migration.accept ask of the hotplug engine: finish half-done work first, list what is pending. */
 export interface VerifyHooks {
-  /** Reconciles the instance's open journal entries (no-op without any). */
+  /** Reconciles the instance's open journal entries under its lock (no-op without any). */
   reconcile(name: string): Promise<unknown>;
+  /** True when the journal has entries a reconcile would act on (read without the lock). */
+  unsettled(name: string): Promise<boolean>;
+  /** Runs `fn` in the instance's queue, under its lock, after the reconcile (HotplugEngine.exclusive). */
+  exclusive<T>(name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T>;
   /** Removals of the instance still waiting for the guest. */
   pending(name: string): unknown[];
+}
+
+/** What identifies one version of a file: a rewrite (rename) or an edit changes it. */
+async function stampOf(path: string): Promise<string> {
+  const st = await lstat(path).catch(() => undefined);
+  return st === undefined ? 'none' : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
+}
+
+/**
+ * A comparison of `name` that sees a consistent instance without taking its
+ * lock when nothing is in flight (so it neither waits behind a hot-add nor
+ * fails GKD_INSTANCE_BUSY during a migration): with a journal that a
+ * reconcile would act on (a dead process's half-done work, or a hot-add or
+ * removal in flight) it runs in the instance's queue, after the reconcile.
+ * Otherwise it compares at once, and compares again in the queue if the
+ * runtime file changed or such an entry appeared meanwhile (an operation
+ * ran between its reads of the file and of QEMU).
+ */
+async function consistentVerify<T>(hooks: VerifyHooks, name: string, runtimePath: string, run: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  if (await hooks.unsettled(name)) return hooks.exclusive(name, run, signal);
+  const before = await stampOf(runtimePath);
+  const r = await run();
+  if (!(await hooks.unsettled(name)) && (await stampOf(runtimePath)) === before) return r;
+  return hooks.exclusive(name, run, signal);
 }
 
 /** The three migration methods over `mctx`. */
@@ -35,12 +64,19 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
             if (d.uri === undefined || d.uri === null) await checkPathParam('instance.verify', `/repair/known/disks/${i}/path`, d.path, ctx.config.storageRoots);
           }
         }
-        // A process that died mid-operation left a journal entry: finish or undo it before comparing.
-        await hooks?.reconcile(p.name);
-        const r = await verifyInstance(mctx, p.name, {
+        const options: VerifyOptions = {
           ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
           ...(p.repair === true ? { repair: true } : typeof p.repair === 'object' ? { repair: p.repair } : {}),
-        });
+        };
+        let r;
+        if (hooks === undefined) r = await verifyInstance(mctx, p.name, options);
+        else if (options.repair !== undefined) {
+          // A repair rewrites the runtime file: in the instance's queue (bounded, cancelled with its caller),
+          // after what a process that died mid-operation left half done is finished.
+          r = await hooks.exclusive(p.name, () => verifyInstance(mctx, p.name, { ...options, hold: (fn) => fn() }), ctx.signal);
+        } else {
+          r = await consistentVerify(hooks, p.name, mctx.store.path(p.name), () => verifyInstance(mctx, p.name, options), ctx.signal);
+        }
         return { ...r, pending: hooks?.pending(p.name) ?? [] };
       },
     }),

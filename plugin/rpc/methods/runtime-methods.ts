@@ -7,6 +7,7 @@ import { convertRuntime, detectFormat, validateRuntime, type RuntimeStore } from
 import { isGkdError } from '../../errors';
 import { existsSync } from 'node:fs';
 import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
+import type { HotplugEngine } from '../../hotplug';
 import type { RuntimeFormatId } from '../../types';
 import { defineMethod, type RpcMethod } from '../method';
 import getSchema from '../../../schemas/rpc/runtime.get.schema.json';
@@ -19,8 +20,12 @@ interface Source {
   runtime?: unknown;
 }
 
-/** The four runtime methods over `store`. */
-export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
+/**
+ * The four runtime methods over `store`. A conversion that writes runs in the
+ * instance's queue (`engine`, HotplugEngine.exclusive) when given, after what a
+ * dead process left half done is finished; otherwise under the lock alone.
+ */
+export function runtimeMethods(store: RuntimeStore, engine?: Pick<HotplugEngine, 'exclusive'>): RpcMethod[] {
   /** The runtime a call names: the instance's file, or the inline value. */
   const load = async (p: Source): Promise<{ value: unknown; format: RuntimeFormatId }> => {
     if (p.name !== undefined) {
@@ -54,7 +59,7 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
       name: 'runtime.convert',
       summary: 'Converts a runtime to another format; refuses when information would be lost',
       schema: convertSchema,
-      handler: async (p) => {
+      handler: async (p, ctx) => {
         const to: RuntimeFormatId = p.to;
         const name = p.name;
         if (p.write === true) {
@@ -63,12 +68,13 @@ export function runtimeMethods(store: RuntimeStore): RpcMethod[] {
               errors: [{ path: '/name', message: 'is required with write' }],
             });
           }
-          return store.withLock(name, async () => {
+          const convert = async (): Promise<Record<string, unknown>> => {
             const r = await store.read(name);
             const c = convertRuntime(structuredClone(r.value), to, { name });
             if (c.from !== c.to) await store.write(name, c.value as never, { format: to as never, expect: r.stamp });
             return { from: c.from, to: c.to, runtime: c.value, changes: c.changes, written: c.from !== c.to };
-          });
+          };
+          return engine === undefined ? store.withLock(name, convert) : engine.exclusive(name, convert, ctx.signal);
         }
         const { value } = await load(p);
         const c = convertRuntime(structuredClone(value), to, name === undefined ? {} : { name });

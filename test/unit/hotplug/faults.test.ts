@@ -19,7 +19,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GkdError } from '../../../plugin/errors';
-import { HotplugEngine, QmpConnections, type RemovedEvent } from '../../../plugin/hotplug';
+import { HotplugEngine, QmpConnections, type PendingEvent, type RemovedEvent } from '../../../plugin/hotplug';
 import { planInstance } from '../../../plugin/planner';
 import { RuntimeStore } from '../../../plugin/runtime';
 import type { InstanceSpec } from '../../../plugin/types';
@@ -427,6 +427,34 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       await until(() => r.removed.length === 1, 'onRemoved after the hold');
       assert.deepEqual((await r.store.read(NAME)).upgraded[3].map((x) => x[0].uuid), [r.spec.disks[0].uuid]);
       assert.deepEqual(r.mutations().filter((m) => m.startsWith('blockdev-del')), [`blockdev-del ${id}`], 'the backend is dropped once');
+    });
+
+    it('announces a removal it cannot finish while a migration holds the instance, with the reason', async () => {
+      const r = await rig(VIRTIO, { disks: 2, nics: 0 });
+      r.vm.pciUnplug = 'no-guest';
+      const events: PendingEvent[] = [];
+      const engine = new HotplugEngine({
+        store: r.store, connections: rigs[rigs.length - 1].connections, qmpSocket: () => r.vm.path, accel: 'tcg', unplugTimeoutMs: UNPLUG_MS, lockWaitMs: 5_000,
+        onPending: (ev) => events.push(ev),
+      });
+      const uuid = r.spec.disks[1].uuid;
+      const id = 'disk-00001001-b6e5-4243';
+      await rejectsWithCode(engine.removeDisk(NAME, uuid), 'GKD_HOTPLUG_PENDING');
+      let letGo!: () => void;
+      const held = r.store.withLock(NAME, () => new Promise<void>((resolve) => (letGo = resolve)), { exclusive: 'migration' });
+      await until(() => letGo !== undefined, 'exclusive hold');
+      // The guest lets go (the fake's release: real QEMU cannot be made to on demand); finishing it meets the hold.
+      r.vm.release(id);
+      await until(() => events.some((e) => e.reason === 'failing'), 'a failing announcement', 10_000);
+      const f = events.find((e) => e.reason === 'failing') as PendingEvent;
+      assert.deepEqual({ ...f, attempts: 0, pendingMs: 0, error: { ...f.error, message: '' } }, {
+        name: NAME, kind: 'disk', uuid, id, recorded: true, reason: 'failing', attempts: 0, pendingMs: 0, error: { code: 'GKD_INSTANCE_BUSY', message: '' },
+      });
+      assert.match(f.error?.message ?? '', /a migration is running/);
+      letGo();
+      await held;
+      await until(() => engine.pending().length === 0, 'the removal finished after the hold', 10_000);
+      engine.stop();
     });
 
     it('a NIC whose DEVICE_DELETED never comes stays recorded, its netdev kept', async () => {
