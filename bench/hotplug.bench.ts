@@ -15,6 +15,11 @@
  *   `qmpKeepOpen` on a fourth monitor of the same QEMU, dedicated to it: it
  *   keeps its connection, so no connect per operation (on a Ganeti node the
  *   monitor is Ganeti's and must be given back after every operation).
+ * - tmpfs: the first daemon's setup again, a third daemon whose run and
+ *   runtime dirs are on tmpfs (`/dev/shm`), where a Debian node keeps
+ *   Ganeti's (`/var/run/ganeti` is under `/run`, a tmpfs): the same fsyncs,
+ *   which cost next to nothing there. The other series keep theirs in the
+ *   machine's temp dir, on disk.
  * Every engine path keeps every guarantee: instance lock, journal entry,
  * verification, fsynced runtime write. Arguments come from the planner's
  * builders, so the difference is what the engine adds. Nothing sleeps;
@@ -23,7 +28,7 @@
  * Run: `npx tsc -p . && node dist/bench/hotplug.bench.js [iterationsPerRound]`
  * Prints one Markdown section on stdout; progress goes to stderr.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HotplugEngine, QmpConnections, type AddPhase, type AddTiming } from '../plugin/hotplug';
@@ -55,8 +60,10 @@ export interface PhaseRow {
 export interface HotplugBenchResult {
   rows: {
     bareAdd: HotplugBenchRow; engineAdd: HotplugBenchRow; daemonAdd: HotplugBenchRow; bareRemove: HotplugBenchRow; engineRemove: HotplugBenchRow; daemonRemove: HotplugBenchRow;
-    keptAdd: HotplugBenchRow; keptRemove: HotplugBenchRow;
+    keptAdd: HotplugBenchRow; keptRemove: HotplugBenchRow; tmpfsAdd: HotplugBenchRow; tmpfsRemove: HotplugBenchRow;
   };
+  /** Where the tmpfs daemon's dirs were (a tmpfs, or the temp dir when the machine has none). */
+  tmpfs: { dir: string; isTmpfs: boolean };
   phases: PhaseRow[];
   /** Median of the engine add's total as its timing hook saw it. */
   hookTotalMs: number;
@@ -79,6 +86,19 @@ const SPEC: InstanceSpec = {
   nics: [],
 };
 
+/** statfs f_type of a tmpfs (linux/magic.h). */
+const TMPFS_MAGIC = 0x01021994;
+
+/** A tmpfs to put the tmpfs daemon's dirs on: /dev/shm when it is one. */
+function tmpfsBase(): { dir: string; isTmpfs: boolean } {
+  try {
+    if (statfsSync('/dev/shm').type === TMPFS_MAGIC) return { dir: '/dev/shm', isTmpfs: true };
+  } catch {
+    // no /dev/shm
+  }
+  return { dir: tmpdir(), isTmpfs: false };
+}
+
 const progress = (msg: string): void => void process.stderr.write(`hotplug bench: ${msg}\n`);
 
 /** Measures `iterations` add/remove pairs per series per round, {@link ROUNDS} rounds. */
@@ -97,9 +117,14 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
   const keptDir = join(dir, 'kept');
   prepareRunDir(join(keptDir, 'run'));
   const keptSock = join(keptDir, 'run', 'ctrl', `${NAME}.qmp`);
+  // The tmpfs daemon's run and runtime dirs, and so its monitor, on tmpfs.
+  const tmpfs = tmpfsBase();
+  const shmDir = mkdtempSync(join(tmpfs.dir, 'gkd-bench-hotplug-'));
+  prepareRunDir(join(shmDir, 'run'));
+  const shmSock = join(shmDir, 'run', 'ctrl', `${NAME}.qmp`);
   const argv = [
     ...buildArgv(plan.runtime, { accel: 'tcg', runDir, qmp: daemonSock, paused: true, serials: [] }),
-    '-qmp', `unix:${engineSock},server=on,wait=off`, '-qmp', `unix:${keptSock},server=on,wait=off`,
+    '-qmp', `unix:${engineSock},server=on,wait=off`, '-qmp', `unix:${keptSock},server=on,wait=off`, '-qmp', `unix:${shmSock},server=on,wait=off`,
   ];
   const vm = await launchQemu(argv, { qmpSocket: join(dir, 'bare.qmp') });
   const store = new RuntimeStore(confDir);
@@ -129,10 +154,15 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
   await new RuntimeStore(join(keptDir, 'conf')).write(NAME, plan.runtime);
   const keptDaemon = await spawnDaemon({ dir: keptDir, env: { GKD_STORAGE_ROOTS: `${dir}/`, GKD_QMP_KEEP_OPEN: '1' } });
   const keptClient = await RpcClient.connect(keptDaemon.socket);
+  progress(`starting the daemon with its dirs in ${tmpfs.dir}`);
+  mkdirSync(join(shmDir, 'conf'), { recursive: true });
+  await new RuntimeStore(join(shmDir, 'conf')).write(NAME, plan.runtime);
+  const shmDaemon = await spawnDaemon({ dir: shmDir, env: { GKD_STORAGE_ROOTS: `${dir}/` } });
+  const shmClient = await RpcClient.connect(shmDaemon.socket);
 
   const samples = {
     engineAdd: [] as number[], bareAdd: [] as number[], daemonAdd: [] as number[], engineRemove: [] as number[], bareRemove: [] as number[], daemonRemove: [] as number[],
-    keptAdd: [] as number[], keptRemove: [] as number[],
+    keptAdd: [] as number[], keptRemove: [] as number[], tmpfsAdd: [] as number[], tmpfsRemove: [] as number[],
   };
   let seq = 0;
   const uuid = (): string => `${(0xb0000000 + seq++).toString(16)}-0000-4000-8000-000000000000`;
@@ -168,6 +198,7 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
   };
   const daemonCycle = (keep: boolean): Promise<void> => rpcCycle(client, NAME, images[1], keep, samples.daemonAdd, samples.daemonRemove);
   const keptCycle = (keep: boolean): Promise<void> => rpcCycle(keptClient, NAME, images[1], keep, samples.keptAdd, samples.keptRemove);
+  const tmpfsCycle = (keep: boolean): Promise<void> => rpcCycle(shmClient, NAME, images[1], keep, samples.tmpfsAdd, samples.tmpfsRemove);
   // The bare sequence gets the address for free (target 0: the other series' disks are gone by then).
   const bareOn = async (q: QmpClient, keep: boolean, add: number[], remove: number[]): Promise<void> => {
     const id = `disk-${uuid().slice(0, 8)}`;
@@ -194,6 +225,7 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
       await daemonCycle(false);
       await bareCycle(false);
       await keptCycle(false);
+      await tmpfsCycle(false);
     }
     for (let r = 0; r < ROUNDS; r++) {
       progress(`round ${r + 1}/${ROUNDS}`);
@@ -201,6 +233,7 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
       for (let i = 0; i < iterations; i++) await engineCycle(true);
       for (let i = 0; i < iterations; i++) await daemonCycle(true);
       for (let i = 0; i < iterations; i++) await keptCycle(true);
+      for (let i = 0; i < iterations; i++) await tmpfsCycle(true);
     }
     return {
       rows: {
@@ -212,7 +245,10 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
         daemonRemove: row('`disk.remove` through the daemon (RPC)', samples.daemonRemove),
         keptAdd: row('`disk.add` through a daemon with `qmpKeepOpen` (RPC, its own monitor kept)', samples.keptAdd),
         keptRemove: row('`disk.remove` through a daemon with `qmpKeepOpen` (RPC, its own monitor kept)', samples.keptRemove),
+        tmpfsAdd: row(`\`disk.add\` through a daemon with its dirs on ${tmpfs.isTmpfs ? 'tmpfs' : 'the temp dir (no tmpfs found)'} (RPC)`, samples.tmpfsAdd),
+        tmpfsRemove: row(`\`disk.remove\` through a daemon with its dirs on ${tmpfs.isTmpfs ? 'tmpfs' : 'the temp dir (no tmpfs found)'} (RPC)`, samples.tmpfsRemove),
       },
+      tmpfs,
       phases: phaseRows(timings),
       hookTotalMs: median(timings.map((t) => t.totalMs)),
       rounds: ROUNDS,
@@ -224,6 +260,9 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
     await client.close().catch(() => undefined);
     await keptClient.close().catch(() => undefined);
     await keptDaemon.stop();
+    await shmClient.close().catch(() => undefined);
+    await shmDaemon.stop();
+    rmSync(shmDir, { recursive: true, force: true });
     await daemon.stop();
     await connections.closeAll();
     await vm.stop();
@@ -268,25 +307,29 @@ export function renderHotplugBench(r: HotplugBenchResult): string {
     'baseline; `HotplugEngine` in the bench process; and `disk.add` / `disk.remove` through a `kvm-devices serve`',
     'child (log level info) over one persistent RPC client, with the daemon\'s own short QMP connections and',
     'runtime dir; and through a second daemon with `qmpKeepOpen` on a fourth monitor of the same QEMU, dedicated',
-    'to it, which keeps its connection. Every engine path takes the instance lock, journals the add, verifies it from QEMU and fsyncs the',
+    'to it, which keeps its connection; and through a third daemon like the first but with its run and runtime dirs',
+    `on ${r.tmpfs.isTmpfs ? `tmpfs (\`${r.tmpfs.dir}\`)` : `\`${r.tmpfs.dir}\` (this machine has no tmpfs at /dev/shm)`}, where a Debian node keeps Ganeti's (\`/var/run/ganeti\` is under \`/run\`, a tmpfs);`,
+    'the others keep theirs in the temp dir, on this machine\'s disk. Every engine path takes the instance lock, journals the add, verifies it from QEMU and fsyncs the',
     `runtime file. ${r.rounds} interleaved rounds of ${r.iterations} add/remove pairs per series after ${r.warmup} warm-up pairs; load`,
     `average ${f2(r.load.before)} at the start, ${f2(r.load.after)} at the end (2 cores shared with other work).`,
     '',
     '| series | samples | median ms | p95 ms |',
     '|---|---|---|---|',
   );
-  const { keptAdd, keptRemove } = r.rows;
-  for (const x of [bareAdd, engineAdd, daemonAdd, keptAdd, bareRemove, engineRemove, daemonRemove, keptRemove]) out.push(`| ${x.name} | ${x.samples} | ${f2(x.medianMs)} | ${f2(x.p95Ms)} |`);
+  const { keptAdd, keptRemove, tmpfsAdd, tmpfsRemove } = r.rows;
+  for (const x of [bareAdd, engineAdd, daemonAdd, tmpfsAdd, keptAdd, bareRemove, engineRemove, daemonRemove, tmpfsRemove, keptRemove]) out.push(`| ${x.name} | ${x.samples} | ${f2(x.medianMs)} | ${f2(x.p95Ms)} |`);
   out.push(
     '',
-    `Medians over the bare sequence on the same QEMU: add through the daemon ${ratio(daemonAdd, bareAdd)}, through the daemon keeping its own`,
-    `monitor ${ratio(keptAdd, bareAdd)}, in process ${ratio(engineAdd, bareAdd)}; removal through the daemon ${ratio(daemonRemove, bareRemove)}, keeping its monitor`,
-    `${ratio(keptRemove, bareRemove)}, in process ${ratio(engineRemove, bareRemove)}.`,
+    `Medians over the bare sequence on the same QEMU: add through the daemon ${ratio(daemonAdd, bareAdd)} (dirs on disk), ${ratio(tmpfsAdd, bareAdd)} (dirs on tmpfs, as on a`,
+    `Debian node), through the daemon keeping its own monitor ${ratio(keptAdd, bareAdd)}, in process ${ratio(engineAdd, bareAdd)}; removal through the daemon`,
+    `${ratio(daemonRemove, bareRemove)} (disk), ${ratio(tmpfsRemove, bareRemove)} (tmpfs), keeping its monitor ${ratio(keptRemove, bareRemove)}, in process ${ratio(engineRemove, bareRemove)}.`,
     '',
     '* On a Ganeti node the daemon gives the monitor back after every operation (QEMU serves one client at a time,',
     '  and Ganeti gives up after 5 s), so each operation connects anew (greeting and `qmp_capabilities`); the',
     `  difference between the two daemon adds, ${f2(daemonAdd.medianMs - keptAdd.medianMs)} ms at the median, is about what that costs. \`qmpKeepOpen\``,
     '  is for monitors dedicated to the daemon only.',
+    `* The runtime dir's filesystem: the same add costs ${f2(daemonAdd.medianMs - tmpfsAdd.medianMs)} ms more at the median with the dirs on disk than on tmpfs`,
+    '  (file creation and the fsyncs of the lock, the journal entry, the staged runtime file and the directory).',
     '',
     `Where the in-process add's time goes (the engine's timing hook; median start and duration of each phase`,
     `over the ${engineAdd.samples} kept adds, ms from the call; phases in parentheses run beside others, off the critical path):`,
