@@ -34,18 +34,11 @@ import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, qmpOnce, removeI
     return r.ms;
   }
 
-  it('during a stream of migration.start calls refused at their drift check, Ganeti hot-adds a NIC (first: the pending removal below would refuse it before QEMU is asked)', async () => {
-    // Drift behind Ganeti's back: a device QEMU has and no runtime file names, at a slot Ganeti's
-    // hotplug (lowest free slot from its reservations up) does not reach here.
-    await qmpOnce(NAME, 'device_add', { driver: 'virtio-rng-pci', id: 'gkd-drift0', bus: 'pci.0', addr: '0x1f' });
+  /** Ganeti hot-adds a NIC while `step` runs again and again (from half a second before until it is done). */
+  async function hotplugWhileRepeating(step: () => Promise<void>): Promise<void> {
     let stop = false;
-    const refusals: string[] = [];
     const loop = (async () => {
-      while (!stop) {
-        const e = await callError('migration.start', { name: NAME, uri: 'unix:/run/gkd-neighbour-never.sock' });
-        refusals.push(String(e.code));
-        assert.match(e.message, /gkd-drift0/, 'refused for the drift, naming the device');
-      }
+      while (!stop) await step();
     })();
     try {
       await new Promise((r) => setTimeout(r, 500));
@@ -54,6 +47,18 @@ import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, qmpOnce, removeI
       stop = true;
       await loop;
     }
+  }
+
+  it('during a stream of migration.start calls refused at their drift check, Ganeti hot-adds a NIC (first: the pending removal below would refuse it before QEMU is asked)', async () => {
+    // Drift behind Ganeti's back: a device QEMU has and no runtime file names, at a slot Ganeti's
+    // hotplug (lowest free slot from its reservations up) does not reach here.
+    await qmpOnce(NAME, 'device_add', { driver: 'virtio-rng-pci', id: 'gkd-drift0', bus: 'pci.0', addr: '0x1f' });
+    const refusals: string[] = [];
+    await hotplugWhileRepeating(async () => {
+      const e = await callError('migration.start', { name: NAME, uri: 'unix:/run/gkd-neighbour-never.sock' });
+      refusals.push(String(e.code));
+      assert.match(e.message, /gkd-drift0/, 'refused for the drift, naming the device');
+    });
     assert.ok(refusals.length >= 3, `migration.start was refused ${refusals.length} times meanwhile`);
     for (const c of new Set(refusals)) assert.ok(['GKD_DRIFT', 'GKD_MIGRATION_REFUSED'].includes(c), `refused as drift, not ${c}`);
   });
@@ -73,21 +78,11 @@ import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, qmpOnce, removeI
   });
 
   it('during a stream of instance.verify calls, Ganeti hot-adds a NIC', async () => {
-    let stop = false;
     let verifies = 0;
-    const loop = (async () => {
-      while (!stop) {
-        await call('instance.verify', { name: NAME });
-        verifies++;
-      }
-    })();
-    try {
-      await new Promise((r) => setTimeout(r, 500));
-      await ganetiHotplug('--net', 'add:mode=bridged,link=br0');
-    } finally {
-      stop = true;
-      await loop;
-    }
+    await hotplugWhileRepeating(async () => {
+      await call('instance.verify', { name: NAME });
+      verifies++;
+    });
     assert.ok(verifies >= 3, `instance.verify ran ${verifies} times meanwhile`);
   });
 });
