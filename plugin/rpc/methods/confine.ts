@@ -43,17 +43,15 @@ function resolvedPath(p: string): string {
   }
 }
 
-/** Each root as configured and with its own symlinks resolved (/var/run is /run on most systems). */
+/**
+ * Each root as configured and with its own symlinks resolved (/var/run is
+ * /run on most systems), as far as it exists: a root not created yet
+ * (Ganeti's run dir before its first start) still matches paths under it
+ * resolved the same way.
+ */
 function rootForms(roots: readonly string[]): string[] {
   const given = roots.map((r) => resolve(r));
-  const real = given.map((r) => {
-    try {
-      return realpath(r);
-    } catch {
-      return r;
-    }
-  });
-  return [...new Set([...given, ...real])];
+  return [...new Set([...given, ...given.map(resolvedPath)])];
 }
 
 /**
