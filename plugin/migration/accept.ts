@@ -119,6 +119,11 @@ async function hostPathRefusals(ctx: MigrationContext, runtime: RuntimeV2_16): P
     }
   }
   const cmd = runtime[0];
+  if (ctx.commandProblems !== undefined) {
+    // The whole kvm_cmd: it is written into the runtime file, from which Ganeti starts QEMU elsewhere.
+    for (const p of await ctx.commandProblems(cmd.slice(1).map(String), 1)) out.push({ field: `runtime[0][${p.index}]`, reason: p.message });
+    return out;
+  }
   for (let j = 0; j + 1 < cmd.length; j++) {
     // QEMU takes every option with one dash or two: --kernel opens the file as -kernel does.
     const opt = optionName(String(cmd[j]));

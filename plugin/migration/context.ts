@@ -42,6 +42,14 @@ export interface MigrationContext {
    */
   pathProblem?(path: string, kind: 'disk' | 'kernel'): Promise<string | undefined>;
   /**
+   * What in an incoming kvm_cmd (`args`, its binary left out; `start` the
+   * index of args[0] in kvm_cmd) this node may not hand a root QEMU: host
+   * files outside its roots, programs QEMU would run. Replaces the
+   * `-kernel`/`-initrd`/`-cdrom` checks of pathProblem when given.
+   * @default those checks only
+   */
+  commandProblems?(args: readonly string[], start: number): Promise<Array<{ index: number; message: string }>>;
+  /**
    * The intent journal (the daemon's, shared with hotplug): a migration records itself before
    * `migrate` and closes the entry with its verdict, so a restart after a crash reports what QEMU
    * did meanwhile. @default none

@@ -43,21 +43,23 @@ function resolvedPath(p: string): string {
   }
 }
 
-/** Each root as configured and with its own symlinks resolved (/var/run is /run on most systems). */
+/**
+ * Each root as configured and with its own symlinks resolved (/var/run is
+ * /run on most systems), as far as it exists: a root not created yet
+ * (Ganeti's run dir before its first start) still matches paths under it
+ * resolved the same way.
+ */
 function rootForms(roots: readonly string[]): string[] {
   const given = roots.map((r) => resolve(r));
-  const real = given.map((r) => {
-    try {
-      return realpath(r);
-    } catch {
-      return r;
-    }
-  });
-  return [...new Set([...given, ...real])];
+  return [...new Set([...given, ...given.map(resolvedPath)])];
 }
 
-/** Why `p` may not be used under `roots` (called `rootsName` in the message), or undefined when it may. */
-export async function confinementProblem(p: string, roots: readonly string[], rootsName = 'storage roots'): Promise<string | undefined> {
+/**
+ * Why `p` may not be used under `roots` (called `rootsName` in the message),
+ * or undefined when it may. `except`: directories inside the roots `p` must
+ * not lie in (as given, nor once resolved), e.g. the runtime dir inside runDir.
+ */
+export async function confinementProblem(p: string, roots: readonly string[], rootsName = 'storage roots', except: readonly string[] = []): Promise<string | undefined> {
   if (p.includes('\0')) return 'must not contain a NUL byte';
   if (!p.startsWith('/')) return 'must be an absolute path (a relative one would be resolved against the daemon\'s working directory)';
   if (p.split('/').some((s) => s === '.' || s === '..')) return 'must not have "." or ".." segments';
@@ -66,6 +68,9 @@ export async function confinementProblem(p: string, roots: readonly string[], ro
   if (!forms.some((r) => within(p, r))) return `must lie under one of the ${rootsName} ${shown}`;
   const real = resolvedPath(p);
   if (!forms.some((r) => within(real, r))) return `leads through a symlink to "${real}", outside the ${rootsName} ${shown}`;
+  const excluded = rootForms(except);
+  const inExcluded = excluded.find((e) => within(p, e) || within(real, e));
+  if (inExcluded !== undefined) return `must not lie in "${inExcluded}" (inside the ${rootsName}, but not for this use)`;
   return undefined;
 }
 

@@ -20,6 +20,7 @@ import { instancePlan } from './instance-plan';
 import { migrationMethods } from './migration-methods';
 import { withQmpCheck } from './qmp-param';
 import { confinementProblem } from './confine';
+import { hostAccessProblems } from './qemu-host-access';
 import { resolveQemuBinary } from '../../process/qemu-binary';
 import { runtimeMethods } from './runtime-methods';
 
@@ -67,6 +68,7 @@ export function methodDeps(config: Config, logger?: Logger): MethodDeps {
       store, connections, qmpSocket,
       qemuBinary: (kvmPath, field) => resolveQemuBinary(kvmPath, config.qemuBinaries, field),
       pathProblem: (path, kind) => (kind === 'kernel' ? confinementProblem(path, config.kernelRoots, 'kernel roots') : confinementProblem(path, config.storageRoots)),
+      commandProblems: (args, start) => hostAccessProblems(args, config, start),
       node: { runDir: config.runDir, ...(config.accel === undefined ? {} : { accel: config.accel }) },
     },
   };

@@ -11,6 +11,7 @@ import type { QmpConnections } from '../../hotplug';
 import { Journal, type RuntimeStore } from '../../runtime';
 import { defineMethod, type CallContext, type RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
+import { checkKvmExtra } from './qemu-host-access';
 import startSchema from '../../../schemas/rpc/instance.start.schema.json';
 import cleanupSchema from '../../../schemas/rpc/instance.cleanup.schema.json';
 
@@ -73,6 +74,8 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       summary: 'Plans an instance and writes its runtime file; with the daemon option launch, starts QEMU',
       schema: startSchema,
       handler: async (p, ctx) => {
+        // kvm_extra goes into the runtime file and onto a root QEMU's command line: only what it may touch.
+        await checkKvmExtra('instance.start', '/instance/hvparams/kvm_extra', p.instance.hvparams?.kvm_extra, ctx.config);
         const plan = await planForDaemon(p, ctx, 'instance.start');
         const name = p.instance.name;
         if (starting.has(name)) {

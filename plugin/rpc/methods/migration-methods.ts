@@ -6,6 +6,7 @@
  */
 import { lstat } from 'node:fs/promises';
 import { acceptMigration, startMigration, verifyInstance, type MigrationContext, type VerifyOptions } from '../../migration';
+import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
 import { GkdError } from '../../errors';
 import { defineMethod, type RpcMethod } from '../method';
 import { checkPathParam } from './confine';
@@ -115,12 +116,20 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
       name: 'migration.start',
       summary: 'On the source: migrates the instance to uri with migration.progress notifications',
       schema: startSchema,
-      handler: (p, ctx) => startMigration(mctx, {
+      handler: async (p, ctx) => {
+        // QEMU (as root) runs the command of an exec: URI: the one migration URI a caller must not choose.
+        if (/^\s*exec:/.test(p.uri)) {
+          throw new JSONRPCErrorException(`Invalid params for "migration.start": /uri makes QEMU run a command as root; use tcp:HOST:PORT or unix:/PATH`, JSONRPCErrorCode.InvalidParams, {
+            errors: [{ path: '/uri', message: 'must not be an exec: URI (QEMU runs its command as root)' }],
+          });
+        }
+        return startMigration(mctx, {
         name: p.name, uri: p.uri,
         ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
         ...(p.targetQmp === undefined ? {} : { targetQmp: p.targetQmp }),
         ...(p.timeoutMs === undefined ? {} : { timeoutMs: p.timeoutMs }),
-      }, (progress) => ctx.notify(ctx.client, 'migration.progress', { ...progress })),
+      }, (progress) => ctx.notify(ctx.client, 'migration.progress', { ...progress }));
+      },
     }),
   ];
 }

@@ -6,7 +6,7 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { RpcClient } from '../../../plugin/rpc';
@@ -273,6 +273,89 @@ describe('privilege: what a caller may make the daemon run or open (real daemon)
       assert.equal(existsSync(join(d.runtimeDir, 'inst1.example.com.runtime')), false);
     });
   }
+
+  // kvm_extra options naming host files or programs: each in kvm_extra (instance.start) and in an incoming kvm_cmd (migration.accept).
+  const hostileExtra: Array<[string[], RegExp]> = [
+    [['-drive', 'file=/etc/shadow,if=none,id=x'], /file= "\/etc\/shadow" must lie under one of the storage roots/],
+    [['-chardev', 'file,id=x,path=/etc/x'], /path= "\/etc\/x" must lie under one of the storage roots/],
+    [['-netdev', 'tap,id=n,script=/tmp/x'], /script= makes QEMU run that program as root/],
+    [['-incoming', 'exec:true'], /exec: makes QEMU run a command/],
+  ];
+  for (const [args, message] of hostileExtra) {
+    const extra = args.join(' ');
+    it(`instance.start refuses kvm_extra "${extra}" with -32602 naming /instance/hvparams/kvm_extra, writing nothing`, async () => {
+      const spec = sampleSpec() as { hvparams: Record<string, unknown> };
+      spec.hvparams = { ...spec.hvparams, kvm_extra: `-device virtio-rng-pci,id=rng0 ${extra}` };
+      await assert.rejects(c.call('instance.start', { instance: spec }), (e: any) => {
+        assert.equal(e.code, -32602, e.message);
+        assert.equal(e.data.errors[0].path, '/instance/hvparams/kvm_extra');
+        assert.match(e.data.errors[0].message, message);
+        assert.ok(e.data.errors[0].message.includes(args[0]), e.data.errors[0].message);
+        return true;
+      });
+      assert.deepEqual(existsSync(d.runtimeDir) ? readdirSync(d.runtimeDir) : [], [], 'instance.start wrote into the runtime dir');
+      // Planning stays side-effect free and answers as before (Ganeti's hooks ask it about Ganeti's own kvm_extra).
+      await c.call('instance.plan', { instance: spec });
+    });
+
+    it(`migration.accept refuses an incoming kvm_cmd with "${extra}", naming its index, writing nothing`, async () => {
+      const plan = await c.call<{ runtime: any[] }>('instance.plan', { instance: sampleSpec() });
+      const runtime = plan.runtime;
+      const at = runtime[0].length + 1;
+      runtime[0].push(...args);
+      await assert.rejects(c.call('migration.accept', { name: 'inst1.example.com', runtime, incoming: 'defer' }), (e: any) => {
+        assert.equal(e.data.code, 'GKD_MIGRATION_REFUSED');
+        assert.equal(e.data.field, `runtime[0][${at}]`);
+        assert.match(e.message, message);
+        return true;
+      });
+      assert.deepEqual(existsSync(d.runtimeDir) ? readdirSync(d.runtimeDir) : [], [], 'migration.accept wrote into the runtime dir');
+    });
+  }
+
+  it('migration.accept takes its own planned kvm_cmd, a socket under the run dir included', async () => {
+    // Without disks: the sample's disk paths do not exist here, which accept checks as well.
+    const plan = await c.call<{ runtime: any[] }>('instance.plan', { instance: { ...sampleSpec(), disks: [] } });
+    plan.runtime[0].push('-chardev', `socket,id=qga0,path=${join(d.dir, 'run', 'ctrl', 'inst1.qga')},server=on,wait=off`);
+    const r = await c.call<{ argv: string[] }>('migration.accept', { name: 'inst1.example.com', runtime: plan.runtime, incoming: 'defer' });
+    assert.ok(r.argv.includes('-incoming'));
+    await c.call('instance.cleanup', { name: 'inst1.example.com' });
+  });
+
+  it('migration.start refuses an exec: URI with -32602 naming /uri, running nothing', async () => {
+    await assert.rejects(c.call('migration.start', { name: 'inst1.example.com', uri: `exec:touch ${marker}` }), (e: any) =>
+      e.code === -32602 && e.data.errors[0].path === '/uri');
+    assert.equal(existsSync(marker), false);
+  });
+
+  it('in launch mode, a refused kvm_extra starts no QEMU: the file it names is never created', async () => {
+    const l = await spawnDaemon({ args: ['--launch', '--accel', 'tcg'], env: { GKD_QEMU_BINARIES: '/usr/bin/qemu-system-x86_64' } });
+    const cl = await RpcClient.connect(l.socket);
+    try {
+      const target = join(l.dir, 'written-by-qemu');
+      const spec = { name: 'hostile1', beparams: { maxmem: 64 }, disks: [], nics: [], hvparams: { kvm_extra: `-chardev file,id=x,path=${target} -device isa-serial,chardev=x` } };
+      await assert.rejects(cl.call('instance.start', { instance: spec }), (e: any) => e.code === -32602 && e.data.errors[0].path === '/instance/hvparams/kvm_extra');
+      assert.equal(existsSync(target), false, 'QEMU was started and created the file');
+      assert.equal(existsSync(join(l.runtimeDir, 'hostile1.runtime')), false);
+      // The same file under a storage root starts.
+      const inside = join(l.dir, 'storage', 'console.log');
+      mkdirSync(join(l.dir, 'storage'));
+      const l2 = await spawnDaemon({ args: ['--launch', '--accel', 'tcg'], env: { GKD_QEMU_BINARIES: '/usr/bin/qemu-system-x86_64', GKD_STORAGE_ROOTS: `${join(l.dir, 'storage')}:/dev/` } });
+      const cl2 = await RpcClient.connect(l2.socket);
+      try {
+        const ok = { ...spec, hvparams: { kvm_extra: `-chardev file,id=x,path=${inside} -device isa-serial,chardev=x` } };
+        const started = await cl2.call<{ launched: boolean }>('instance.start', { instance: ok });
+        assert.equal(started.launched, true);
+        assert.equal(existsSync(inside), true, 'QEMU opened the chardev file under the storage root');
+      } finally {
+        await cl2.close();
+        await l2.stop();
+      }
+    } finally {
+      await cl.close();
+      await l.stop();
+    }
+  });
 
   it('with storage roots configured, a link in one root leading into another is accepted and one leading out is refused', async () => {
     const links = join(d.dir, 'links');
