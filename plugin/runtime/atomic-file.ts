@@ -10,8 +10,8 @@
  * one, never a mix, and a crash leaves at most a stale hidden temp file.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
-import { lstat, open, readdir, readlink, rename, unlink } from 'node:fs/promises';
+import { closeSync, constants, fsync, fstatSync, lstatSync, openSync, readSync, renameSync, type Stats } from 'node:fs';
+import { lstat, open, readdir, readlink, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
 
@@ -177,13 +177,24 @@ async function readTextFileAsync(path: string, options: ReadTextOptions): Promis
   }
 }
 
+/**
+ * fsync of directory `dir` with one thread-pool round trip (the sync
+ * itself, which may wait for the disk); opening and closing the directory
+ * take microseconds and are done on the spot.
+ */
 async function syncDir(dir: string): Promise<void> {
-  const dh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  await new Promise<void>((resolve, reject) => {
+    fsync(fd, (err) => {
+      try {
+        closeSync(fd);
+      } catch {
+        // the sync's own result is what counts
+      }
+      if (err === null) resolve();
+      else reject(err);
+    });
+  });
 }
 
 /** The current file at `path`, or undefined; refuses symlinks and non-files. */
@@ -195,10 +206,27 @@ async function currentFile(path: string): Promise<Stats | undefined> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw ioError(path, 'inspect', e);
   }
+  return checkedFile(path, st);
+}
+
+/** {@link currentFile} in one synchronous lstat (see {@link StagedFile.commit}). */
+async function currentFileNow(path: string): Promise<Stats | undefined> {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(path, 'inspect', e);
+  }
+  return checkedFile(path, st);
+}
+
+async function checkedFile(path: string, st: Stats): Promise<Stats> {
   if (st.isSymbolicLink()) throw await symlinkError(path, 'replace');
   if (!st.isFile()) throw new GkdError('GKD_RUNTIME_IO', `Cannot replace "${path}": it is not a regular file`, { field: 'path', data: { path } });
   return st;
 }
+
 
 function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | null | undefined): void {
   if (expect === undefined) return;
@@ -285,12 +313,14 @@ export async function stageFile(path: string, data: string, options: ReplaceOpti
       let renamed = false;
       try {
         await synced;
-        // Shrink the window in which a concurrent writer's change could be lost.
-        checkExpected(path, await currentFile(path), options.expect);
-        await rename(tmp, path);
+        // Shrink the window in which a concurrent writer's change could be lost. The check, the
+        // rename and the stamp are single metadata calls done synchronously: each a thread-pool
+        // round trip otherwise, on the path of every hot-add after QEMU confirmed it.
+        checkExpected(path, await currentFileNow(path), options.expect);
+        renameSync(tmp, path);
         renamed = true;
         if (sync) await syncDir(dir);
-        return stampOf(await lstat(path));
+        return stampOf(lstatSync(path));
       } catch (e) {
         if (!renamed) await unlink(tmp).catch(() => undefined);
         if (e instanceof GkdError) throw e;
