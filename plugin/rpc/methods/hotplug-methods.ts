@@ -38,20 +38,20 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
       handler: async (p, ctx) => {
         // Without a uri the path is a host file QEMU (as root) opens for the guest.
         if (p.disk.uri === undefined || p.disk.uri === null) await checkPathParam('disk.add', '/disk/path', p.disk.path, ctx.config.storageRoots);
-        return engine.addDisk(p.name, p.disk, opts(p, ctx.signal));
+        return engine.addDisk(p.name, p.disk, opts(p, ctx.cancel));
       },
     }),
     defineMethod({
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
-      handler: (p, ctx) => engine.removeDisk(p.name, p.uuid, opts(p, ctx.signal)),
+      handler: (p, ctx) => engine.removeDisk(p.name, p.uuid, opts(p, ctx.cancel)),
     }),
     defineMethod({
       name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
-      handler: (p, ctx) => engine.addNic(p.name, p.nic, opts(p, ctx.signal)),
+      handler: (p, ctx) => engine.addNic(p.name, p.nic, opts(p, ctx.cancel)),
     }),
     defineMethod({
       name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
-      handler: (p, ctx) => engine.removeNic(p.name, p.uuid, opts(p, ctx.signal)),
+      handler: (p, ctx) => engine.removeNic(p.name, p.uuid, opts(p, ctx.cancel)),
     }),
   ];
 }
