@@ -187,6 +187,28 @@ export class HotplugEngine {
     }, name);
   }
 
+  /**
+   * Voids `name`'s journal for a runtime file about to be written for a new QEMU (instance.start;
+   * call under the instance lock): every open entry is about the QEMU that ran the instance before,
+   * which is gone, and applied by the next reconcile it would act on the new one (unplug a device
+   * with the same id, record or drop entries the new file does not have). The journal is removed
+   * unapplied and this process stops watching the old QEMU's pending removals. Returns what was
+   * dropped (`unreadable` when the journal could not be parsed: it is removed all the same), for
+   * the caller to log.
+   */
+  async voidJournal(name: string): Promise<{ entries: JournalEntry[]; unwatched: number; unreadable?: Error }> {
+    let entries: JournalEntry[] = [];
+    let unreadable: Error | undefined;
+    try {
+      entries = await this.journal.read(name);
+    } catch (e) {
+      unreadable = e as Error;
+    }
+    const unwatched = this.#pending.forget(name).length;
+    if (entries.length > 0 || unreadable !== undefined) await this.journal.remove(name);
+    return { entries, unwatched, ...(unreadable === undefined ? {} : { unreadable }) };
+  }
+
   /** Stops the background finishers (daemon shutdown); what is pending stays in the journal. */
   stop(): void {
     this.#pending.stop();
