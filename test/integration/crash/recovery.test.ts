@@ -188,12 +188,15 @@ async function afterSourceDied(boundary: 'journaled' | 'started' | 'completed', 
   const shown = JSON.stringify(outcome.ok ? outcome.result : { code: outcome.code, message: outcome.error.message, data: outcome.error.data });
   assert.ok(existsSync(t.ctx.store.path(NAME)), 'the target keeps its runtime file');
   if (boundary === 'journaled') {
-    // Dead before `migrate`: the call fails naming the lost source connection, nothing reached the
-    // target, which is left waiting (a target still "inmigrate" after a source that sent nothing is
-    // left alone). The failure comes from the setup step before `migrate`, which start.ts reports as
-    // the QMP error itself rather than GKD_MIGRATION_FAILED; either says the migration failed.
+    // Dead before `migrate`: the migration failed, saying the source's QEMU exited before it started
+    // and nothing was sent to the target, which is left waiting (a target still "inmigrate" after a
+    // source that sent nothing is left alone); nothing is ambiguous.
     assert.equal(outcome.ok, false, shown);
-    assert.ok(!outcome.ok && ['GKD_QMP_CLOSED', 'GKD_MIGRATION_FAILED'].includes(outcome.code), shown);
+    if (outcome.ok) return;
+    assert.equal(outcome.code, 'GKD_MIGRATION_FAILED', shown);
+    assert.match(outcome.error.message, /the source's QEMU exited before the migration started .*the target was sent nothing/, shown);
+    const data = outcome.error.data as { source: { status: string; resumed: boolean }; ambiguous: boolean };
+    assert.deepEqual([data.source.status, data.source.resumed, data.ambiguous], ['exited', false, false], shown);
     assert.equal((await t.vm.qmp.execute<{ status: string }>('query-status')).status, 'inmigrate');
     assert.equal((await t.vm.qmp.execute<{ status?: string }>('query-migrate')).status, undefined, 'no stream reached the target');
     return;
