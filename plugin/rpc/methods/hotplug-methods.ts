@@ -18,7 +18,8 @@ import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
 
 /** The five hotplug methods. */
 export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
-  // The caller's abort cancels an operation still queued for its instance (never one already running).
+  // ctx.cancel (the caller left, or the daemon began to shut down) cancels an operation still queued
+  // for its instance (never one already running).
   const opts = (p: { qmp?: string }, signal: AbortSignal): { qmp?: string; signal: AbortSignal } => ({ ...(p.qmp === undefined ? {} : { qmp: p.qmp }), signal });
   return [
     defineMethod({
