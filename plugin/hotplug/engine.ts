@@ -73,8 +73,8 @@ export interface CallOptions {
   unplugTimeoutMs?: number;
   /**
    * The caller's abort (it disconnected, timed out, or the daemon is shutting down): an operation
-   * still queued when it fires is not started (GKD_CANCELLED); one already running completes, so
-   * QEMU and the runtime file are never left half done.
+   * still queued when it fires is answered GKD_CANCELLED at once and never started; one already
+   * running completes, so QEMU and the runtime file are never left half done.
    */
   signal?: AbortSignal;
 }
@@ -187,31 +187,64 @@ export class HotplugEngine {
     }, name);
   }
 
+  /**
+   * Voids `name`'s journal for a runtime file about to be written for a new QEMU (instance.start;
+   * call under the instance lock): every open entry is about the QEMU that ran the instance before,
+   * which is gone, and applied by the next reconcile it would act on the new one (unplug a device
+   * with the same id, record or drop entries the new file does not have). The journal is removed
+   * unapplied and this process stops watching the old QEMU's pending removals. Returns what was
+   * dropped (`unreadable` when the journal could not be parsed: it is removed all the same), for
+   * the caller to log.
+   */
+  async voidJournal(name: string): Promise<{ entries: JournalEntry[]; unwatched: number; unreadable?: Error }> {
+    let entries: JournalEntry[] = [];
+    let unreadable: Error | undefined;
+    try {
+      entries = await this.journal.read(name);
+    } catch (e) {
+      unreadable = e as Error;
+    }
+    const unwatched = this.#pending.forget(name).length;
+    if (entries.length > 0 || unreadable !== undefined) await this.journal.remove(name);
+    return { entries, unwatched, ...(unreadable === undefined ? {} : { unreadable }) };
+  }
+
   /** Stops the background finishers (daemon shutdown); what is pending stays in the journal. */
   stop(): void {
     this.#pending.stop();
   }
 
-  /** Runs `fn` alone for instance `name`: queued in this process, locked across processes. */
+  /**
+   * Runs `fn` alone for instance `name`: queued in this process, locked across processes. A caller
+   * whose `signal` aborts before `fn` starts is answered GKD_CANCELLED at once, not at its turn
+   * (the operation ahead may run for long, and at shutdown the answer must go out before the
+   * connection closes); its turn still comes, in order, and does nothing.
+   */
   #exclusive<T>(name: string, fn: (reconciled: ReconcileOutcome[]) => Promise<T>, signal?: AbortSignal, onContended?: () => void): Promise<T> {
+    const cancelled = (): GkdError => new GkdError('GKD_CANCELLED', `Cannot run the operation on instance "${name}": the caller gave up before it started (${String((signal?.reason as Error | undefined)?.message ?? signal?.reason)}); nothing was done`, { field: 'name' });
+    if (signal?.aborted === true) return Promise.reject(cancelled());
     const waiting = this.#waiting.get(name) ?? 0;
     if (waiting >= this.#o.maxQueued) {
       return Promise.reject(new GkdError('GKD_OVERLOADED', `Cannot queue another operation on instance "${name}": ${waiting} are already waiting for it; retry when they are done`, { field: 'name', data: { queued: waiting } }));
     }
     this.#waiting.set(name, waiting + 1);
+    let started = false;
     const prev = this.#queues.get(name) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(() => this.#o.store.withLock(name, async () => {
-      // What a dead process left half done is finished first, so this operation sees a consistent instance.
-      const reconciled = await this.#reconcileLocked(name);
-      if (signal?.aborted === true) {
-        throw new GkdError('GKD_CANCELLED', `Cannot run the operation on instance "${name}": the caller gave up before it started (${String((signal.reason as Error | undefined)?.message ?? signal.reason)}); nothing was done`, { field: 'name' });
-      }
-      return fn(reconciled);
-    }, {
-      wait: this.#o.lockWaitMs,
-      ...(onContended === undefined ? {} : { onContended }),
-      onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
-    }));
+    const run = prev.catch(() => undefined).then(() => {
+      // Given up while waiting: neither the lock nor a reconcile on its behalf.
+      if (signal?.aborted === true) throw cancelled();
+      return this.#o.store.withLock(name, async () => {
+        // What a dead process left half done is finished first, so this operation sees a consistent instance.
+        const reconciled = await this.#reconcileLocked(name);
+        if (signal?.aborted === true) throw cancelled();
+        started = true;
+        return fn(reconciled);
+      }, {
+        wait: this.#o.lockWaitMs,
+        ...(onContended === undefined ? {} : { onContended }),
+        onLost: (err) => this.#log.warn({ instance: name, err }, 'the instance lock was lost while held; the operation completed and its result stands'),
+      });
+    });
     this.#queues.set(name, run);
     void run.finally(() => {
       const left = (this.#waiting.get(name) ?? 1) - 1;
@@ -219,7 +252,14 @@ export class HotplugEngine {
       else this.#waiting.delete(name);
       if (this.#queues.get(name) === run) this.#queues.delete(name);
     }).catch(() => undefined);
-    return run;
+    if (signal === undefined) return run;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (!started) reject(cancelled());
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      run.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   #socket(name: string, opts: CallOptions): string {

@@ -144,6 +144,23 @@ export class PendingUnplugs {
     this.#schedule(key, w);
   }
 
+  /**
+   * Stops watching every removal of instance `name` and returns them: the QEMU they were asked of
+   * is gone (a new one runs the instance, instance.start), so finishing them would act on the new
+   * one. An attempt already waiting for the instance's lock does nothing once it gets it.
+   */
+  forget(name: string): PendingUnplug[] {
+    const out: PendingUnplug[] = [];
+    for (const [key, w] of this.#watches) {
+      if (w.name !== name) continue;
+      if (w.timer !== undefined) clearTimeout(w.timer);
+      this.#watches.delete(key);
+      const { name: n, kind, uuid, id, socket, recorded, seq } = w;
+      out.push({ name: n, kind, uuid, id, socket, recorded, ...(seq === undefined ? {} : { seq }) });
+    }
+    return out;
+  }
+
   /** Stops every poller (daemon shutdown); what is still pending stays in the journal. */
   stop(): void {
     this.#stopped = true;
@@ -228,7 +245,8 @@ export class PendingUnplugs {
       const gone = await this.#o.connections.use(w.socket, (c) => deviceGone(c, w.id));
       if (!gone) return false;
     }
-    return this.#o.exclusive(w.name, () => this.#finishLocked(w));
+    // Forgotten while it waited for the lock (instance.start for a new QEMU): nothing to finish.
+    return this.#o.exclusive(w.name, async () => this.#watches.get(`${w.name}/${w.id}`) === w && this.#finishLocked(w));
   }
 
   /** Drops the backend and the runtime entry of a device QEMU let go (under the instance lock). */

@@ -175,7 +175,48 @@ async function migrateLocked(ctx: MigrationContext, params: StartParams, notify?
   }
   // The migration's own connections: held from the first check to the verdict and closed right after,
   // never closed for idleness meanwhile (a paused source sends nothing for long stretches).
-  return ctx.connections.use(params.qmp ?? ctx.qmpSocket(name), (src) => migrateOver(ctx, params, src, read, settings, notify));
+  return ctx.connections.use(params.qmp ?? ctx.qmpSocket(name), (src) => {
+    const phase: Phase = { migrateSent: false };
+    return failedIfSourceExits(params, src, phase, () => migrateOver(ctx, params, src, read, settings, phase, notify));
+  });
+}
+
+/** How far a migration got: once `migrate` is sent, every failure is judged by the verdict rules. */
+interface Phase {
+  migrateSent: boolean;
+}
+
+/**
+ * Runs `work` on the source connection `src`. A source QEMU that exits before `migrate` is sent
+ * (QEMU closes the connection: a crash, a kill) fails the step under way with the QMP error
+ * GKD_QMP_CLOSED; the answer is the migration's failure instead, GKD_MIGRATION_FAILED, saying that
+ * nothing was sent to the target: the stream never began, so the target cannot have the guest and
+ * nothing is ambiguous. The journal entry, if one was opened, is closed with this verdict (the
+ * connection was not cut from this side). A connection this daemon closed (its shutdown) is no
+ * verdict on QEMU: that error passes unchanged, as do QEMU's refusals of a step.
+ */
+async function failedIfSourceExits<T>(params: StartParams, src: QmpClient, phase: Phase, work: () => Promise<T>): Promise<T> {
+  let exited: GkdError | undefined;
+  const onClose = (err?: GkdError): void => {
+    if (err !== undefined) exited ??= err;
+  };
+  src.on('close', onClose);
+  try {
+    return await work();
+  } catch (e) {
+    if (phase.migrateSent || exited === undefined || !isGkdError(e) || e.code !== 'GKD_QMP_CLOSED') throw e;
+    const { name, uri } = params;
+    throw new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": the source's QEMU exited before the migration started (${e.message}); \`migrate\` was never sent, so the target was sent nothing and is left as it was`, {
+      cause: e,
+      data: {
+        source: { migration: 'none', error: e.message, status: 'exited', resumed: false },
+        target: { checked: false, detail: 'nothing was sent to it' },
+        ambiguous: false,
+      },
+    });
+  } finally {
+    src.off('close', onClose);
+  }
 }
 
 async function migrateOver(
@@ -184,6 +225,7 @@ async function migrateOver(
   src: QmpClient,
   { upgraded, format }: Pick<Awaited<ReturnType<MigrationContext['store']['read']>>, 'upgraded' | 'format'>,
   settings: ReturnType<typeof migrationSettings>,
+  phase: Phase,
   notify?: (p: MigrationProgress) => void,
 ): Promise<StartResult> {
   const { name } = params;
@@ -222,7 +264,7 @@ async function migrateOver(
     src.on('close', onClose);
     target?.on('close', onClose);
     try {
-      return await runMigration(params, src, target, before, settings, notify);
+      return await runMigration(params, src, target, before, settings, phase, notify);
     } finally {
       src.off('close', onClose);
       target?.off('close', onClose);
@@ -239,7 +281,7 @@ async function migrateOver(
   });
 }
 
-async function runMigration(params: StartParams, src: QmpClient, target: QmpClient | undefined, before: string, settings: ReturnType<typeof migrationSettings>, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
+async function runMigration(params: StartParams, src: QmpClient, target: QmpClient | undefined, before: string, settings: ReturnType<typeof migrationSettings>, phase: Phase, notify?: (p: MigrationProgress) => void): Promise<StartResult> {
   const { name, uri } = params;
   const timeoutMs = params.timeoutMs ?? START_DEFAULTS.timeoutMs;
   const settleMs = params.settleMs ?? START_DEFAULTS.settleMs;
@@ -264,6 +306,7 @@ async function runMigration(params: StartParams, src: QmpClient, target: QmpClie
   let lostTrack: unknown;
   try {
     try {
+      phase.migrateSent = true;
       await src.execute('migrate', { uri });
       faultPoint('migration-source:started');
     } catch (e) {

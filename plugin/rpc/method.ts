@@ -29,6 +29,13 @@ export interface CallContext {
   client: RpcPeer;
   /** Aborted when the caller disconnects or the daemon's shutdown grace ends. */
   signal: AbortSignal;
+  /**
+   * Aborted when work the call has not started yet must not start: the caller disconnects, or the
+   * daemon begins to shut down (at once, before the grace). An operation waiting for its turn on an
+   * instance is then answered GKD_CANCELLED, nothing done; work already under way ignores it (it
+   * has `signal`). Also aborted whenever `signal` is.
+   */
+  cancel: AbortSignal;
   /** The daemon's configuration. */
   config: Config;
 }

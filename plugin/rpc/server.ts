@@ -46,10 +46,18 @@ interface CallState {
   thrown?: unknown;
 }
 
+/** The two signals of one call (CallContext `signal` and `cancel`). */
+interface CallControl {
+  /** Aborts the call itself: its caller went away, or the shutdown grace is over. */
+  abort: AbortController;
+  /** Stops work the call has not started yet: at once when the shutdown begins (and with `abort`). */
+  cancel: AbortController;
+}
+
 /** Who a call comes from: a WebSocket client, or a caller inside the daemon ({@link RpcServer.localPeer}). */
 interface CallerPeer extends RpcPeer {
   /** The calls running for it, aborted when it goes away. */
-  calls: Set<AbortController>;
+  calls: Set<CallControl>;
 }
 
 interface Peer extends CallerPeer {
@@ -97,6 +105,8 @@ export class RpcServer {
   #methods = new Map<string, RpcMethod>();
   #peers = new Set<Peer>();
   #inflight = new Set<Promise<void>>();
+  /** Every call in progress, of WebSocket clients and local callers alike. */
+  #calls = new Set<CallControl>();
   #nextPeer = 1;
   #nextCall = 1;
   #closing: Promise<void> | undefined;
@@ -176,7 +186,7 @@ export class RpcServer {
         return JSON.parse(this.#serialize(reply ?? invalidRequest(id), log)) as JSONRPCResponse;
       },
       close: (reason = 'caller gone') => {
-        for (const c of peer.calls) c.abort(new Error(reason));
+        for (const c of peer.calls) abortCall(c, reason);
       },
     };
   }
@@ -211,7 +221,9 @@ export class RpcServer {
   }
 
   /**
-   * Stops accepting, lets in-flight calls finish for up to `graceMs`, then
+   * Stops accepting, cancels at once the work calls have not started (each
+   * `ctx.cancel`: a queued operation is answered GKD_CANCELLED before any
+   * connection closes), lets in-flight calls finish for up to `graceMs`, then
    * aborts what is left, closes every connection and removes the socket.
    * Calls arriving meanwhile get GKD_SHUTTING_DOWN. Idempotent.
    */
@@ -222,6 +234,10 @@ export class RpcServer {
 
   async #shutdown(graceMs: number): Promise<void> {
     this.#log.info({ inflight: this.#inflight.size }, 'daemon shutting down');
+    // Work not started yet will not start: an operation waiting for its instance is answered
+    // GKD_CANCELLED now, while its connection is still open, instead of being cut off with the
+    // connection when the grace is over. Calls already working go on and are waited for below.
+    for (const c of this.#calls) c.cancel.abort(new Error('daemon shutting down'));
     const stopped = new Promise<void>((resolve) => this.#http.close(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<boolean>((resolve) => {
@@ -234,10 +250,9 @@ export class RpcServer {
     // Connections that never completed the WebSocket upgrade (say half a request line)
     // are still the HTTP server's, and http.close() would wait for them.
     this.#http.closeAllConnections();
-    for (const p of this.#peers) {
-      for (const c of p.calls) c.abort(new Error('daemon shutting down'));
-      p.ws.close(1001, 'daemon shutting down');
-    }
+    for (const c of this.#calls) abortCall(c, 'daemon shutting down');
+    // Replies already sent go out before the close frame: ws writes frames in order.
+    for (const p of this.#peers) p.ws.close(1001, 'daemon shutting down');
     // A peer that ignores the close frame must not hold the process.
     const kill = setTimeout(() => {
       for (const p of this.#peers) p.ws.terminate();
@@ -279,7 +294,7 @@ export class RpcServer {
     ws.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'client error'));
     ws.on('close', (code) => {
       this.#peers.delete(peer);
-      for (const c of peer.calls) c.abort(new Error('client disconnected'));
+      for (const c of peer.calls) abortCall(c, 'client disconnected');
       log.debug({ code }, 'client disconnected');
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
@@ -378,10 +393,11 @@ export class RpcServer {
       const message = `Wait for an answer before calling again: this connection has ${peer.calls.size} calls in flight, the limit is ${MAX_INFLIGHT_PER_CLIENT}`;
       return reply(ERROR_CODES.GKD_OVERLOADED.rpc, message, { code: 'GKD_OVERLOADED', message });
     }
-    const controller = new AbortController();
-    peer.calls.add(controller);
+    const control: CallControl = { abort: new AbortController(), cancel: new AbortController() };
+    peer.calls.add(control);
+    this.#calls.add(control);
     const ctx: CallContext = {
-      log, client: { id: peer.id }, signal: controller.signal, config: this.#config,
+      log, client: { id: peer.id }, signal: control.abort.signal, cancel: control.cancel.signal, config: this.#config,
       notify: (target, m, p) => this.notify(target, m, p),
     };
     const started = process.hrtime.bigint();
@@ -391,7 +407,8 @@ export class RpcServer {
     try {
       response = await this.#rpc.receive(request, state);
     } finally {
-      peer.calls.delete(controller);
+      peer.calls.delete(control);
+      this.#calls.delete(control);
     }
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const err = response?.error;
@@ -400,6 +417,13 @@ export class RpcServer {
     else log.info({ ms, outcome }, 'call');
     return response;
   }
+}
+
+/** Aborts a call: its work not started is cancelled first, then the call itself. */
+function abortCall(c: CallControl, reason: string): void {
+  const err = new Error(reason);
+  c.cancel.abort(err);
+  c.abort.abort(err);
 }
 
 function invalidRequest(id: JSONRPCID): JSONRPCResponse {

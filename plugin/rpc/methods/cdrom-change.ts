@@ -22,7 +22,7 @@ export function cdromChangeMethod(store: RuntimeStore, connections: QmpConnectio
       if (p.path !== null) await checkPathParam('cdrom.change', '/path', p.path, ctx.config.storageRoots);
       const socket = p.qmp ?? qmpSocketFor(ctx.config, p.name);
       const qmp = <T>(fn: (q: QmpClient) => Promise<T>): Promise<T> => connections.use(socket, fn);
-      return changeCdrom(store, qmp, p.name, p.slot, p.path, p.force === true, (fn) => engine.exclusive(p.name, fn, ctx.signal));
+      return changeCdrom(store, qmp, p.name, p.slot, p.path, p.force === true, (fn) => engine.exclusive(p.name, fn, ctx.cancel));
     },
   });
 }

@@ -27,7 +27,7 @@ export function diskResizeMethod(store: RuntimeStore, connections: QmpConnection
       return resizeDisk(store, qmp, p.name, ref, {
         ...(p.size === undefined ? {} : { sizeMib: p.size }),
         ...(p.allowIdeReprobe === undefined ? {} : { allowIdeReprobe: p.allowIdeReprobe }),
-        hold: (fn) => engine.exclusive(p.name, fn, ctx.signal),
+        hold: (fn) => engine.exclusive(p.name, fn, ctx.cancel),
       });
     },
   });

@@ -18,7 +18,8 @@ import nicRemoveSchema from '../../../schemas/rpc/nic.remove.schema.json';
 
 /** The five hotplug methods. */
 export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, connections: QmpConnections): RpcMethod[] {
-  // The caller's abort cancels an operation still queued for its instance (never one already running).
+  // ctx.cancel (the caller left, or the daemon began to shut down) cancels an operation still queued
+  // for its instance (never one already running).
   const opts = (p: { qmp?: string }, signal: AbortSignal): { qmp?: string; signal: AbortSignal } => ({ ...(p.qmp === undefined ? {} : { qmp: p.qmp }), signal });
   return [
     defineMethod({
@@ -38,20 +39,20 @@ export function hotplugMethods(engine: HotplugEngine, store: RuntimeStore, conne
       handler: async (p, ctx) => {
         // Without a uri the path is a host file QEMU (as root) opens for the guest.
         if (p.disk.uri === undefined || p.disk.uri === null) await checkPathParam('disk.add', '/disk/path', p.disk.path, ctx.config.storageRoots);
-        return engine.addDisk(p.name, p.disk, opts(p, ctx.signal));
+        return engine.addDisk(p.name, p.disk, opts(p, ctx.cancel));
       },
     }),
     defineMethod({
       name: 'disk.remove', summary: 'Hot-removes a disk', schema: diskRemoveSchema,
-      handler: (p, ctx) => engine.removeDisk(p.name, p.uuid, opts(p, ctx.signal)),
+      handler: (p, ctx) => engine.removeDisk(p.name, p.uuid, opts(p, ctx.cancel)),
     }),
     defineMethod({
       name: 'nic.add', summary: 'Hot-adds a NIC', schema: nicAddSchema,
-      handler: (p, ctx) => engine.addNic(p.name, p.nic, opts(p, ctx.signal)),
+      handler: (p, ctx) => engine.addNic(p.name, p.nic, opts(p, ctx.cancel)),
     }),
     defineMethod({
       name: 'nic.remove', summary: 'Hot-removes a NIC', schema: nicRemoveSchema,
-      handler: (p, ctx) => engine.removeNic(p.name, p.uuid, opts(p, ctx.signal)),
+      handler: (p, ctx) => engine.removeNic(p.name, p.uuid, opts(p, ctx.cancel)),
     }),
   ];
 }

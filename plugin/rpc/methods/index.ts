@@ -91,7 +91,7 @@ export function buildMethods(version: string, deps: MethodDeps, extra: RpcMethod
   all.push(
     discoverMethod(() => all, SHARED_SCHEMAS, version),
     instancePlan,
-    ...lifecycleMethods(deps.store, deps.launched, deps.connections, deps.reserved),
+    ...lifecycleMethods(deps.store, deps.launched, deps.connections, deps.reserved, deps.engine),
     ...hotplugMethods(deps.engine, deps.store, deps.connections),
     diskResizeMethod(deps.store, deps.connections, deps.engine),
     cdromChangeMethod(deps.store, deps.connections, deps.engine),

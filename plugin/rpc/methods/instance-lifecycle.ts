@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess, type RunningQemu } from '../../process';
 import type { QmpConnections } from '../../hotplug';
-import { Journal, type RuntimeStore } from '../../runtime';
+import { Journal, type JournalEntry, type RuntimeStore } from '../../runtime';
 import { defineMethod, type CallContext, type RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import { checkKvmExtra } from './qemu-host-access';
@@ -20,12 +20,35 @@ type Plan = Awaited<ReturnType<typeof planForDaemon>>;
 /** QEMU processes the daemon runs in launch mode (started, or adopted after a restart), by instance name. */
 export type Launched = Map<string, RunningQemu>;
 
+/** What instance.start asks of the hotplug engine: void the journal of a QEMU that is gone (HotplugEngine.voidJournal). */
+export interface JournalVoider {
+  voidJournal(name: string): Promise<{ entries: JournalEntry[]; unwatched: number; unreadable?: Error }>;
+}
+
 /** The two lifecycle methods over `store`. */
-export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections, starting: Set<string> = new Set()): RpcMethod[] {
+export function lifecycleMethods(store: RuntimeStore, launched: Launched, connections: QmpConnections, starting: Set<string> = new Set(), previous?: JournalVoider): RpcMethod[] {
   // `starting`: instances an instance.start (or a migration.accept) of this daemon is working on, from
   // the running check through the runtime file write to the launch: a second one for the same name is
   // refused meanwhile, so it can neither overwrite the first one's file nor remove it when its own
   // launch fails.
+
+  /**
+   * Before a runtime file for a new QEMU is written (under the lock): the journal's open entries
+   * are about the QEMU that ran the instance before, found gone (no live pid file, not run by this
+   * daemon). Applied by the next reconcile they would act on the new QEMU, e.g. unplug a device that
+   * has the same id; they are dropped unapplied, and said so.
+   */
+  const voidPrevious = async (name: string, ctx: CallContext): Promise<void> => {
+    const voided = await previous?.voidJournal(name);
+    if (voided === undefined || (voided.entries.length === 0 && voided.unreadable === undefined)) return;
+    const { entries, unwatched, unreadable } = voided;
+    const list = entries.map((e) => `${e.op}${e.kind === undefined ? '' : ` ${e.kind}`}${e.id === undefined ? '' : ` "${e.id}"`} (step ${e.step}, written by pid ${e.pid} at ${e.at})`);
+    if (unreadable !== undefined) list.push(`an unreadable journal (${unreadable.message})`);
+    ctx.log.warn({
+      dropped: entries.map(({ seq, op, step, kind, id, uuid, uri, pid, at }) => ({ seq, op, step, kind, id, uuid, uri, pid, at })),
+      unwatched, ...(unreadable === undefined ? {} : { err: unreadable }),
+    }, `journal of the previous QEMU of "${name}" dropped unapplied: ${list.join('; ')}; that QEMU is gone, and applied to the new one these entries would change it${unwatched > 0 ? `; ${unwatched} pending removal(s) of it no longer watched` : ''}`);
+  };
 
   /** The part of instance.start that runs while `name` is reserved in `starting`. */
   const startReserved = async (name: string, plan: Plan, ctx: CallContext, replace: boolean): Promise<Record<string, unknown>> => {
@@ -41,6 +64,7 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       if (!replace && existsSync(store.path(name))) {
         throw new GkdError('GKD_RUNTIME_EXISTS', `Cannot start instance "${name}": it already has a runtime file (${store.path(name)}); pass replace: true to overwrite it, or instance.cleanup it first`, { field: 'replace' });
       }
+      await voidPrevious(name, ctx);
       return store.write(name, plan.runtime as never, replace ? {} : { expect: null });
     });
     if (!ctx.config.launch) return { argv: plan.argv, runtime: plan.runtime, devices: plan.devices, launched: false };

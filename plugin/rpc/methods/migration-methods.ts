@@ -74,9 +74,9 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
         else if (options.repair !== undefined) {
           // A repair rewrites the runtime file: in the instance's queue (bounded, cancelled with its caller),
           // after what a process that died mid-operation left half done is finished.
-          r = await hooks.exclusive(p.name, () => verifyInstance(mctx, p.name, { ...options, hold: (fn) => fn() }), ctx.signal);
+          r = await hooks.exclusive(p.name, () => verifyInstance(mctx, p.name, { ...options, hold: (fn) => fn() }), ctx.cancel);
         } else {
-          r = await consistentVerify(hooks, p.name, mctx.store.path(p.name), () => verifyInstance(mctx, p.name, options), ctx.signal);
+          r = await consistentVerify(hooks, p.name, mctx.store.path(p.name), () => verifyInstance(mctx, p.name, options), ctx.cancel);
         }
         return { ...r, pending: hooks?.pending(p.name) ?? [] };
       },

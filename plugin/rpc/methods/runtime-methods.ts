@@ -74,7 +74,7 @@ export function runtimeMethods(store: RuntimeStore, engine?: Pick<HotplugEngine,
             if (c.from !== c.to) await store.write(name, c.value as never, { format: to as never, expect: r.stamp });
             return { from: c.from, to: c.to, runtime: c.value, changes: c.changes, written: c.from !== c.to };
           };
-          return engine === undefined ? store.withLock(name, convert) : engine.exclusive(name, convert, ctx.signal);
+          return engine === undefined ? store.withLock(name, convert) : engine.exclusive(name, convert, ctx.cancel);
         }
         const { value } = await load(p);
         const c = convertRuntime(structuredClone(value), to, name === undefined ? {} : { name });
