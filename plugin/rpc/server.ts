@@ -111,11 +111,8 @@ export class RpcServer {
   #nextCall = 1;
   #closing: Promise<void> | undefined;
   #lock: SocketLock | undefined;
-  /**
-   * Inode and change time (ns) of the socket file this server bound, read once its permissions are
-   * set, so shutdown removes only its own (an inode number alone is soon reused by another file).
-   */
-  #socketId: string | undefined;
+  /** The inode of the socket file this server bound, so shutdown removes only its own. */
+  #socketIno: number | undefined;
 
   private constructor(options: RpcServerOptions) {
     this.#config = options.config;
@@ -158,9 +155,9 @@ export class RpcServer {
           resolve();
         });
       });
+      server.#socketIno = (await lstat(server.socketPath)).ino;
       const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
       await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
-      server.#socketId = fileId(await lstat(server.socketPath, { bigint: true }));
     } catch (e) {
       server.#http.close();
       await lock.release();
@@ -264,8 +261,8 @@ export class RpcServer {
     await stopped;
     clearTimeout(kill);
     // Only the socket this server bound: never one another daemon made at the same path since.
-    const st = await lstat(this.socketPath, { bigint: true }).catch(() => undefined);
-    if (st !== undefined && fileId(st) === this.#socketId) await unlink(this.socketPath).catch(() => undefined);
+    const st = await lstat(this.socketPath).catch(() => undefined);
+    if (st !== undefined && st.ino === this.#socketIno) await unlink(this.socketPath).catch(() => undefined);
     await this.#lock?.release();
     this.#log.info('daemon stopped');
   }
@@ -439,9 +436,4 @@ function instanceOf(params: unknown): string | undefined {
   const p = params as { name?: unknown; instance?: { name?: unknown } };
   const name = typeof p.name === 'string' ? p.name : typeof p.instance?.name === 'string' ? p.instance.name : undefined;
   return name !== undefined && name.length <= 255 ? name : undefined;
-}
-
-/** A file's identity: inode and change time in nanoseconds. */
-function fileId(st: { ino: bigint; ctimeNs: bigint }): string {
-  return `${st.ino}:${st.ctimeNs}`;
 }
