@@ -145,14 +145,14 @@ export class PendingUnplugs {
   }
 
   /**
-   * Stops watching every removal of instance `name` (or only that of device `device`) and returns them: the QEMU they were asked of
+   * Stops watching every removal of instance `name` and returns them: the QEMU they were asked of
    * is gone (a new one runs the instance, instance.start), so finishing them would act on the new
    * one. An attempt already waiting for the instance's lock does nothing once it gets it.
    */
-  forget(name: string, device?: string): PendingUnplug[] {
+  forget(name: string): PendingUnplug[] {
     const out: PendingUnplug[] = [];
     for (const [key, w] of this.#watches) {
-      if (w.name !== name || (device !== undefined && w.id !== device)) continue;
+      if (w.name !== name) continue;
       if (w.timer !== undefined) clearTimeout(w.timer);
       this.#watches.delete(key);
       const { name: n, kind, uuid, id, socket, recorded, seq } = w;

@@ -25,7 +25,7 @@ import type { Logger } from 'pino';
 import { isGkdError } from '../errors';
 import { readLiveDevice } from '../inspect';
 import type { QmpClient } from '../qmp';
-import { socketIdOf, type Journal, type JournalEntry, type RuntimeStore } from '../runtime';
+import type { Journal, JournalEntry, RuntimeStore } from '../runtime';
 import type { HvInfo, RuntimeDiskEntry, RuntimeNic } from '../types';
 import type { DeviceKind } from './allocate';
 import type { QmpConnections } from './connections';
@@ -105,19 +105,6 @@ export async function reconcileInstance(d: ReconcileDeps, name: string): Promise
 
 async function reconcileEntry(d: ReconcileDeps, name: string, e: JournalEntry): Promise<ReconcileOutcome> {
   const base = { seq: e.seq, op: e.op, ...(e.id === undefined ? {} : { id: e.id }) };
-  // A device step is about one QEMU. QEMU makes its QMP socket anew each time it starts, so a socket
-  // with another identity (inode and change time) is a QEMU started since (Ganeti restarted the instance from its runtime
-  // file, with no stop in between): acting on it would undo or finish the old QEMU's step on the
-  // new one (unplug a device it has). Without a socket nothing runs now: the entry waits.
-  if ((e.op === 'add' || e.op === 'remove' || e.op === 'pending') && e.socket !== undefined && e.socketId !== undefined) {
-    const now = socketIdOf(e.socket);
-    if (now !== undefined && now !== e.socketId) {
-      if (e.id !== undefined) d.pending.forget(name, e.id);
-      await d.journal.close(name, e.seq);
-      d.log.warn({ instance: name, seq: e.seq, op: e.op, step: e.step, device: e.id, writer: e.pid, at: e.at }, 'journal entry dropped: the QEMU it was written for is gone (its QMP socket was created anew)');
-      return { ...base, outcome: 'closed', detail: `written for a QEMU that is gone (${e.socket} was created anew since); the QEMU running now is left as it is` };
-    }
-  }
   if (e.op === 'pending') {
     const p = { name, kind: e.kind as DeviceKind, uuid: e.uuid ?? '', id: e.id as string, socket: e.socket as string, recorded: e.recorded === true, seq: e.seq };
     // The guest may have let go while no daemon watched: finish it now, in this reconcile.

@@ -13,6 +13,6 @@ export type { FileStamp, StagedFile } from './atomic-file';
 export { readTextFile } from './atomic-file';
 export { type BulkFileResult, type BulkOptions, type BulkReport, type BulkStatus, convertAll } from './bulk';
 export { RUNTIME_SUFFIX, assertInstanceName, isSafeInstanceName } from './instance-name';
-export { Journal, socketIdOf, type JournalEntry, type JournalOp, type JournalWriteOptions } from './journal';
+export { Journal, type JournalEntry, type JournalOp, type JournalWriteOptions } from './journal';
 export { type InstanceHold, LOCK_DEFAULTS, type LockOptions, busyPath, lockPath, withInstanceLock } from './lock';
 export { RuntimeStore, type RuntimeRead, type RuntimeStoreOptions, STORE_DEFAULTS, type WriteOptions } from './store';

@@ -13,7 +13,7 @@
  * rolls the operation forward or back. Entries are changed only under the
  * instance lock, so one read-modify-write never races another.
  */
-import { existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GkdError, isGkdError } from '../errors';
@@ -37,14 +37,6 @@ export interface JournalEntry {
   id?: string;
   /** The QMP socket the operation used. */
   socket?: string;
-  /**
-   * The socket's identity when the entry was opened: inode and change time
-   * in nanoseconds (a freed inode number is soon reused). QEMU creates its
-   * socket anew each time it starts, so another identity at the same path
-   * later is another QEMU (Ganeti restarted the instance), to which the
-   * entry does not apply.
-   */
-  socketId?: string;
   /** add: the runtime entry the add writes once QEMU confirms (to roll forward). */
   entry?: unknown;
   /** add/remove: the hvinfo QEMU must show. */
@@ -117,7 +109,7 @@ export class Journal {
   async open(name: string, entry: Omit<JournalEntry, 'seq' | 'pid' | 'at'>, options: JournalWriteOptions = {}): Promise<JournalEntry> {
     const entries = await this.read(name);
     const seq = entries.reduce((m, e) => Math.max(m, e.seq), 0) + 1;
-    const full: JournalEntry = { ...entry, ...socketIdentity(entry), seq, pid: process.pid, at: new Date().toISOString() };
+    const full: JournalEntry = { ...entry, seq, pid: process.pid, at: new Date().toISOString() };
     await this.#write(name, [...entries, full], options);
     return full;
   }
@@ -205,25 +197,5 @@ export class Journal {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw new GkdError('GKD_RUNTIME_IO', `Cannot write the journal "${path}": ${(e as Error).message}`, { field: 'name', cause: e });
     }
-  }
-}
-
-/**
- * The identity of the entry's QMP socket, when it has one and the entry
- * does not name it yet (see {@link JournalEntry.socketId}). No socket (yet): none.
- */
-function socketIdentity(entry: { socket?: string; socketId?: string }): { socketId?: string } {
-  if (entry.socket === undefined || entry.socketId !== undefined) return {};
-  const id = socketIdOf(entry.socket);
-  return id === undefined ? {} : { socketId: id };
-}
-
-/** `<inode>:<ctime ns>` of the socket at `path`, or undefined when nothing (or no socket) is there. */
-export function socketIdOf(path: string): string | undefined {
-  try {
-    const st = statSync(path, { bigint: true });
-    return st.isSocket() ? `${st.ino}:${st.ctimeNs}` : undefined;
-  } catch {
-    return undefined;
   }
 }
