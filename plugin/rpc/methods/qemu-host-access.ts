@@ -196,7 +196,8 @@ export function hostAccesses(args: readonly string[], start = 0): HostAccess[] {
     }
     if (opt === '-incoming') {
       if (value.startsWith('exec:')) push('exec', 'exec:', undefined, 'makes QEMU run a command to receive the migration stream');
-      else if (value.startsWith('unix:')) push('socket', 'unix:', value.slice(5).split(',')[0]);
+      // QEMU binds at everything after "unix:" (a migration address takes no options): the whole of it is checked.
+      else if (value.startsWith('unix:')) push('socket', 'unix:', value.slice(5));
       else if (value.startsWith('/')) push('disk', opt, value);
       continue;
     }

@@ -92,6 +92,8 @@ describe('what kvm_extra and an incoming kvm_cmd may make a root QEMU touch', ()
     ['-blockdev driver=nbd,node-name=n,server.type=unix,server.path=/run/x', 1, /connect/],
     ['-object pr-manager-helper,id=p,path=/run/qemu-pr-helper.sock', 1, /connect/],
     ['-incoming unix:/etc/shadow', 1, /run dirs/],
+    // QEMU binds at the whole rest of a migration address, commas included: no part of it escapes the check.
+    [`-incoming unix:${runDir}/a,/../../etc/x`, 1, /"\." or "\.\."/],
     ['-vnc unix:/etc/x', 1, /run dirs/],
     // The conservative fallback: any other value beginning with "/".
     ['-unknown-option /etc/x', 1, /storage roots/],
