@@ -469,6 +469,29 @@ describe('privilege: where a migration makes a root QEMU bind or connect (real d
     assert.ok(lstatSync(join(runDir, 'mig1.sock')).isSocket());
   });
 
+  it('a monitor outside the control dirs (where migration.start could pour a stream into it) is refused in kvm_extra and in an incoming kvm_cmd', async () => {
+    const monitor = ['-chardev', `socket,id=m,path=${join(runDir, 'mon.sock')},server=on,wait=off`, '-mon', 'chardev=m,mode=control'];
+    const spec = { ...small('mon1'), hvparams: { kvm_extra: monitor.join(' ') } };
+    await assert.rejects(c.call('instance.start', { instance: spec }), (e: any) => {
+      assert.equal(e.code, -32602, e.message);
+      assert.equal(e.data.errors[0].path, '/instance/hvparams/kvm_extra');
+      assert.match(e.data.errors[0].message, /control socket dirs/);
+      return true;
+    });
+    assertNothingFor('mon1');
+    const { runtime } = await c.call<{ runtime: any[] }>('instance.plan', { instance: small('mon1') });
+    const at = runtime[0].length + 1;
+    runtime[0].push(...monitor);
+    await assert.rejects(c.call('migration.accept', { name: 'mon1', runtime, incoming: `unix:${join(runDir, 'mon1-mig.sock')}` }), (e: any) => {
+      assert.equal(e.data?.code, 'GKD_MIGRATION_REFUSED', e.message);
+      assert.equal(e.data.field, `runtime[0][${at}]`);
+      assert.match(e.message, /control socket dirs/);
+      return true;
+    });
+    assertNothingFor('mon1');
+    assert.equal(existsSync(join(runDir, 'mon.sock')), false, 'QEMU served the monitor');
+  });
+
   it('migration.start refuses a unix: uri to another instance\'s QMP socket or outside the run dir naming /uri; neither socket hears from QEMU', async () => {
     await c.call('instance.start', { instance: small('src1') });
     await c.call('instance.start', { instance: small('other1') });
