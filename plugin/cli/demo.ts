@@ -105,9 +105,12 @@ export const demoCommand: Command = {
       return r;
     };
     try {
-      const node = async (n: string): Promise<RpcClient> => {
+      // A unix: migration socket must lie under the run dir of both daemons (node B binds it, node A
+      // connects to it), so node B's directory is inside node A's run dir.
+      const home = { 'node-a': join(dir, 'node-a'), 'node-b': join(dir, 'node-a', 'run', 'node-b') };
+      const node = async (n: keyof typeof home): Promise<RpcClient> => {
         const base = defaultConfig();
-        const cfg: Config = { ...base, socket: join(dir, n, 'rpc.sock'), runtimeDir: join(dir, n, 'conf'), runDir: join(dir, n, 'run'), launch: true, accel: 'tcg', logLevel: 'warn',
+        const cfg: Config = { ...base, socket: join(home[n], 'rpc.sock'), runtimeDir: join(home[n], 'conf'), runDir: join(home[n], 'run'), launch: true, accel: 'tcg', logLevel: 'warn',
           // The demo's disks are scratch files of its own, and its QEMU is the one named on the command line.
           storageRoots: [...base.storageRoots, dir], qemuBinaries: [qemu] };
         const logger = pino({ level: 'warn' }, pino.destination({ dest: join(dir, `${n}.log`), sync: true }));
@@ -166,7 +169,7 @@ export const demoCommand: Command = {
       }
       out(`      downgrade check (runtime.convert to 2.10) refused: ${refusal.message}`);
       const { runtime } = await src.call<{ runtime: unknown }>('runtime.get', { name });
-      const incoming = `unix:${join(dir, 'migration.sock')}`;
+      const incoming = `unix:${join(home['node-b'], 'run', 'migration.sock')}`;
       const backends = { [UUIDS.nic0]: { type: 'user' }, [UUIDS.nic1]: { type: 'user' } };
       await run('migration.accept on node B: layout checked, QEMU waiting for the state', () => dst.call('migration.accept', { name, runtime, incoming, nicBackends: backends }));
       const mig = await run('migration.start on node A', () => src.call<{ status: string; elapsedMs?: number }>('migration.start', { name, uri: incoming }));

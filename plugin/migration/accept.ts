@@ -66,7 +66,8 @@ function listening(path: string): Promise<boolean> {
   });
 }
 
-function refused(name: string, problems: Refusal[], cause?: unknown): GkdError {
+/** The `GKD_MIGRATION_REFUSED` of an accept of `name`, naming the first problem's field (and device). */
+export function refused(name: string, problems: Refusal[], cause?: unknown): GkdError {
   const first = problems[0];
   const text = problems.map((p) => (p.device === undefined ? `${p.field}: ${p.reason}` : `${p.field} "${p.device}": ${p.reason}`)).join('; ');
   return new GkdError('GKD_MIGRATION_REFUSED', `Cannot accept the migration of "${name}": ${text}`, {

@@ -12,7 +12,7 @@ export { unplacedDevices, describeUnplaced, UNPLACED_REASON, type UnplacedDevice
 export { expectedLayout, type ExpectedDevice } from './expected-layout';
 export { readLiveState, type LiveState } from './live-state';
 export { repairRuntime, type KnownDevices } from './repair';
-export { acceptMigration, type AcceptParams, type AcceptResult } from './accept';
+export { acceptMigration, refused as acceptRefused, type AcceptParams, type AcceptResult } from './accept';
 export { targetRefusals, machineType, incomingProblem, type Refusal } from './target-checks';
 export { qemuOffer, parseDeviceHelp, parseDeviceAliases, deviceAliasesOf, type QemuOffer } from './node-facts';
 export { migrationSettings, QEMU_MIGRATION_CAPABILITIES, type MigrationSettings } from './migration-settings';

@@ -31,7 +31,7 @@ function within(path: string, dir: string): boolean {
 const realpath = (p: string): string => realpathSync.native(p);
 
 /** `p` with symlinks resolved as far as it exists. */
-function resolvedPath(p: string): string {
+export function resolvedPath(p: string): string {
   const rest: string[] = [];
   for (let cur = p; ; cur = dirname(cur)) {
     try {

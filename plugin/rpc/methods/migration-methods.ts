@@ -5,11 +5,12 @@
  * `launch` starts the target QEMU and keeps it.
  */
 import { lstat } from 'node:fs/promises';
-import { acceptMigration, startMigration, verifyInstance, type MigrationContext, type VerifyOptions } from '../../migration';
+import { acceptMigration, acceptRefused, startMigration, verifyInstance, type MigrationContext, type VerifyOptions } from '../../migration';
 import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
 import { GkdError } from '../../errors';
 import { defineMethod, type RpcMethod } from '../method';
 import { checkPathParam } from './confine';
+import { incomingAddressProblem, migrationUriProblem } from './migration-uri';
 import type { Launched } from './instance-lifecycle';
 import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
 import acceptSchema from '../../../schemas/rpc/migration.accept.schema.json';
@@ -90,6 +91,9 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
         if (reserved.has(name) || launched.has(name)) {
           throw new GkdError('GKD_INSTANCE_BUSY', `Cannot accept a migration of "${name}": this daemon is starting or already runs it`, { field: 'name' });
         }
+        // QEMU (as root) unlinks what a unix: address names and binds there: checked before anything is written or started.
+        const problem = await incomingAddressProblem(p.incoming, ctx.config);
+        if (problem !== undefined) throw acceptRefused(name, [{ field: 'incoming', reason: problem }]);
         reserved.add(name);
         try {
           // An accept a killed daemon left half done (a runtime file and no QEMU) is undone first.
@@ -117,10 +121,11 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
       summary: 'On the source: migrates the instance to uri with migration.progress notifications',
       schema: startSchema,
       handler: async (p, ctx) => {
-        // QEMU (as root) runs the command of an exec: URI: the one migration URI a caller must not choose.
-        if (/^\s*exec:/.test(p.uri)) {
-          throw new JSONRPCErrorException(`Invalid params for "migration.start": /uri makes QEMU run a command as root; use tcp:HOST:PORT or unix:/PATH`, JSONRPCErrorCode.InvalidParams, {
-            errors: [{ path: '/uri', message: 'must not be an exec: URI (QEMU runs its command as root)' }],
+        // QEMU (as root) connects to the uri and writes the stream (guest RAM) into it: only tcp: and unix: under the run dir.
+        const problem = await migrationUriProblem(p.uri, ctx.config);
+        if (problem !== undefined) {
+          throw new JSONRPCErrorException(`Invalid params for "migration.start": /uri ${JSON.stringify(p.uri.length > 200 ? `${p.uri.slice(0, 200)}…` : p.uri)} ${problem}`, JSONRPCErrorCode.InvalidParams, {
+            errors: [{ path: '/uri', message: problem }],
           });
         }
         return startMigration(mctx, {

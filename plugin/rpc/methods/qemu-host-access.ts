@@ -20,6 +20,10 @@
  *   (the node's root-only sockets are exactly what must stay out of reach);
  * - `socket`: QEMU listens on a Unix socket: under runDir (Ganeti's run dir
  *   too), never in a runtime dir (QEMU unlinks the path before binding);
+ * - `monitor`: QEMU serves a monitor (QMP or human) on a Unix socket:
+ *   only in the `ctrl/` directories of those run dirs, where Ganeti keeps
+ *   them and where no migration socket may be (migration-uri.ts), so a
+ *   migration stream (guest RAM) is never poured into a monitor;
  * - `disk`: a file QEMU may write (drives, chardev files, memory backing,
  *   logs of unknown options): under storageRoots;
  * - `read`: a file QEMU only reads (firmware, ROMs, ACPI tables, secrets):
@@ -42,7 +46,7 @@ import { DEFAULT_RUN_DIR, optionName, shellSplit, splitOptions } from '../../pla
 import { confinementProblem, pathRefused } from './confine';
 
 /** What a value makes QEMU do with the host (see the module comment). */
-export type AccessKind = 'exec' | 'connect' | 'socket' | 'disk' | 'read' | 'kernel' | 'pidfile' | 'log' | 'opaque';
+export type AccessKind = 'exec' | 'connect' | 'socket' | 'monitor' | 'disk' | 'read' | 'kernel' | 'pidfile' | 'log' | 'opaque';
 
 /** One thing an option value makes QEMU touch. */
 export interface HostAccess {
@@ -73,6 +77,9 @@ const POSITIONAL = new Map<string, AccessKind>([
 
 /** Positional options QEMU looks a bare name (no "/") up for in its own data directory. */
 const DATA_DIR_LOOKUP = new Set(['-bios', '-L', '-option-rom', '-k']);
+
+/** Options whose character device serves a monitor (QMP or human). */
+const MONITOR_OPTIONS = new Set(['-monitor', '-qmp', '-qmp-pretty']);
 
 /** Options that take a character device in QEMU's short form (`file:…`, `unix:…`, `/dev/…`). */
 const CHARDEV_SHORT = new Set(['-serial', '-parallel', '-monitor', '-qmp', '-qmp-pretty', '-debugcon', '-gdb']);
@@ -196,7 +203,8 @@ export function hostAccesses(args: readonly string[], start = 0): HostAccess[] {
     }
     if (opt === '-incoming') {
       if (value.startsWith('exec:')) push('exec', 'exec:', undefined, 'makes QEMU run a command to receive the migration stream');
-      else if (value.startsWith('unix:')) push('socket', 'unix:', value.slice(5).split(',')[0]);
+      // QEMU binds at everything after "unix:" (a migration address takes no options): the whole of it is checked.
+      else if (value.startsWith('unix:')) push('socket', 'unix:', value.slice(5));
       else if (value.startsWith('/')) push('disk', opt, value);
       continue;
     }
@@ -207,7 +215,30 @@ export function hostAccesses(args: readonly string[], start = 0): HostAccess[] {
     // -set GROUP.ID.PROP=VALUE reads as one dotted key, judged by PROP as if written in the option itself.
     keyed(opt, value, push);
   }
-  return out;
+  return monitorsMarked(args, start, out);
+}
+
+/** `out` with the listening sockets of chardevs a `-mon chardev=ID` (or `-monitor chardev:ID`) makes a monitor marked `monitor`. */
+function monitorsMarked(args: readonly string[], start: number, out: HostAccess[]): HostAccess[] {
+  const ids = new Set<string>();
+  for (let i = 0; i + 1 < args.length; i++) {
+    const opt = optionName(args[i]);
+    if (opt === '-mon') {
+      const kv = new Map(entries(args[i + 1], false));
+      const chardev = kv.get('chardev') ?? kv.get('');
+      if (chardev !== undefined) ids.add(chardev);
+    } else if (MONITOR_OPTIONS.has(opt) && args[i + 1].startsWith('chardev:')) {
+      ids.add(args[i + 1].slice('chardev:'.length));
+    }
+  }
+  if (ids.size === 0) return out;
+  const at = new Set<number>();
+  for (let i = 0; i + 1 < args.length; i++) {
+    if (optionName(args[i]) !== '-chardev') continue;
+    const id = new Map(entries(args[i + 1], true)).get('id');
+    if (id !== undefined && ids.has(id)) at.add(start + i + 1);
+  }
+  return out.map((a) => (a.kind === 'socket' && at.has(a.index) ? { ...a, kind: 'monitor' } : a));
 }
 
 type Push = (kind: AccessKind, what: string, path?: string, reason?: string) => void;
@@ -220,7 +251,7 @@ function shortForm(opt: string, value: string, push: Push): void {
   if (head.startsWith('exec:')) push('exec', 'exec:', undefined, 'makes QEMU run a command');
   else if (head.startsWith('unix:')) {
     // -vnc always listens; a chardev only with server.
-    push(opt === '-vnc' || server ? 'socket' : 'connect', 'unix:', head.slice(5));
+    push(opt === '-vnc' || server ? (MONITOR_OPTIONS.has(opt) ? 'monitor' : 'socket') : 'connect', 'unix:', head.slice(5));
   } else if (head.startsWith('file:') || head.startsWith('pipe:')) push('disk', head.slice(0, 5), head.slice(5));
   else if (head.startsWith('/')) push('disk', opt, head);
   for (const p of rest) {
@@ -351,6 +382,7 @@ function placesFor(kind: AccessKind, config: Pick<Config, 'storageRoots' | 'kern
     case 'read': return { roots: [...config.storageRoots, ...config.kernelRoots], name: 'storage or kernel roots' };
     case 'kernel': return { roots: config.kernelRoots, name: 'kernel roots' };
     case 'socket': return { roots: runDirs, name: 'run dirs', except: [config.runtimeDir, join(DEFAULT_RUN_DIR, 'conf')] };
+    case 'monitor': return { roots: runDirs.map((d) => join(d, 'ctrl')), name: 'control socket dirs (a monitor elsewhere could be sent a migration stream)', except: [config.runtimeDir] };
     case 'pidfile': return { roots: runDirs.map((d) => join(d, 'pid')), name: 'pid file dirs' };
     case 'log': return { roots: [GANETI_KVM_LOG_DIR], name: "Ganeti's KVM log dir" };
     default: return { roots: [], name: '' };

@@ -159,7 +159,7 @@ async function acceptedTarget(r: Rig): Promise<Target> {
   const pool = new QmpConnections();
   const ctx: MigrationContext = { store: new RuntimeStore(join(dstDir, 'conf')), connections: pool, qmpSocket: () => join(r.dir, 'run', 'ctrl', 'target.qmp'), node: { accel: 'tcg', runDir: join(dstDir, 'run') } };
   const sent = (await r.store.read(NAME)).upgraded;
-  const incoming = `unix:${join(r.dir, 'mig.sock')}`;
+  const incoming = `unix:${join(r.dir, 'run', 'mig.sock')}`;
   const acc = await acceptMigration(ctx, { name: NAME, runtime: sent, incoming, build: { nicBackends: userBackends(sent) } });
   const vm = await startQemu(acc.argv);
   return {
@@ -383,7 +383,7 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
       // The daemon runs only the QEMU binaries its configuration lists (the default one here).
       spec.hvparams = { ...spec.hvparams, kvm_path: '/usr/bin/qemu-system-x86_64' };
       const runtime = planInstance(spec).runtime;
-      const params = { name: NAME, runtime, incoming: `unix:${join(dir, 'mig.sock')}`, nicBackends: userBackends(runtime) };
+      const params = { name: NAME, runtime, incoming: `unix:${join(dir, 'run', 'mig.sock')}`, nicBackends: userBackends(runtime) };
       const args = launch ? ['--launch', '--accel', 'tcg'] : ['--accel', 'tcg'];
       await callDyingAt(await spawnDaemon({ dir, args, env: { ...roots(dir), GKD_FAULT_POINT: point } }), point, 'migration.accept', params);
       assert.ok(existsSync(join(dir, 'conf', `${NAME}.runtime`)), 'the dead accept left its runtime file');
@@ -422,12 +422,13 @@ describe('crash recovery (daemon or QEMU killed at every step boundary, real QEM
   // learns its pid from the pid file it gives QEMU (GKD_FAULT_KILL_PIDFILE).
   it('target QEMU killed at migration-target:launched (launch mode): the accept fails leaving nothing, the source stays as it was, the retry migrates', async () => {
     const r = await rig();
-    const dstDir = join(r.dir, 'dst');
+    // Inside the source's run dir: the unix: migration socket must lie under both daemons' run dirs.
+    const dstDir = join(r.dir, 'run', 'dst');
     const pidFile = join(dstDir, 'run', 'pid', NAME);
     const sent = (await r.store.read(NAME)).upgraded;
     // The daemon runs only the QEMU binaries its configuration lists (the default one here), by full path.
     sent[0][0] = '/usr/bin/qemu-system-x86_64';
-    const incoming = `unix:${join(r.dir, 'mig.sock')}`;
+    const incoming = `unix:${join(dstDir, 'run', 'mig.sock')}`;
     const params = { name: NAME, runtime: sent, incoming, nicBackends: userBackends(sent) };
     const args = ['--launch', '--accel', 'tcg'];
     const src = await daemon(r);

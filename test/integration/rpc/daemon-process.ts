@@ -31,11 +31,15 @@ export function tempDir(prefix = 'gkd-rpc-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Spawns `kvm-devices serve` and waits until its socket answers. */
-export async function spawnDaemon(options: { dir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<DaemonProcess> {
+/**
+ * Spawns `kvm-devices serve` and waits until its socket answers. Its run dir
+ * is `<dir>/run`, its runtime dir `<dir>/conf` unless `runtimeDir` is given
+ * (Ganeti's layout keeps it inside the run dir).
+ */
+export async function spawnDaemon(options: { dir?: string; args?: string[]; env?: NodeJS.ProcessEnv; runtimeDir?: string } = {}): Promise<DaemonProcess> {
   const dir = options.dir ?? tempDir();
   const socket = join(dir, 'sock', 'rpc.sock');
-  const runtimeDir = join(dir, 'conf');
+  const runtimeDir = options.runtimeDir ?? join(dir, 'conf');
   // A config file of its own: the host's /etc/ganeti-kvm-devices/config.json (an installed daemon, maybe
   // of another version) must not decide how the daemon under test behaves.
   const configFile = join(dir, 'config.json');

@@ -84,7 +84,7 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     assert.equal(await code(c.call('disk.remove', { name: 'inst1.example.com', uuid: '9e7c85f6-b6e5-4243-b27d-680b78c6d203' })), 2004);
     await c.call('instance.start', { instance: sampleSpec() });
     assert.equal(await code(c.call('hotplug.supported', { name: 'inst1.example.com', kind: 'nic', action: 'add', qmp: `${d.dir}/run/no.qmp` })), 3001);
-    assert.equal(await code(c.call('migration.start', { name: 'inst1.example.com', uri: 'unix:/nonexistent', qmp: `${d.dir}/run/no.qmp` })), 3001);
+    assert.equal(await code(c.call('migration.start', { name: 'inst1.example.com', uri: `unix:${d.dir}/run/nowhere.sock`, qmp: `${d.dir}/run/no.qmp` })), 3001);
     await c.call('instance.cleanup', { name: 'inst1.example.com' });
   });
 
@@ -107,7 +107,7 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     assert.equal((await outside({ ...hp, qmp: '/run/systemd/private' }))[0]?.path, '/qmp');
     assert.equal((await outside({ ...hp, qmp: `${d.dir}/run/../sock/rpc.sock` }))[0]?.path, '/qmp', 'no ".." segments');
     assert.equal((await outside({ qmp: '/tmp/x.qmp' }, 'instance.verify'))[0]?.path, '/qmp');
-    assert.equal((await outside({ uri: 'unix:/nonexistent', targetQmp: '/tmp/t.qmp' }, 'migration.start'))[0]?.path, '/targetQmp');
+    assert.equal((await outside({ uri: `unix:${d.dir}/run/nowhere.sock`, targetQmp: '/tmp/t.qmp' }, 'migration.start'))[0]?.path, '/targetQmp');
     await assert.rejects(c.call('instance.start', { instance: sampleSpec(), qmp: '/tmp/x.qmp' }), (e: RpcCallError) => e.code === -32602);
     // A symlink inside the run dir that leads out is refused too.
     mkdirSync(join(d.dir, 'run'), { recursive: true });

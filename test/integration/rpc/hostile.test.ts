@@ -6,11 +6,12 @@
  */
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { RpcClient } from '../../../plugin/rpc';
-import { assertDaemonAlive, sampleSpec, spawnDaemon, type DaemonProcess } from './daemon-process';
+import { assertDaemonAlive, sampleSpec, spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
 
 /** JSON text of a value nested `n` arrays deep (built as text: the client's own JSON.stringify would overflow). */
 function deepText(n: number): string {
@@ -378,6 +379,146 @@ describe('privilege: what a caller may make the daemon run or open (real daemon)
     } finally {
       await c2.close();
       await e2.stop();
+    }
+  });
+});
+
+describe('privilege: where a migration makes a root QEMU bind or connect (real daemon)', function () {
+  this.timeout(120_000);
+  /** In launch mode: a refused address that got through would reach a real QEMU, which binds or connects there. */
+  let l: DaemonProcess;
+  let c: RpcClient;
+  let runDir: string;
+  const small = (name: string): Record<string, unknown> => ({ name, beparams: { maxmem: 64 }, disks: [], nics: [] });
+  const refusedIncoming = (why: RegExp) => (e: any): boolean => {
+    assert.equal(e.data?.code, 'GKD_MIGRATION_REFUSED', e.message);
+    assert.equal(e.data.field, 'incoming');
+    assert.match(e.message, why);
+    return true;
+  };
+  const refusedUri = (why: RegExp) => (e: any): boolean => {
+    assert.equal(e.code, -32602, e.message);
+    assert.equal(e.data.errors[0].path, '/uri');
+    assert.match(e.data.errors[0].message, why);
+    return true;
+  };
+
+  before(async () => {
+    // The runtime dir inside the run dir, as Ganeti lays them out: a socket there would replace a runtime file.
+    const dir = tempDir();
+    l = await spawnDaemon({ dir, runtimeDir: join(dir, 'run', 'conf'), args: ['--launch', '--accel', 'tcg'], env: { GKD_QEMU_BINARIES: '/usr/bin/qemu-system-x86_64' } });
+    c = await RpcClient.connect(l.socket);
+    runDir = join(l.dir, 'run');
+    mkdirSync(runDir, { recursive: true });
+  });
+  after(async () => {
+    await c?.close();
+    // Stopping the daemon stops the QEMUs it launched.
+    await l?.stop();
+  });
+
+  /** Nothing written or started for `name`: no runtime file, no pid file of a QEMU. */
+  const assertNothingFor = (name: string): void => {
+    assert.equal(existsSync(join(l.runtimeDir, `${name}.runtime`)), false, 'a runtime file was written');
+    assert.equal(existsSync(join(runDir, 'pid', name)), false, 'a QEMU was started');
+  };
+
+  it('migration.accept refuses unix:/etc/passwd naming incoming, writing nothing (without launch mode)', async () => {
+    // Without launch mode: were the check missing, the argv would only be built, never run against /etc/passwd.
+    const d = await spawnDaemon({ env: { GKD_QEMU_BINARIES: '/usr/bin/qemu-system-x86_64' } });
+    const cd = await RpcClient.connect(d.socket);
+    try {
+      const { runtime } = await cd.call<{ runtime: unknown }>('instance.plan', { instance: small('mig0') });
+      await assert.rejects(cd.call('migration.accept', { name: 'mig0', runtime, incoming: 'unix:/etc/passwd' }), refusedIncoming(/"\/etc\/passwd" must lie under one of the run dir/));
+      assert.equal(existsSync(join(d.runtimeDir, 'mig0.runtime')), false);
+      assert.ok(existsSync('/etc/passwd'));
+    } finally {
+      await cd.close();
+      await d.stop();
+    }
+  });
+
+  it('migration.accept (launch mode) refuses a unix: address in the runtime dir, relative, outside the run dir, through a symlink out, or naming a file: nothing started, each file still there', async () => {
+    const { runtime } = await c.call<{ runtime: unknown }>('instance.plan', { instance: small('mig1') });
+    mkdirSync(l.runtimeDir, { recursive: true });
+    const victimRuntime = join(l.runtimeDir, 'x.runtime');
+    writeFileSync(victimRuntime, 'kept');
+    const outsideDir = join(l.dir, 'outside');
+    mkdirSync(outsideDir);
+    const outsideFile = join(outsideDir, 'victim');
+    writeFileSync(outsideFile, 'kept');
+    symlinkSync(outsideDir, join(runDir, 'escape'));
+    const inRunDir = join(runDir, 'not-a-socket');
+    writeFileSync(inRunDir, 'kept');
+    const cases: Array<[string, RegExp]> = [
+      [`unix:${victimRuntime}`, /must not lie in ".*\/run\/conf"/],
+      ['unix:mig1.sock', /must be an absolute path/],
+      [`unix:${outsideFile}`, /must lie under one of the run dir/],
+      [`unix:${join(runDir, 'escape', 'victim')}`, /leads through a symlink to ".*\/outside\/victim"/],
+      [`unix:${inRunDir}`, /names an existing file, which QEMU would delete/],
+    ];
+    for (const [incoming, why] of cases) {
+      await assert.rejects(c.call('migration.accept', { name: 'mig1', runtime, incoming }), refusedIncoming(why), incoming);
+      assertNothingFor('mig1');
+    }
+    for (const f of [victimRuntime, outsideFile, inRunDir]) assert.equal(readFileSync(f, 'utf8'), 'kept', f);
+    assert.equal(existsSync(join(process.cwd(), 'mig1.sock')), false, 'QEMU bound a relative path');
+    // The same instance accepted at a socket under the run dir: QEMU starts and listens there.
+    const r = await c.call<{ launched: boolean }>('migration.accept', { name: 'mig1', runtime, incoming: `unix:${join(runDir, 'mig1.sock')}` });
+    assert.equal(r.launched, true);
+    assert.ok(lstatSync(join(runDir, 'mig1.sock')).isSocket());
+  });
+
+  it('a monitor outside the control dirs (where migration.start could pour a stream into it) is refused in kvm_extra and in an incoming kvm_cmd', async () => {
+    const monitor = ['-chardev', `socket,id=m,path=${join(runDir, 'mon.sock')},server=on,wait=off`, '-mon', 'chardev=m,mode=control'];
+    const spec = { ...small('mon1'), hvparams: { kvm_extra: monitor.join(' ') } };
+    await assert.rejects(c.call('instance.start', { instance: spec }), (e: any) => {
+      assert.equal(e.code, -32602, e.message);
+      assert.equal(e.data.errors[0].path, '/instance/hvparams/kvm_extra');
+      assert.match(e.data.errors[0].message, /control socket dirs/);
+      return true;
+    });
+    assertNothingFor('mon1');
+    const { runtime } = await c.call<{ runtime: any[] }>('instance.plan', { instance: small('mon1') });
+    const at = runtime[0].length + 1;
+    runtime[0].push(...monitor);
+    await assert.rejects(c.call('migration.accept', { name: 'mon1', runtime, incoming: `unix:${join(runDir, 'mon1-mig.sock')}` }), (e: any) => {
+      assert.equal(e.data?.code, 'GKD_MIGRATION_REFUSED', e.message);
+      assert.equal(e.data.field, `runtime[0][${at}]`);
+      assert.match(e.message, /control socket dirs/);
+      return true;
+    });
+    assertNothingFor('mon1');
+    assert.equal(existsSync(join(runDir, 'mon.sock')), false, 'QEMU served the monitor');
+  });
+
+  it('migration.start refuses a unix: uri to another instance\'s QMP socket or outside the run dir naming /uri; neither socket hears from QEMU', async () => {
+    await c.call('instance.start', { instance: small('src1') });
+    await c.call('instance.start', { instance: small('other1') });
+    const otherQmp = join(runDir, 'ctrl', 'other1.qmp');
+    assert.ok(lstatSync(otherQmp).isSocket(), 'the other instance serves its QMP socket');
+    // A listener of the test's own outside the run dir: any connection to it is QEMU's stream.
+    const outside = join(l.dir, 'outside.sock');
+    let connections = 0;
+    const server = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(outside, resolve));
+    try {
+      await assert.rejects(c.call('migration.start', { name: 'src1', uri: `unix:${otherQmp}` }), refusedUri(/is an instance's QMP socket/));
+      await assert.rejects(c.call('migration.start', { name: 'src1', uri: `unix:${outside}` }), refusedUri(/must lie under one of the run dir/));
+      await assert.rejects(c.call('migration.start', { name: 'src1', uri: `unix:${join(runDir, 'ctrl', 'other1.serial')}` }), refusedUri(/monitor and serial sockets/));
+      await assert.rejects(c.call('migration.start', { name: 'src1', uri: 'file:/tmp/gkd-migration-dump' }), refusedUri(/must be "tcp:HOST:PORT" or "unix:\/PATH"/));
+      assert.equal(connections, 0, 'QEMU connected to the socket outside the run dir');
+      assert.equal(existsSync('/tmp/gkd-migration-dump'), false);
+      // Both instances as they were: the source did not migrate, the other's QMP still answers.
+      for (const name of ['src1', 'other1']) {
+        const v = await c.call<{ clean: boolean }>('instance.verify', { name });
+        assert.equal(v.clean, true, name);
+      }
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });

@@ -182,8 +182,9 @@ describe('operations on an instance: reconcile first, one queue, verify without 
   it('migration.start finishes a killed daemon\'s half-done hot-add before anything else', async () => {
     const r = await rig();
     await killedMidAdd(r, uuidN(0xd3));
-    // Nothing listens there: the migration itself fails, after the reconcile ran under its hold.
-    assert.equal(await codeOf(r.c.call('migration.start', { name: NAME, uri: `unix:${join(r.dir, 'nowhere.sock')}` })), 'GKD_MIGRATION_FAILED');
+    // Nothing listens there (a path under the daemon's run dir, where a migration socket may be): the migration
+    // itself fails, after the reconcile ran under its hold.
+    assert.equal(await codeOf(r.c.call('migration.start', { name: NAME, uri: `unix:${join(r.dir, 'run', 'nowhere.sock')}` })), 'GKD_MIGRATION_FAILED');
     await assertReconciled(r);
   });
 

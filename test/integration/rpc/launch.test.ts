@@ -26,7 +26,10 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     // The test's disk images live in its temp dir: that is the storage root here.
     const env = { GKD_STORAGE_ROOTS: `${dir}:/dev/` };
     src = await spawnDaemon({ dir: join(dir, 'src'), args: ['--launch', '--accel', 'tcg'], env });
-    dst = await spawnDaemon({ dir: join(dir, 'dst'), args: ['--launch', '--accel', 'tcg'], env });
+    // Two daemons on one machine stand for two nodes. A unix: migration socket must lie under the run dir of
+    // both (the target binds it, the source connects to it), so the target node's directory is inside the
+    // source's run dir.
+    dst = await spawnDaemon({ dir: join(dir, 'src', 'run', 'dst'), args: ['--launch', '--accel', 'tcg'], env });
     a = await RpcClient.connect(src.socket);
     b = await RpcClient.connect(dst.socket);
   });
@@ -61,7 +64,7 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     assert.deepEqual(await a.call('instance.verify', { name: 'inst1' }), { clean: true, differences: [], repaired: false, leaks: [], pending: [] });
 
     const { runtime } = await a.call<{ runtime: unknown }>('runtime.get', { name: 'inst1' });
-    const incoming = `unix:${join(dir, 'mig.sock')}`;
+    const incoming = `unix:${join(dir, 'src', 'run', 'dst', 'run', 'mig.sock')}`;
     const accepted = await b.call<{ argv: string[]; launched: boolean }>('migration.accept', {
       name: 'inst1', runtime, incoming, nicBackends: { [NIC0]: { type: 'user' }, [NIC1]: { type: 'user' } },
     });
@@ -90,7 +93,7 @@ describe('daemon in launch mode (real QEMU, TCG): hotplug, verify and migration 
     const { runtime } = await a.call<{ runtime: unknown }>('runtime.get', { name: 'twice1' });
     // Nor may a migration be accepted onto an instance this daemon runs.
     await assert.rejects(
-      a.call('migration.accept', { name: 'twice1', runtime, incoming: `unix:${join(dir, 'twice1-mig.sock')}` }),
+      a.call('migration.accept', { name: 'twice1', runtime, incoming: `unix:${join(dir, 'src', 'run', 'twice1-mig.sock')}` }),
       (e: RpcCallError) => e.code === 5004 && /migration of "twice1"/.test(e.message),
     );
     assert.deepEqual((await a.call<{ runtime: unknown }>('runtime.get', { name: 'twice1' })).runtime, runtime);

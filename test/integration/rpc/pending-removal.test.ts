@@ -105,7 +105,7 @@ describe('a pending removal that is not finished (real daemon, real QEMU)', func
   it('makes migration.start refuse before anything moves, naming the device and what to do', async () => {
     const r = await pendingRig();
     const file = readFileSync(r.store.path(NAME));
-    await assert.rejects(r.c.call('migration.start', { name: NAME, uri: `unix:${join(r.dir, 'target.sock')}` }), (e: RpcCallError) => {
+    await assert.rejects(r.c.call('migration.start', { name: NAME, uri: `unix:${join(r.dir, 'run', 'target.sock')}` }), (e: RpcCallError) => {
       const data = e.data as { code?: string; device?: string; pending?: unknown };
       assert.equal(data.code, 'GKD_MIGRATION_REFUSED', e.message);
       assert.equal(data.device, r.id);

@@ -84,7 +84,7 @@ describe('what kvm_extra and an incoming kvm_cmd may make a root QEMU touch', ()
     [`-chardev socket,id=c,path=${runDir}/ctrl/other.qmp`, 1, /connect to an existing Unix socket/],
     [`-chardev socket,id=c,path=${runtimeDir}/victim.runtime,server=on,wait=off`, 1, /must not lie in/],
     [`-serial unix:${runDir}/ctrl/other.qmp`, 1, /connect/],
-    ['-monitor unix:/etc/x,server,nowait', 1, /run dirs/],
+    ['-monitor unix:/etc/x,server,nowait', 1, /control socket dirs/],
     ['-netdev stream,id=s,addr.type=unix,addr.path=/run/x.sock', 1, /connect/],
     ['-netdev stream,id=s,server=on,addr.type=unix,addr.path=/etc/x.sock', 1, /run dirs/],
     ['-netdev dgram,id=d,local.type=unix,local.path=/etc/x', 1, /run dirs/],
@@ -92,6 +92,13 @@ describe('what kvm_extra and an incoming kvm_cmd may make a root QEMU touch', ()
     ['-blockdev driver=nbd,node-name=n,server.type=unix,server.path=/run/x', 1, /connect/],
     ['-object pr-manager-helper,id=p,path=/run/qemu-pr-helper.sock', 1, /connect/],
     ['-incoming unix:/etc/shadow', 1, /run dirs/],
+    // A monitor outside the control dirs could be sent a migration stream (guest RAM) by migration.start.
+    [`-qmp unix:${runDir}/evil.sock,server=on,wait=off`, 1, /must lie under one of the control socket dirs/],
+    [`-monitor unix:${runDir}/evil.sock,server,nowait`, 1, /control socket dirs/],
+    [`-chardev socket,id=m,path=${runDir}/evil.sock,server=on,wait=off -mon chardev=m,mode=control`, 1, /control socket dirs/],
+    [`-chardev socket,id=m,path=${runDir}/evil.sock,server=on,wait=off -monitor chardev:m`, 1, /control socket dirs/],
+    // QEMU binds at the whole rest of a migration address, commas included: no part of it escapes the check.
+    [`-incoming unix:${runDir}/a,/../../etc/x`, 1, /"\." or "\.\."/],
     ['-vnc unix:/etc/x', 1, /run dirs/],
     // The conservative fallback: any other value beginning with "/".
     ['-unknown-option /etc/x', 1, /storage roots/],
@@ -132,6 +139,8 @@ describe('what kvm_extra and an incoming kvm_cmd may make a root QEMU touch', ()
     '-vga std -usb -usbdevice tablet -rtc base=utc -cpu host -k fr',
     '-sandbox on,obsolete=deny',
     '-incoming tcp:0:4444',
+    `-chardev socket,id=m,path=${runDir}/ctrl/inst1.mon2,server=on,wait=off -mon chardev=m,mode=readline`,
+    `-qmp unix:${runDir}/ctrl/inst1.qmp2,server=on,wait=off`,
   ];
   for (const extra of allowed) {
     it(`allows ${extra === '' ? "Ganeti's default (empty) kvm_extra" : extra}`, async () => {
@@ -162,7 +171,7 @@ describe('what kvm_extra and an incoming kvm_cmd may make a root QEMU touch', ()
 
   it('in a Ganeti kvm_cmd, a -pidfile or socket in the runtime dir is refused', async () => {
     const node = { storageRoots: ['/dev/'], kernelRoots: ['/boot/'], runDir: DEFAULT_RUN_DIR, runtimeDir: `${DEFAULT_RUN_DIR}/conf` };
-    const p = await hostAccessProblems(['-name', 'x', '-monitor', `unix:${DEFAULT_RUN_DIR}/conf/y.runtime,server,nowait`], node, 1);
+    const p = await hostAccessProblems(['-name', 'x', '-serial', `unix:${DEFAULT_RUN_DIR}/conf/y.runtime,server,nowait`], node, 1);
     assert.equal(p[0]?.index, 4);
     assert.match(p[0].message, /must not lie in/);
   });
