@@ -55,7 +55,7 @@ import { call, callError, ensureGanetiNode, ganetiRuntime, gnt, qmpOnce, removeI
     await qmpOnce(NAME, 'device_add', { driver: 'virtio-rng-pci', id: 'gkd-drift0', bus: 'pci.0', addr: '0x1f' });
     const refusals: string[] = [];
     await hotplugWhileRepeating(async () => {
-      const e = await callError('migration.start', { name: NAME, uri: 'unix:/run/gkd-neighbour-never.sock' });
+      const e = await callError('migration.start', { name: NAME, uri: 'unix:/var/run/ganeti/kvm-hypervisor/gkd-neighbour-never.sock' });
       refusals.push(String(e.code));
       assert.match(e.message, /gkd-drift0/, 'refused for the drift, naming the device');
     });
