@@ -62,3 +62,24 @@ export async function startDaemonGuest(spec: InstanceSpec): Promise<DaemonGuest>
   const i = await startDaemonInstance(spec, { paused: false, serials: (d) => guestSerialChardevs(serial(d)).map(serialArg) });
   return { ...i, con: new GuestConsole(serial(i.dir)) };
 }
+
+/** What a test started around a daemon: its client, the daemon, the QEMU. */
+export interface DaemonRig {
+  c: { close(): Promise<unknown> };
+  d: { stop(): Promise<unknown> };
+  vm: { stop(): Promise<unknown> };
+}
+
+/**
+ * Takes down, after each test of the calling describe block, every rig in
+ * `rigs` (client, daemon, QEMU) and empties the list. Call inside describe.
+ */
+export function useRigCleanup(rigs: DaemonRig[]): void {
+  afterEach(async () => {
+    for (const r of rigs.splice(0)) {
+      await r.c.close().catch(() => undefined);
+      await r.d.stop();
+      await r.vm.stop();
+    }
+  });
+}

@@ -24,7 +24,7 @@ import { deviceId } from '../../../plugin/planner';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
 import { Journal, type RuntimeStore } from '../../../plugin/runtime';
 import type { InstanceSpec } from '../../../plugin/types';
-import { startDaemonInstance } from '../../helpers/daemon-guest';
+import { startDaemonInstance, useRigCleanup } from '../../helpers/daemon-guest';
 import { makeImage } from '../../helpers/plan-vm';
 import { useQemuCleanup, type TestQemu } from '../../helpers/qemu';
 import { makeSpec, uuidN } from '../../helpers/specs';
@@ -149,14 +149,7 @@ function callLines(d: DaemonProcess, method: string): Array<{ outcome: string; c
 describe('operations on an instance: reconcile first, one queue, verify without the lock (real daemon, real QEMU)', function () {
   this.timeout(120_000);
   useQemuCleanup();
-
-  afterEach(async () => {
-    for (const r of rigs.splice(0)) {
-      await r.c.close().catch(() => undefined);
-      await r.d.stop();
-      await r.vm.stop();
-    }
-  });
+  useRigCleanup(rigs);
 
   it('disk.resize finishes a killed daemon\'s half-done hot-add first, then resizes', async () => {
     const r = await rig();

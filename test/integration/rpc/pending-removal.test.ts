@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { deviceId } from '../../../plugin/planner';
 import { RpcCallError, RpcClient } from '../../../plugin/rpc';
 import { Journal } from '../../../plugin/runtime';
-import { startDaemonInstance, type DaemonInstance } from '../../helpers/daemon-guest';
+import { startDaemonInstance, useRigCleanup, type DaemonInstance } from '../../helpers/daemon-guest';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { makeSpec } from '../../helpers/specs';
 import { spawnDaemon, type DaemonProcess } from './daemon-process';
@@ -66,14 +66,7 @@ async function until(cond: () => boolean, what: string, d: DaemonProcess): Promi
 describe('a pending removal that is not finished (real daemon, real QEMU)', function () {
   this.timeout(90_000);
   useQemuCleanup();
-
-  afterEach(async () => {
-    for (const r of rigs.splice(0)) {
-      await r.c.close().catch(() => undefined);
-      await r.d.stop();
-      await r.vm.stop();
-    }
-  });
+  useRigCleanup(rigs);
 
   it('is announced with a device.pending notification and a warning, not once per poll', async () => {
     const r = await pendingRig();
