@@ -310,6 +310,9 @@ async function runMigration(params: StartParams, src: QmpClient, target: QmpClie
       await src.execute('migrate', { uri });
       faultPoint('migration-source:started');
     } catch (e) {
+      // Without an answer (connection lost, timeout) QEMU may have begun sending: that is judged
+      // below like any migration we lost track of, the target checked. Only a refusal is "not touched".
+      if (!isGkdError(e) || e.code !== 'GKD_QMP_COMMAND') throw e;
       resumed?.cancel();
       throw new GkdError('GKD_MIGRATION_FAILED', `Cannot migrate instance "${name}" to "${uri}": QEMU refused to start: ${(e as Error).message}; the source was not touched`, {
         cause: e,

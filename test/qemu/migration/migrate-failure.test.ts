@@ -157,6 +157,41 @@ describe('startMigration() failures', function () {
     assert.equal(await status(s.vm.qmp), 'running');
   });
 
+  it('judges a `migrate` left unanswered like a migration it lost track of (cancelled, target checked), not as "refused, source not touched"', async () => {
+    // Fault injection at the client boundary, as above: `migrate` reaches QEMU, its answer is taken
+    // for lost (a timeout). QEMU has begun sending, so the source was touched.
+    const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual', migration_bandwidth: 1 } }), { paused: false });
+    const targetQmp = await acceptOn(dst, s, 'mig.sock', false);
+    const realUse = src.ctx.connections.use.bind(src.ctx.connections);
+    const ctx = {
+      ...src.ctx,
+      connections: {
+        use<T>(socket: string, fn: (c: QmpClient) => Promise<T>): Promise<T> {
+          if (socket !== src.qmpSocket(s.name)) return realUse(socket, fn);
+          return realUse(socket, (client) => fn(new Proxy(client, {
+            get(t, prop) {
+              const v = Reflect.get(t, prop, t) as unknown;
+              if (prop !== 'execute') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+              return async (command: string, ...rest: unknown[]) => {
+                const r = await (t.execute as (...a: unknown[]) => Promise<unknown>).call(t, command, ...rest);
+                if (command === 'migrate') throw new GkdError('GKD_QMP_TIMEOUT', 'QEMU did not answer "migrate" within 10000 ms');
+                return r;
+              };
+            },
+          })));
+        },
+      },
+    };
+    await assert.rejects(startMigration(ctx, { name: s.name, uri: `unix:${join(lab.root, 'mig.sock')}`, targetQmp }), (e: GkdError) => {
+      assert.equal(e.code, 'GKD_MIGRATION_FAILED', e.message);
+      assert.doesNotMatch(e.message, /QEMU refused to start|source was not touched/);
+      assert.match(e.message, /lost track of the migration \(QEMU did not answer "migrate" within 10000 ms\); migrate_cancel sent/);
+      assert.equal((e.cause as GkdError).code, 'GKD_QMP_TIMEOUT');
+      return true;
+    });
+    assert.equal(await status(s.vm.qmp), 'running', 'the source runs the guest again');
+  });
+
   it('refuses an unknown migration capability before contacting QEMU', async () => {
     const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual', migration_caps: 'xbzrle:turbo' } }));
     const ctx = { ...src.ctx, connections: { use: (): Promise<never> => Promise.reject(new Error('QEMU was contacted')) } };
