@@ -68,20 +68,32 @@ export async function confinementProblem(p: string, roots: readonly string[], ro
   if (!forms.some((r) => within(p, r))) return `must lie under one of the ${rootsName} ${shown}`;
   const real = resolvedPath(p);
   if (!forms.some((r) => within(real, r))) return `leads through a symlink to "${real}", outside the ${rootsName} ${shown}`;
-  const excluded = rootForms(except);
-  const inExcluded = excluded.find((e) => within(p, e) || within(real, e));
+  const inExcluded = dirHolding(p, except, real);
   if (inExcluded !== undefined) return `must not lie in "${inExcluded}" (inside the ${rootsName}, but not for this use)`;
   return undefined;
 }
 
+/**
+ * The one of `dirs` (as configured or resolved) that `p` lies in, as given
+ * or once resolved (`real`, when the caller has it), or undefined.
+ */
+export function dirHolding(p: string, dirs: readonly string[], real = resolvedPath(p)): string | undefined {
+  return rootForms(dirs).find((d) => within(p, d) || within(real, d));
+}
+
+/** One refused value, as a -32602 error naming its JSON Pointer (the value shown up to 200 characters). */
+export function paramRefused(method: string, pointer: string, value: string, message: string, data: Record<string, unknown> = {}): JSONRPCErrorException {
+  const shown = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  return new JSONRPCErrorException(`Invalid params for "${method}": ${pointer} ${JSON.stringify(shown)} ${message}`, JSONRPCErrorCode.InvalidParams, {
+    errors: [{ path: pointer, message }], ...data,
+  });
+}
+
 /** One refused path, as a -32602 error naming its JSON Pointer. */
 export function pathRefused(method: string, pointer: string, value: string, message: string): JSONRPCErrorException {
-  const shown = value.length > 200 ? `${value.slice(0, 200)}…` : value;
   // startsAnyway: this node's policy on what the daemon hands QEMU, not a layout QEMU refuses; a
   // Ganeti start pre hook reports it and lets Ganeti start its own QEMU.
-  return new JSONRPCErrorException(`Invalid params for "${method}": ${pointer} ${JSON.stringify(shown)} ${message}`, JSONRPCErrorCode.InvalidParams, {
-    errors: [{ path: pointer, message }], startsAnyway: true,
-  });
+  return paramRefused(method, pointer, value, message, { startsAnyway: true });
 }
 
 /** Checks `value` (when a string) at `pointer` against `roots`. @throws JSONRPCErrorException -32602 */

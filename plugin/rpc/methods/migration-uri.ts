@@ -28,7 +28,7 @@ import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../../config';
 import { DEFAULT_RUN_DIR } from '../../planner';
-import { confinementProblem, resolvedPath } from './confine';
+import { confinementProblem, dirHolding, resolvedPath } from './confine';
 
 /** The config a migration socket is judged against. */
 export type MigrationSocketConfig = Pick<Config, 'runDir' | 'runtimeDir' | 'qmpPattern'>;
@@ -59,7 +59,7 @@ export async function migrationSocketProblem(path: string, config: MigrationSock
   const isQmp = qmpPatternMatcher(config);
   if (isQmp(path) || isQmp(resolvedPath(path))) return `is an instance's QMP socket (qmpPattern "${config.qmpPattern}")`;
   const ctrl = controlDirs(config);
-  if ((await confinementProblem(path, [config.runDir], 'run dir', ctrl)) !== undefined) {
+  if (dirHolding(path, ctrl) !== undefined) {
     return `must not lie in ${ctrl.map((d) => `"${d}"`).join(' or ')}, where the instances' QMP, monitor and serial sockets are`;
   }
   return undefined;
