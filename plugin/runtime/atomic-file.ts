@@ -51,8 +51,16 @@ function stampOf(st: Stats): FileStamp {
   return { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
 }
 
-function sameStamp(a: FileStamp, b: FileStamp): boolean {
+/** True when two stamps name the same version of a file (undefined: no file). */
+export function sameStamp(a: FileStamp | undefined, b: FileStamp | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
   return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+/** The stamp of the file at `path` now (not following a symlink), or undefined when nothing is there. */
+export async function currentStamp(path: string): Promise<FileStamp | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  return st === undefined ? undefined : stampOf(st);
 }
 
 function ioError(path: string, what: string, e?: unknown): GkdError {

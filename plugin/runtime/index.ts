@@ -10,7 +10,7 @@ export { canonicalAddrToSlot, pciEraDriver, pciEraId } from './format/pci-era';
 export { encodePythonJson, parseRuntime, serializeRuntime } from './format/serialize';
 export { type RuntimeIssue, type RuntimeOf, isValidRuntime, runtimeIssues, validateRuntime } from './format/validate';
 export type { FileStamp, StagedFile } from './atomic-file';
-export { readTextFile } from './atomic-file';
+export { currentStamp, readTextFile, sameStamp } from './atomic-file';
 export { type BulkFileResult, type BulkOptions, type BulkReport, type BulkStatus, convertAll } from './bulk';
 export { RUNTIME_SUFFIX, assertInstanceName, isSafeInstanceName } from './instance-name';
 export { Journal, type JournalEntry, type JournalOp, type JournalWriteOptions } from './journal';

@@ -3,12 +3,12 @@
  * instance's runtime file, and (daemon option `launch`) starting QEMU.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { lstat, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GkdError, isGkdError } from '../../errors';
 import { launchQemu, type QemuProcess, type RunningQemu } from '../../process';
 import type { QmpConnections } from '../../hotplug';
-import { Journal, type JournalEntry, type RuntimeStore } from '../../runtime';
+import { currentStamp, Journal, sameStamp, type JournalEntry, type RuntimeStore } from '../../runtime';
 import { defineMethod, type CallContext, type RpcMethod } from '../method';
 import { planForDaemon } from './instance-plan';
 import { checkKvmExtra } from './qemu-host-access';
@@ -77,7 +77,7 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
       // Nothing runs: leave no runtime file claiming otherwise, but remove only the file this
       // call wrote (not one written since by someone else).
       await store.withLock(name, async () => {
-        if (await sameFile(store.path(name), written)) await store.remove(name);
+        if (sameStamp(await currentStamp(store.path(name)), written)) await store.remove(name);
       }).catch(() => undefined);
       if (isGkdError(e)) throw e;
       throw new GkdError('GKD_LAUNCH_FAILED', `Cannot start QEMU for "${name}": ${(e as Error).message}`, { cause: e });
@@ -137,11 +137,6 @@ export function lifecycleMethods(store: RuntimeStore, launched: Launched, connec
   ];
 }
 
-/** True when `path` is still the very file `stamp` describes. */
-async function sameFile(path: string, stamp: { dev: number; ino: number; size: number; mtimeMs: number }): Promise<boolean> {
-  const st = await lstat(path).catch(() => undefined);
-  return st !== undefined && st.dev === stamp.dev && st.ino === stamp.ino && st.size === stamp.size && st.mtimeMs === stamp.mtimeMs;
-}
 
 /** The pid in a QEMU pid file when that process is alive and is a QEMU; undefined otherwise (no file, stale file). */
 export function runningPid(pidFile: string): number | undefined {

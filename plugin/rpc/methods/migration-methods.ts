@@ -4,12 +4,11 @@
  * notifications to its caller; `migration.accept` with the daemon option
  * `launch` starts the target QEMU and keeps it.
  */
-import { lstat } from 'node:fs/promises';
 import { acceptMigration, acceptRefused, startMigration, verifyInstance, type MigrationContext, type VerifyOptions } from '../../migration';
-import { JSONRPCErrorCode, JSONRPCErrorException } from 'json-rpc-2.0';
 import { GkdError } from '../../errors';
+import { currentStamp, sameStamp } from '../../runtime';
 import { defineMethod, type RpcMethod } from '../method';
-import { checkPathParam } from './confine';
+import { checkPathParam, paramRefused } from './confine';
 import { incomingAddressProblem, migrationUriProblem } from './migration-uri';
 import type { Launched } from './instance-lifecycle';
 import verifySchema from '../../../schemas/rpc/instance.verify.schema.json';
@@ -28,12 +27,6 @@ export interface VerifyHooks {
   pending(name: string): unknown[];
 }
 
-/** What identifies one version of a file: a rewrite (rename) or an edit changes it. */
-async function stampOf(path: string): Promise<string> {
-  const st = await lstat(path).catch(() => undefined);
-  return st === undefined ? 'none' : `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}`;
-}
-
 /**
  * A comparison of `name` that sees a consistent instance without taking its
  * lock when nothing is in flight (so it neither waits behind a hot-add nor
@@ -46,9 +39,9 @@ async function stampOf(path: string): Promise<string> {
  */
 async function consistentVerify<T>(hooks: VerifyHooks, name: string, runtimePath: string, run: () => Promise<T>, signal: AbortSignal): Promise<T> {
   if (await hooks.unsettled(name)) return hooks.exclusive(name, run, signal);
-  const before = await stampOf(runtimePath);
+  const before = await currentStamp(runtimePath);
   const r = await run();
-  if (!(await hooks.unsettled(name)) && (await stampOf(runtimePath)) === before) return r;
+  if (!(await hooks.unsettled(name)) && sameStamp(await currentStamp(runtimePath), before)) return r;
   return hooks.exclusive(name, run, signal);
 }
 
@@ -123,11 +116,7 @@ export function migrationMethods(mctx: MigrationContext, launched: Launched, res
       handler: async (p, ctx) => {
         // QEMU (as root) connects to the uri and writes the stream (guest RAM) into it: only tcp: and unix: under the run dir.
         const problem = await migrationUriProblem(p.uri, ctx.config);
-        if (problem !== undefined) {
-          throw new JSONRPCErrorException(`Invalid params for "migration.start": /uri ${JSON.stringify(p.uri.length > 200 ? `${p.uri.slice(0, 200)}…` : p.uri)} ${problem}`, JSONRPCErrorCode.InvalidParams, {
-            errors: [{ path: '/uri', message: problem }],
-          });
-        }
+        if (problem !== undefined) throw paramRefused('migration.start', '/uri', p.uri, problem);
         return startMigration(mctx, {
         name: p.name, uri: p.uri,
         ...(p.qmp === undefined ? {} : { qmp: p.qmp }),
