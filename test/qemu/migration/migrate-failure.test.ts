@@ -50,6 +50,30 @@ describe('startMigration() failures', function () {
     return r.qmp;
   }
 
+  /**
+   * src's migration context with the source's QMP `execute` replaced by `wrap(real, command, args…)`:
+   * fault injection at the client boundary, over real QEMU on both sides.
+   */
+  function sourceFaults(s: SourceVm, wrap: (real: (...a: unknown[]) => Promise<unknown>, command: string, ...rest: unknown[]) => Promise<unknown>) {
+    const realUse = src.ctx.connections.use.bind(src.ctx.connections);
+    return {
+      ...src.ctx,
+      connections: {
+        use<T>(socket: string, fn: (c: QmpClient) => Promise<T>): Promise<T> {
+          if (socket !== src.qmpSocket(s.name)) return realUse(socket, fn);
+          return realUse(socket, (client) => fn(new Proxy(client, {
+            get(t, prop) {
+              const v = Reflect.get(t, prop, t) as unknown;
+              if (prop !== 'execute') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+              const real = (...a: unknown[]): Promise<unknown> => (t.execute as (...x: unknown[]) => Promise<unknown>).call(t, ...a);
+              return (command: string, ...rest: unknown[]) => wrap(real, command, ...rest);
+            },
+          })));
+        },
+      },
+    };
+  }
+
   type FailureData = {
     source: { status: string; migration: string; resumed: boolean };
     target: { checked: boolean; status?: string; stopped?: boolean };
@@ -121,28 +145,13 @@ describe('startMigration() failures', function () {
     // query-migrate fails as a timed-out command would. QEMU cannot be made to time out one command on cue.
     const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual', migration_bandwidth: 1 } }), { paused: false });
     const targetQmp = await acceptOn(dst, s, 'mig.sock', false);
-    const realUse = src.ctx.connections.use.bind(src.ctx.connections);
     let queries = 0;
-    const ctx = {
-      ...src.ctx,
-      connections: {
-        use<T>(socket: string, fn: (c: QmpClient) => Promise<T>): Promise<T> {
-          if (socket !== src.qmpSocket(s.name)) return realUse(socket, fn);
-          return realUse(socket, (client) => fn(new Proxy(client, {
-            get(t, prop) {
-              const v = Reflect.get(t, prop, t) as unknown;
-              if (prop !== 'execute') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-              return (command: string, ...rest: unknown[]) => {
-                if (command === 'query-migrate' && ++queries === 3) {
-                  return Promise.reject(new GkdError('GKD_QMP_TIMEOUT', 'QEMU did not answer "query-migrate" within 10000 ms'));
-                }
-                return (t.execute as (...a: unknown[]) => unknown).call(t, command, ...rest);
-              };
-            },
-          })));
-        },
-      },
-    };
+    const ctx = sourceFaults(s, (real, command, ...rest) => {
+      if (command === 'query-migrate' && ++queries === 3) {
+        return Promise.reject(new GkdError('GKD_QMP_TIMEOUT', 'QEMU did not answer "query-migrate" within 10000 ms'));
+      }
+      return real(command, ...rest);
+    });
     let data!: FailureData;
     await assert.rejects(startMigration(ctx, { name: s.name, uri: `unix:${join(lab.root, 'mig.sock')}`, targetQmp }), (e: GkdError) => {
       assert.equal(e.code, 'GKD_MIGRATION_FAILED', e.message);
@@ -162,26 +171,11 @@ describe('startMigration() failures', function () {
     // for lost (a timeout). QEMU has begun sending, so the source was touched.
     const s = await startSource(src, makeSpec({ disks: 1, nics: 1, hvparams: { disk_type: 'paravirtual', migration_bandwidth: 1 } }), { paused: false });
     const targetQmp = await acceptOn(dst, s, 'mig.sock', false);
-    const realUse = src.ctx.connections.use.bind(src.ctx.connections);
-    const ctx = {
-      ...src.ctx,
-      connections: {
-        use<T>(socket: string, fn: (c: QmpClient) => Promise<T>): Promise<T> {
-          if (socket !== src.qmpSocket(s.name)) return realUse(socket, fn);
-          return realUse(socket, (client) => fn(new Proxy(client, {
-            get(t, prop) {
-              const v = Reflect.get(t, prop, t) as unknown;
-              if (prop !== 'execute') return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
-              return async (command: string, ...rest: unknown[]) => {
-                const r = await (t.execute as (...a: unknown[]) => Promise<unknown>).call(t, command, ...rest);
-                if (command === 'migrate') throw new GkdError('GKD_QMP_TIMEOUT', 'QEMU did not answer "migrate" within 10000 ms');
-                return r;
-              };
-            },
-          })));
-        },
-      },
-    };
+    const ctx = sourceFaults(s, async (real, command, ...rest) => {
+      const r = await real(command, ...rest);
+      if (command === 'migrate') throw new GkdError('GKD_QMP_TIMEOUT', 'QEMU did not answer "migrate" within 10000 ms');
+      return r;
+    });
     await assert.rejects(startMigration(ctx, { name: s.name, uri: `unix:${join(lab.root, 'mig.sock')}`, targetQmp }), (e: GkdError) => {
       assert.equal(e.code, 'GKD_MIGRATION_FAILED', e.message);
       assert.doesNotMatch(e.message, /QEMU refused to start|source was not touched/);
