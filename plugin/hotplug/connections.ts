@@ -34,6 +34,8 @@ export type QmpConnectionsOptions = QmpConnectOptions & {
 
 interface Entry {
   client: Promise<QmpClient>;
+  /** Settles once the socket is connected and `qmp_capabilities` written, or the connect failed. */
+  opened: Promise<void>;
   /** Never closed on release: adopted from the launcher. */
   adopted: boolean;
 }
@@ -81,11 +83,12 @@ export class QmpConnections {
    * come soon (the lock is contended): a held connection keeps Ganeti off
    * the monitor. A failed connect is reported by the `use`, which tries again.
    */
-  hold(socketPath: string): { release(): Promise<void> } {
+  hold(socketPath: string): { opened: Promise<void>; release(): Promise<void> } {
     this.#users.set(socketPath, (this.#users.get(socketPath) ?? 0) + 1);
     this.#client(socketPath).catch(() => undefined);
     let released = false;
     return {
+      opened: this.#entries.get(socketPath)?.opened ?? Promise.resolve(),
       release: async () => {
         if (released) return;
         released = true;
@@ -129,7 +132,7 @@ export class QmpConnections {
 
   /** Hands over a connection opened elsewhere (the launcher's, to a QEMU this daemon started). */
   adopt(socketPath: string, client: QmpClient): void {
-    const entry: Entry = { client: Promise.resolve(client), adopted: true };
+    const entry: Entry = { client: Promise.resolve(client), opened: Promise.resolve(), adopted: true };
     this.#entries.set(socketPath, entry);
     client.on('close', () => {
       if (this.#entries.get(socketPath) === entry) this.#entries.delete(socketPath);
@@ -180,7 +183,13 @@ export class QmpConnections {
       if (this.#entries.get(socketPath) === existing) this.#entries.delete(socketPath);
       return this.#client(socketPath);
     }
-    const entry: Entry = { client: connectNamingBusy(socketPath, this.#options), adopted: false };
+    let onSocketOpen = (): void => undefined;
+    const opened = new Promise<void>((resolve) => {
+      onSocketOpen = resolve;
+    });
+    const client = connectNamingBusy(socketPath, { ...this.#options, onSocketOpen });
+    client.then(onSocketOpen, onSocketOpen);
+    const entry: Entry = { client, opened, adopted: false };
     this.#entries.set(socketPath, entry);
     entry.client.then(
       (c) => c.on('close', () => {

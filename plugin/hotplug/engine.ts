@@ -94,7 +94,7 @@ export interface RemoveResult {
 interface AddContext {
   clock: PhaseClock;
   /** The connection started before the lock was taken (see #addTimed). */
-  early: { release(): Promise<void> } | undefined;
+  early: { opened: Promise<void>; release(): Promise<void> } | undefined;
   /** The runtime dir's sync, awaited once the lock is released. */
   durable?: Promise<void>;
 }
@@ -317,12 +317,12 @@ export class HotplugEngine {
     const hook = this.#o.onAddTiming;
     const clock = new PhaseClock(hook !== undefined);
     const ctx: AddContext = { clock, early: this.#queues.has(name) ? undefined : this.#o.connections.hold(this.#socket(name, opts)) };
-    // One turn of the event loop before the lock: the lock, the reconcile's journal check, the
-    // runtime read and the journal entry are short synchronous calls chained on one tick, and the
-    // socket's connect callback (which sends qmp_capabilities) would otherwise wait behind all of
-    // them; this way QEMU greets and negotiates while they run (about 1 ms less per add, see
-    // BENCHMARKS.md, Hotplug).
-    if (ctx.early !== undefined) await new Promise<void>((resolve) => setImmediate(resolve));
+    // The socket's connect before the lock: the lock, the reconcile's journal check, the runtime
+    // read and the journal entry are short synchronous calls chained without a turn of the event
+    // loop, and the connect callback (which writes qmp_capabilities) would otherwise wait behind all
+    // of them; this way QEMU greets and negotiates while they run. A unix socket connects (or fails)
+    // at once, even when another client holds the monitor: only the greeting waits for that.
+    if (ctx.early !== undefined) await ctx.early.opened;
     let workEnd = 0;
     let result: AddResult;
     try {

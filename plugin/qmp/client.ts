@@ -57,8 +57,9 @@ export class QmpClient {
   #closeReason: CloseReason | undefined;
   #commands: Promise<ReadonlySet<string>> | undefined;
   #lastActivity = Date.now();
+  #oob = false;
 
-  private constructor(socket: Socket, options: Required<Omit<QmpConnectOptions, 'onEvent'>> & QmpConnectOptions) {
+  private constructor(socket: Socket, options: Required<Omit<QmpConnectOptions, 'onEvent' | 'onSocketOpen'>> & QmpConnectOptions) {
     this.#socket = socket;
     if (options.onEvent !== undefined) this.#emitter.on('event', options.onEvent);
     this.#timeoutMs = options.timeoutMs;
@@ -77,7 +78,7 @@ export class QmpClient {
 
   /**
    * Connect to a QMP Unix socket, read the greeting and negotiate
-   * capabilities (none are enabled).
+   * capabilities (`oob` when QEMU has it, see {@link QmpClient.oob}).
    * @throws GkdError `GKD_QMP_CONNECT` (socket unreachable, closed or silent
    *   before the handshake finished), `GKD_QMP_PROTOCOL` (bad greeting, garbage)
    */
@@ -92,8 +93,9 @@ export class QmpClient {
     // qmp_capabilities is written at once, not after the greeting: QEMU greets a client as it
     // accepts it and reads commands only after that, so the reply still comes second, and one round
     // trip is saved on every connection. On a busy monitor (no greeting) it is never read.
-    const negotiated = client.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(1, deadline - Date.now()) });
+    const negotiated = client.#negotiate(deadline, opts.oob);
     negotiated.catch(() => undefined);
+    opts.onSocketOpen?.();
     try {
       await client.#awaitGreeting(socketPath, deadline - Date.now());
       await negotiated;
@@ -110,6 +112,36 @@ export class QmpClient {
       throw e;
     }
     return client;
+  }
+
+  /**
+   * `qmp_capabilities`, asking for `oob` unless told not to. The point is not
+   * out-of-band commands (none are sent) but what enabling them changes for
+   * ordinary ones: without it QEMU reads one command from a client, stops
+   * reading until that one is answered, and only then reads the next, so
+   * commands written back to back still cost QEMU a wake-up each; with it
+   * QEMU reads up to 8 ahead and runs them one after the other (about 0.2 ms
+   * less per pipelined pair on a TCG QEMU 7.2, see BENCHMARKS.md, Hotplug).
+   * Commands still run and are answered in order. A monitor that cannot do
+   * `oob` refuses the first request and stays in negotiation: ask again plainly.
+   */
+  async #negotiate(deadline: number, oob: boolean): Promise<void> {
+    const budget = (): QmpExecuteOptions => ({ timeoutMs: Math.max(1, deadline - Date.now()) });
+    if (oob) {
+      try {
+        await this.execute('qmp_capabilities', { enable: ['oob'] }, budget());
+        this.#oob = true;
+        return;
+      } catch (e) {
+        if (!(e instanceof GkdError) || e.code !== 'GKD_QMP_COMMAND') throw e;
+      }
+    }
+    await this.execute('qmp_capabilities', undefined, budget());
+  }
+
+  /** True when QEMU agreed to `oob` on this connection (it then reads pipelined commands ahead). */
+  get oob(): boolean {
+    return this.#oob;
   }
 
   /** QEMU's version, from the greeting. */

@@ -12,6 +12,17 @@ export interface QmpConnectOptions {
   /** Largest accepted message, bytes. @default 16 MiB */
   maxMessageBytes?: number;
   /**
+   * Ask QEMU for the `oob` capability, so it reads pipelined commands ahead
+   * instead of one at a time (no out-of-band command is ever sent). @default true
+   */
+  oob?: boolean;
+  /**
+   * Called once the socket is connected and `qmp_capabilities` written, before
+   * QEMU's greeting: a caller that connects ahead of other work can let that
+   * much happen first, and do its work while QEMU greets.
+   */
+  onSocketOpen?: () => void;
+  /**
    * Event listener attached before the handshake, so events QEMU sends before
    * `connect()` resolves (before or right after the greeting) are not lost.
    */
@@ -29,4 +40,5 @@ export const QMP_CLIENT_DEFAULTS = {
   timeoutMs: 10_000,
   connectTimeoutMs: 5_000,
   maxMessageBytes: 16 * 1024 * 1024,
+  oob: true,
 } as const;

@@ -53,6 +53,29 @@ describe('QmpConnections', function () {
     }
   });
 
+  it('hold() says when the socket is open (before QEMU greets), settles on a failed connect too, and release() gives the monitor back', async () => {
+    const sock = await vmWithSharedSocket();
+    const pool = new QmpConnections();
+    try {
+      const held = pool.hold(sock);
+      await held.opened;
+      assert.equal(pool.isOpen(sock), true, 'the connection is under way once opened settles');
+      const status = await pool.use(sock, async (c) => {
+        await held.release();
+        return (await c.execute<{ status: string }>('query-status')).status;
+      });
+      assert.equal(status, 'prelaunch');
+      assert.equal(pool.isOpen(sock), false, 'closed once the hold and the sequence both ended');
+      assert.equal(await otherClientGetsIn(sock), true);
+      const missing = pool.hold(join(sock, '..', 'none.qmp'));
+      await missing.opened;
+      await missing.release();
+      assert.equal(pool.tracked, 0, 'a hold on a missing socket leaves nothing behind');
+    } finally {
+      await pool.closeAll();
+    }
+  });
+
   it('with keepOpen (a monitor dedicated to the daemon) keeps one connection across sequences, and connects again after it dropped', async () => {
     const sock = await vmWithSharedSocket();
     const pool = new QmpConnections({ keepOpen: true });

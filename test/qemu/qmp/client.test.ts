@@ -39,6 +39,28 @@ describe('QmpClient on real QEMU', () => {
     assert.ok(vm.qmp.capabilities.includes('oob'));
   });
 
+  it('negotiates oob, so QEMU reads pipelined commands ahead; 30 in flight (past its queue of 8) are answered in order', async () => {
+    const vm = await startPausedQemu({ extraArgs: SCSI_ARGS });
+    assert.equal(vm.qmp.oob, true, 'QEMU 7.2 offers oob on a socket monitor and the client takes it');
+    const calls = Array.from({ length: 30 }, (_, i) => {
+      if (i % 3 === 0) return vm.qmp.execute<{ status: string }>('query-status').then((r) => `status:${r.status}`);
+      if (i % 3 === 1) return vm.qmp.execute<number>('qom-get', { path: '/machine/peripheral/sd-a', property: 'scsi-id' }).then((v) => `scsi-id:${v}`);
+      return vm.qmp.execute('qom-get', { path: `/machine/peripheral/none-${i}`, property: 'scsi-id' }).then(() => 'found', (e: GkdError) => `${e.code}:${/none-(\d+)/.exec(e.message)?.[1] ?? '?'}`);
+    });
+    const got = await Promise.all(calls);
+    assert.deepEqual(got, Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? 'status:prelaunch' : i % 3 === 1 ? 'scsi-id:1' : `GKD_QMP_COMMAND:${i}`)));
+    const plain = await (async () => {
+      await vm.qmp.close();
+      return QmpClient.connect(vm.qmpSocket, { oob: false });
+    })();
+    try {
+      assert.equal(plain.oob, false, 'oob: false negotiates without it');
+      assert.equal((await plain.execute<{ status: string }>('query-status')).status, 'prelaunch');
+    } finally {
+      await plain.close();
+    }
+  });
+
   it('commands() asks QEMU once per connection; hasCommand() answers from it', async () => {
     const vm = await startPausedQemu();
     const first = await vm.qmp.commands();

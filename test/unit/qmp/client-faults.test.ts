@@ -175,6 +175,46 @@ describe('QmpClient against a fake peer', () => {
     assert.deepEqual(client.capabilities, ['oob']);
   });
 
+  it('connect() asks for oob and, when the monitor refuses it, negotiates again without it', async () => {
+    // Real QEMU offers oob on every socket monitor; only a fake peer can refuse it.
+    const asked: Array<Record<string, unknown> | undefined> = [];
+    const conn = peer.accept().then(async (c) => {
+      c.send(line({ QMP: { ...GREETING.QMP, capabilities: [] } }));
+      const first = await c.request();
+      asked.push(first.arguments);
+      c.send(line({ error: { class: 'GenericError', desc: "Capability 'oob' not available" }, id: first.id }));
+      const second = await c.request();
+      asked.push(second.arguments);
+      assert.equal(second.execute, 'qmp_capabilities');
+      c.send(line({ return: {}, id: second.id }));
+      return c;
+    });
+    const [client, c] = track([await QmpClient.connect(peer.path), await conn]);
+    assert.deepEqual(asked, [{ enable: ['oob'] }, undefined]);
+    assert.equal(client.oob, false);
+    const p = client.execute<{ status: string }>('query-status');
+    const req = await c.request();
+    c.send(line({ return: { status: 'running' }, id: req.id }));
+    assert.equal((await p).status, 'running');
+  });
+
+  it('connect() with oob agreed reports it; with oob: false it never asks', async () => {
+    const [agreed] = track(await peer.connected());
+    assert.equal(agreed.oob, true);
+    const conn = peer.accept().then(async (c) => {
+      c.send(line(GREETING));
+      const req = await c.request();
+      c.send(line({ return: {}, id: req.id }));
+      return req;
+    });
+    const plain = await QmpClient.connect(peer.path, { oob: false });
+    clients.push(plain);
+    const req = await conn;
+    assert.equal(req.execute, 'qmp_capabilities');
+    assert.equal(req.arguments, undefined);
+    assert.equal(plain.oob, false);
+  });
+
   it('execute() resolves a reply delivered one byte at a time', async () => {
     const [client, conn] = track(await peer.connected());
     const p = client.execute('query-status');
