@@ -10,7 +10,7 @@
  * one, never a mix, and a crash leaves at most a stale hidden temp file.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsync, fstatSync, lstatSync, openSync, readSync, renameSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsync, fsyncSync, lstatSync, openSync, readSync, renameSync, statfsSync, writeFileSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, readlink, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
@@ -191,34 +191,74 @@ async function readTextFileAsync(path: string, options: ReadTextOptions): Promis
  * take microseconds and are done on the spot.
  */
 async function syncDir(dir: string): Promise<void> {
-  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  await new Promise<void>((resolve, reject) => {
+  await fsyncAndClose(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY), dir);
+}
+
+/** statfs f_type of the memory filesystems, where fsync has nothing to write. */
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+/** Whether each directory seen is on tmpfs/ramfs (bounded; see {@link inMemory}). */
+const memoryDirs = new Map<string, boolean>();
+
+/**
+ * True when `dir` is on tmpfs or ramfs (a Debian node's /run, where Ganeti
+ * keeps its runtime files). Cached by path: a wrong answer after a remount
+ * changes only where the fsync runs, never whether it runs.
+ */
+function inMemory(dir: string): boolean {
+  let v = memoryDirs.get(dir);
+  if (v === undefined) {
+    try {
+      const { type } = statfsSync(dir);
+      v = type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+    } catch {
+      v = false;
+    }
+    if (memoryDirs.size >= 64) memoryDirs.clear();
+    memoryDirs.set(dir, v);
+  }
+  return v;
+}
+
+/**
+ * fsync of `fd` (a file or directory in `dir`), then its close. On disk the
+ * sync runs in the thread pool, as it may wait for the device; on tmpfs it
+ * returns at once, so it is made on the spot rather than paying a thread-pool
+ * round trip (two thread wake-ups) on every hot-add.
+ */
+function fsyncAndClose(fd: number, dir: string): Promise<void> {
+  if (inMemory(dir)) {
+    try {
+      fsyncSync(fd);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    } finally {
+      closeQuietly(fd);
+    }
+  }
+  return new Promise<void>((resolve, reject) => {
     fsync(fd, (err) => {
-      try {
-        closeSync(fd);
-      } catch {
-        // the sync's own result is what counts
-      }
+      closeQuietly(fd);
       if (err === null) resolve();
       else reject(err);
     });
   });
 }
 
-/** The current file at `path`, or undefined; refuses symlinks and non-files. */
-async function currentFile(path: string): Promise<Stats | undefined> {
-  let st: Stats;
+function closeQuietly(fd: number): void {
   try {
-    st = await lstat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw ioError(path, 'inspect', e);
+    closeSync(fd);
+  } catch {
+    // what was written or synced is what counts
   }
-  return checkedFile(path, st);
 }
 
-/** {@link currentFile} in one synchronous lstat (see {@link StagedFile.commit}). */
-async function currentFileNow(path: string): Promise<Stats | undefined> {
+/**
+ * The current file at `path`, or undefined; refuses symlinks and non-files.
+ * One synchronous lstat: a single metadata call, cheaper than a thread-pool round trip.
+ */
+async function currentFile(path: string): Promise<Stats | undefined> {
   let st: Stats;
   try {
     st = lstatSync(path);
@@ -286,25 +326,29 @@ export async function stageFile(path: string, data: string, options: ReplaceOpti
   // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
   // The pid tells removeStaleTempFiles whether the writer may still be at work.
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fh;
+  // Created, written and given its owner and mode synchronously: a small file in the page cache
+  // takes microseconds, while each asynchronous call costs a thread-pool round trip (on a
+  // virtual machine, waking a sleeping thread costs more than the call). Only the fsync, which may
+  // wait for the disk, runs in the pool.
+  let fd: number | undefined;
   try {
-    fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-    await fh.writeFile(data, 'utf8');
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    writeFileSync(fd, data, 'utf8');
     if (before !== undefined) {
-      const own = await fh.stat();
-      if (own.uid !== before.uid || own.gid !== before.gid) await fh.chown(before.uid, before.gid);
+      const own = fstatSync(fd);
+      if (own.uid !== before.uid || own.gid !== before.gid) fchownSync(fd, before.uid, before.gid);
     }
     // After chown, which may clear set-id bits.
-    await fh.chmod(before === undefined ? options.mode : before.mode & 0o7777);
+    fchmodSync(fd, before === undefined ? options.mode : before.mode & 0o7777);
   } catch (e) {
-    await fh?.close().catch(() => undefined);
+    if (fd !== undefined) closeQuietly(fd);
     await unlink(tmp).catch(() => undefined);
     throw e instanceof GkdError ? e : ioError(path, 'write', e);
   }
-  const open_ = fh;
+  const written = fd;
   // The sync runs while the caller does other work; commit waits for it before the rename, so the
   // name never points at content that a power cut could still lose.
-  const synced = options.sync === false ? open_.close() : open_.sync().finally(() => open_.close());
+  const synced = options.sync === false ? Promise.resolve(closeQuietly(written)) : fsyncAndClose(written, dir);
   synced.catch(() => undefined);
   let done = false;
   const discard = async (): Promise<void> => {
@@ -324,7 +368,7 @@ export async function stageFile(path: string, data: string, options: ReplaceOpti
         // Shrink the window in which a concurrent writer's change could be lost. The check, the
         // rename and the stamp are single metadata calls done synchronously: each a thread-pool
         // round trip otherwise, on the path of every hot-add after QEMU confirmed it.
-        checkExpected(path, await currentFileNow(path), options.expect);
+        checkExpected(path, await currentFile(path), options.expect);
         renameSync(tmp, path);
         renamed = true;
         if (sync) await syncDir(dir);

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GkdError } from '../../../plugin/errors';
 import { RuntimeStore, convertRuntime, lockPath, serializeRuntime } from '../../../plugin/runtime';
@@ -72,6 +72,26 @@ describe('RuntimeStore', () => {
     assert.equal(st.mode & 0o7777, 0o600);
     if (root) assert.deepEqual([st.uid, st.gid], [1234, 2345]);
     else this.skip();
+  });
+
+  it('on tmpfs (where the fsyncs are made on the spot) a write gives the same bytes, owner and mode as on disk, and leaves no temp file', async function () {
+    if (!existsSync('/dev/shm')) this.skip();
+    const shm = mkdtempSync(join('/dev/shm', 'gkd-store-'));
+    try {
+      const mem = new RuntimeStore(shm);
+      for (const [d, st] of [[dir, store], [shm, mem]] as const) {
+        await st.write('a', sample216());
+        chmodSync(join(d, 'a.runtime'), 0o640);
+        const before = await st.read('a');
+        await st.writeKeepingFormat('a', scsi216(), before);
+      }
+      assert.equal(readFileSync(join(shm, 'a.runtime'), 'utf8'), readFileSync(join(dir, 'a.runtime'), 'utf8'));
+      assert.equal(statSync(join(shm, 'a.runtime')).mode & 0o7777, 0o640);
+      assert.deepEqual(readdirSync(shm), ['a.runtime']);
+      assert.deepEqual(readdirSync(dir), ['a.runtime']);
+    } finally {
+      removeDir(shm);
+    }
   });
 
   it('write() refuses an invalid value and an unsafe name without touching the dir', async () => {
