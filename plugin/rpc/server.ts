@@ -298,7 +298,9 @@ export class RpcServer {
       log.debug({ code }, 'client disconnected');
     });
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      const work = this.#onMessage(peer, data, isBinary).then(
+      // The calls' log lines are written once the reply is on its way: the caller does not wait for them.
+      const logLines: Array<() => void> = [];
+      const work = this.#onMessage(peer, data, isBinary, logLines).then(
         (reply) => {
           if (reply !== null) this.#send(peer, this.#serialize(reply, log));
         },
@@ -308,7 +310,9 @@ export class RpcServer {
           log.error({ err, rid }, 'cannot answer message');
           this.#send(peer, JSON.stringify({ jsonrpc: '2.0', id: null, error: toRpcError(err, rid) }));
         },
-      );
+      ).finally(() => {
+        for (const line of logLines) line();
+      });
       this.#inflight.add(work);
       void work.finally(() => this.#inflight.delete(work));
     });
@@ -338,7 +342,7 @@ export class RpcServer {
     }
   }
 
-  async #onMessage(peer: Peer, data: RawData, isBinary: boolean): Promise<JSONRPCResponse | JSONRPCResponse[] | null> {
+  async #onMessage(peer: Peer, data: RawData, isBinary: boolean, logLines: Array<() => void>): Promise<JSONRPCResponse | JSONRPCResponse[] | null> {
     const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
     let msg: unknown;
     try {
@@ -347,20 +351,24 @@ export class RpcServer {
     } catch {
       return createJSONRPCErrorResponse(null, JSONRPCErrorCode.ParseError, 'Parse error');
     }
-    if (!Array.isArray(msg)) return this.#onRequest(peer, msg);
+    if (!Array.isArray(msg)) return this.#onRequest(peer, msg, this.#log, logLines);
     if (msg.length === 0) return invalidRequest(null);
     if (msg.length > MAX_BATCH) {
       this.#log.warn({ client: peer.id, batch: msg.length, limit: MAX_BATCH }, 'batch refused');
       return createJSONRPCErrorResponse(null, JSONRPCErrorCode.InvalidRequest,
         `Invalid Request: split the batch, it holds ${msg.length} requests and the limit is ${MAX_BATCH}`);
     }
-    const replies = (await Promise.all(msg.map((m) => this.#onRequest(peer, m)))).filter(
+    const replies = (await Promise.all(msg.map((m) => this.#onRequest(peer, m, this.#log, logLines)))).filter(
       (r): r is JSONRPCResponse => r !== null,
     );
     return replies.length > 0 ? replies : null;
   }
 
-  async #onRequest(peer: CallerPeer, msg: unknown, parentLog: Logger = this.#log): Promise<JSONRPCResponse | null> {
+  /**
+   * One request's reply. The call's closing log line is written at once, or,
+   * given `logLines`, left there for the caller to write after sending the reply.
+   */
+  async #onRequest(peer: CallerPeer, msg: unknown, parentLog: Logger = this.#log, logLines?: Array<() => void>): Promise<JSONRPCResponse | null> {
     const rid = `${process.pid}-${this.#nextCall++}`;
     if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return invalidRequest(null);
     const req = msg as Record<string, unknown>;
@@ -413,8 +421,13 @@ export class RpcServer {
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const err = response?.error;
     const outcome = err === undefined ? 'ok' : (err.data as { code?: string } | undefined)?.code ?? err.code;
-    if (state.thrown !== undefined && !isExpectedError(state.thrown)) log.error({ err: state.thrown, ms, outcome }, 'call failed');
-    else log.info({ ms, outcome }, 'call');
+    const thrown = state.thrown;
+    const line = (): void => {
+      if (thrown !== undefined && !isExpectedError(thrown)) log.error({ err: thrown, ms, outcome }, 'call failed');
+      else log.info({ ms, outcome }, 'call');
+    };
+    if (logLines === undefined) line();
+    else logLines.push(line);
     return response;
   }
 }
