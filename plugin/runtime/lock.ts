@@ -19,7 +19,7 @@
  * 10 s. The inode ties the pid to this very lock directory, so a pid file
  * left by an earlier holder never condemns a newer, live one.
  */
-import { mkdirSync, readFileSync, realpathSync, rmdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { GkdError } from '../errors';
@@ -89,10 +89,14 @@ function busyOperation(dir: string, name: string): string | undefined {
 }
 
 function removeMarker(dir: string, name: string): void {
+  const marker = busyPath(dir, name);
+  // Looked for first: a marker is rare (a dead exclusive holder's, or one's own), and a failed
+  // unlink builds an exception on every lock taken.
+  if (!existsSync(marker)) return;
   try {
-    unlinkSync(busyPath(dir, name));
+    unlinkSync(marker);
   } catch {
-    // none
+    // gone meanwhile
   }
 }
 
