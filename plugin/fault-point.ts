@@ -2,8 +2,8 @@
  * Test-only crash injection. The crash-recovery suite runs the real daemon
  * with `GKD_FAULT_POINT=<name>` and expects it to die by SIGKILL exactly at
  * that step boundary (no cleanup, no flush: what a power cut or an OOM kill
- * leaves). Inert unless the variable names this very point; production
- * never sets it. Points are named `<kind>-<operation>:<boundary>`, e.g.
+ * leaves). Inert unless the variable (read when the first point is passed)
+ * names this very point; production never sets it. Points are named `<kind>-<operation>:<boundary>`, e.g.
  * `disk-add:backend` (after blockdev-add, before device_add); the list is
  * in docs/hotplug.md. With `GKD_FAULT_KILL_PID=<pid>` as well, that process
  * (the instance's QEMU) is killed at the point instead and the daemon goes
@@ -12,9 +12,12 @@
  */
 import { readFileSync } from 'node:fs';
 
+/** GKD_FAULT_POINT, read once: a lookup in process.env costs a call into the C++ side, and every step of every hot-add passes a point. */
+let wanted: string | undefined | null = null;
+
 export function faultPoint(name: string): void {
-  const want = process.env.GKD_FAULT_POINT;
-  if (want === undefined || want === '' || want !== name) return;
+  if (wanted === null) wanted = process.env.GKD_FAULT_POINT ?? '';
+  if (wanted === '' || wanted !== name) return;
   // With GKD_FAULT_KILL_PID or GKD_FAULT_KILL_PIDFILE (the instance's QEMU) that process dies at the
   // point instead, and the daemon goes on: the QEMU-crash half of the suite.
   const other = killTarget();

@@ -155,6 +155,32 @@ export function fillHvParams(given: HvParams | undefined): { filled: HvParams; h
  * them (a NIC hot-add must not fail because disk_type is "scsi").
  */
 export function runtimeHvParams(stored: HvParams | undefined): PlannerHvParams {
+  if (stored === undefined) return readRuntimeHvParams(undefined);
+  // One hot-add asks several times for the same dict (placement, the block node's and the device's
+  // options): read once while the dict holds the same entries (a shallow comparison: Ganeti's
+  // hvparams are flat). Frozen, so no caller can change what the next one reads.
+  const entries = Object.entries(stored);
+  const cached = RUNTIME_HV.get(stored);
+  if (cached !== undefined && sameEntries(cached.entries, entries)) return cached.hv;
+  const hv = Object.freeze(readRuntimeHvParams(stored));
+  RUNTIME_HV.set(stored, { entries, hv });
+  return hv;
+}
+
+/** {@link runtimeHvParams} by the stored dict it was read from (weak: it goes with the runtime value). */
+const RUNTIME_HV = new WeakMap<HvParams, { entries: Array<[string, unknown]>; hv: PlannerHvParams }>();
+
+function sameEntries(a: Array<[string, unknown]>, b: Array<[string, unknown]>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as [string, unknown];
+    const y = b[i] as [string, unknown];
+    if (x[0] !== y[0] || x[1] !== y[1]) return false;
+  }
+  return true;
+}
+
+function readRuntimeHvParams(stored: HvParams | undefined): PlannerHvParams {
   const filled: HvParams = { ...HVPARAM_DEFAULTS, ...(stored ?? {}) };
   return readFields(filled, (name, read) => {
     try {

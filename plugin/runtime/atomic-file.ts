@@ -325,7 +325,7 @@ export async function stageFile(path: string, data: string, options: ReplaceOpti
   checkExpected(path, before, options.expect);
   // Hidden and unique: never mistaken for a runtime file, never shared by two writers.
   // The pid tells removeStaleTempFiles whether the writer may still be at work.
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempTag()}.tmp`);
   // Created, written and given its owner and mode synchronously: a small file in the page cache
   // takes microseconds, while each asynchronous call costs a thread-pool round trip (on a
   // virtual machine, waking a sleeping thread costs more than the call). Only the fsync, which may
@@ -422,6 +422,19 @@ export async function removeFile(path: string, options: { syncDir?: boolean } = 
   if (options.syncDir !== false) await syncDir(dirname(path));
   return true;
 }
+
+/**
+ * The hex part of a temp file's name: random once per process, then a counter. Unique within the
+ * process and, with the pid beside it, across processes; the random part keeps a reused pid from
+ * meeting a temp file its dead owner left. (Random bytes per file cost a call into the crypto
+ * library on every write.)
+ */
+function tempTag(): string {
+  tempTagPrefix ??= randomBytes(4).toString('hex');
+  return tempTagPrefix + (tempCounter++).toString(16);
+}
+let tempTagPrefix: string | undefined;
+let tempCounter = 0;
 
 /** `.<file>.<pid>.<hex>.tmp`, as {@link replaceFileAtomically} names its temp files. */
 const TEMP_RE = /^\.(.+)\.(\d+)\.[0-9a-f]+\.tmp$/;
