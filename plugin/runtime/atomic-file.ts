@@ -259,14 +259,14 @@ function closeQuietly(fd: number): void {
  * One synchronous lstat: a single metadata call, cheaper than a thread-pool round trip.
  */
 async function currentFile(path: string): Promise<Stats | undefined> {
-  let st: Stats;
+  let st: Stats | undefined;
   try {
-    st = lstatSync(path);
+    // No file is an answer, not an error (a new journal entry, a new runtime file): no exception built for it.
+    st = lstatSync(path, { throwIfNoEntry: false });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw ioError(path, 'inspect', e);
   }
-  return checkedFile(path, st);
+  return st === undefined ? undefined : checkedFile(path, st);
 }
 
 async function checkedFile(path: string, st: Stats): Promise<Stats> {
