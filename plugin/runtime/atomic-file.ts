@@ -10,7 +10,7 @@
  * one, never a mix, and a crash leaves at most a stale hidden temp file.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsync, fsyncSync, lstatSync, openSync, readSync, renameSync, statfsSync, writeFileSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsync, lstatSync, openSync, readSync, renameSync, statfsSync, writeFileSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, readlink, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
@@ -191,6 +191,7 @@ async function readTextFileAsync(path: string, options: ReadTextOptions): Promis
  * take microseconds and are done on the spot.
  */
 async function syncDir(dir: string): Promise<void> {
+  if (inMemory(dir)) return; // see fsyncAndClose
   await fsyncAndClose(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY), dir);
 }
 
@@ -222,20 +223,15 @@ function inMemory(dir: string): boolean {
 
 /**
  * fsync of `fd` (a file or directory in `dir`), then its close. On disk the
- * sync runs in the thread pool, as it may wait for the device; on tmpfs it
- * returns at once, so it is made on the spot rather than paying a thread-pool
- * round trip (two thread wake-ups) on every hot-add.
+ * sync runs in the thread pool, as it may wait for the device. On tmpfs and
+ * ramfs there is no device: the data is as durable as it will ever be once
+ * written, fsync has nothing to do, and it is skipped (a thread-pool round
+ * trip, two thread wake-ups, on every hot-add otherwise).
  */
 function fsyncAndClose(fd: number, dir: string): Promise<void> {
   if (inMemory(dir)) {
-    try {
-      fsyncSync(fd);
-      return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e);
-    } finally {
-      closeQuietly(fd);
-    }
+    closeQuietly(fd);
+    return Promise.resolve();
   }
   return new Promise<void>((resolve, reject) => {
     fsync(fd, (err) => {
