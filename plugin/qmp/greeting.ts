@@ -21,7 +21,7 @@ export interface QemuVersion {
 /** What the greeting tells a client. */
 export interface QmpGreeting {
   version: QemuVersion;
-  /** Optional protocol capabilities QEMU offers (7.2: `["oob"]`); none are enabled by this client. */
+  /** Optional protocol capabilities QEMU offers (7.2: `["oob"]`); the client asks for `oob` (see QmpClient.oob). */
   capabilities: string[];
 }
 
