@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: runs every `*.bench.js` next to this file, one after the
- * other (never two at once: they share the cores with QEMU), and writes
+ * other (never two at once: they share the cores with QEMU; `sync` before
+ * each, so one bench's writeback does not slow the next one's fsyncs), and writes
  * BENCHMARKS.md: a header describing the machine and the versions, then each
  * bench's section in {@link ORDER}.
  *
@@ -147,7 +148,12 @@ async function main(): Promise<number> {
   }
   const t0 = process.hrtime.bigint();
   const outcomes: Outcome[] = [];
-  for (const name of selected) outcomes.push(await runBench(name));
+  for (const name of selected) {
+    // What the previous bench left dirty in the page cache (the runtime bench writes 30 000 files) is
+    // written back first: otherwise its writeback slows the next bench's fsyncs.
+    spawnSync('sync', { stdio: 'ignore' });
+    outcomes.push(await runBench(name));
+  }
   const totalSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 
   const partial = selected.length < all.length;
