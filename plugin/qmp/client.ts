@@ -120,9 +120,9 @@ export class QmpClient {
    * ordinary ones: without it QEMU reads one command from a client, stops
    * reading until that one is answered, and only then reads the next, so
    * commands written back to back still cost QEMU a wake-up each; with it
-   * QEMU reads up to 8 ahead and runs them one after the other (about 0.2 ms
-   * less per pipelined pair on a TCG QEMU 7.2, see BENCHMARKS.md, Hotplug).
-   * Commands still run and are answered in order. A monitor that cannot do
+   * QEMU reads up to 8 ahead and runs them one after the other (a hot-add
+   * writes its commands in pipelined pairs). Commands still run and are
+   * answered in order. A monitor that cannot do
    * `oob` refuses the first request and stays in negotiation: ask again plainly.
    */
   async #negotiate(deadline: number, oob: boolean): Promise<void> {
