@@ -188,51 +188,36 @@ async function readTextFileAsync(path: string, options: ReadTextOptions): Promis
 /**
  * fsync of directory `dir` with one thread-pool round trip (the sync
  * itself, which may wait for the disk); opening and closing the directory
- * take microseconds and are done on the spot.
+ * take microseconds and are done on the spot. Nothing on tmpfs (see {@link inMemory}).
  */
 async function syncDir(dir: string): Promise<void> {
-  if (inMemory(dir)) return; // see fsyncAndClose
-  await fsyncAndClose(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY), dir);
+  if (inMemory(dir)) return;
+  await fsyncAndClose(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY));
 }
 
 /** statfs f_type of the memory filesystems, where fsync has nothing to write. */
 const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
-/** Whether each directory seen is on tmpfs/ramfs (bounded; see {@link inMemory}). */
-const memoryDirs = new Map<string, boolean>();
 
 /**
  * True when `dir` is on tmpfs or ramfs (a Debian node's /run, where Ganeti
- * keeps its runtime files). Cached by path: a wrong answer after a remount
- * changes only where the fsync runs, never whether it runs.
+ * keeps its runtime files). There is no device behind them: data is as
+ * durable as it will ever be once written, fsync has nothing to do, and it is
+ * skipped (a thread-pool round trip, two thread wake-ups, on every hot-add
+ * otherwise). Asked each time, not cached: one statfs costs less than the
+ * round trip, and a mount made meanwhile can never have its fsync skipped.
  */
 function inMemory(dir: string): boolean {
-  let v = memoryDirs.get(dir);
-  if (v === undefined) {
-    try {
-      const { type } = statfsSync(dir);
-      v = type === TMPFS_MAGIC || type === RAMFS_MAGIC;
-    } catch {
-      v = false;
-    }
-    if (memoryDirs.size >= 64) memoryDirs.clear();
-    memoryDirs.set(dir, v);
+  try {
+    const { type } = statfsSync(dir);
+    return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+  } catch {
+    return false;
   }
-  return v;
 }
 
-/**
- * fsync of `fd` (a file or directory in `dir`), then its close. On disk the
- * sync runs in the thread pool, as it may wait for the device. On tmpfs and
- * ramfs there is no device: the data is as durable as it will ever be once
- * written, fsync has nothing to do, and it is skipped (a thread-pool round
- * trip, two thread wake-ups, on every hot-add otherwise).
- */
-function fsyncAndClose(fd: number, dir: string): Promise<void> {
-  if (inMemory(dir)) {
-    closeQuietly(fd);
-    return Promise.resolve();
-  }
+/** fsync of `fd` in the thread pool, as it may wait for the device, then its close. */
+function fsyncAndClose(fd: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     fsync(fd, (err) => {
       closeQuietly(fd);
@@ -344,7 +329,7 @@ export async function stageFile(path: string, data: string, options: ReplaceOpti
   const written = fd;
   // The sync runs while the caller does other work; commit waits for it before the rename, so the
   // name never points at content that a power cut could still lose.
-  const synced = options.sync === false ? Promise.resolve(closeQuietly(written)) : fsyncAndClose(written, dir);
+  const synced = options.sync === false || inMemory(dir) ? Promise.resolve(closeQuietly(written)) : fsyncAndClose(written);
   synced.catch(() => undefined);
   let done = false;
   const discard = async (): Promise<void> => {
