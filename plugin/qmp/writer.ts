@@ -56,7 +56,7 @@ export class QmpWriter {
     if (this.#stream.destroyed || this.#stream.writableEnded) {
       const err = new Error('stream is closed');
       for (const item of batch) item.reject(err);
-      this.#flush(); // requests queued meanwhile fail fast too
+      this.#busy = false; // the batch was the whole queue
       return;
     }
     const bytes = batch.length === 1 ? (batch[0] as Queued).bytes : Buffer.concat(batch.map((q) => q.bytes));
