@@ -24,6 +24,7 @@
 import type { Logger } from 'pino';
 import { isGkdError } from '../errors';
 import { readLiveDevice } from '../inspect';
+import { processExists } from '../process-exists';
 import type { QmpClient } from '../qmp';
 import type { Journal, JournalEntry, RuntimeStore } from '../runtime';
 import type { HvInfo, RuntimeDiskEntry, RuntimeNic } from '../types';
@@ -58,15 +59,6 @@ export async function needsReconcile(d: Pick<ReconcileDeps, 'journal' | 'pending
   return entries.some((e) => e.op !== 'pending' || !d.pending.has(name, e.id ?? ''));
 }
 
-/** True when process `pid` exists (EPERM: it does, owned by someone else). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
 
 /**
  * The entries of `name` a reconcile would act on, read without the lock:
@@ -76,7 +68,7 @@ function alive(pid: number): boolean {
  */
 export async function unsettledEntries(d: Pick<ReconcileDeps, 'journal' | 'pending'>, name: string): Promise<JournalEntry[]> {
   const entries = await d.journal.read(name);
-  return entries.filter((e) => (e.op !== 'pending' || !d.pending.has(name, e.id ?? '')) && !(e.op === 'migration' && alive(e.pid)));
+  return entries.filter((e) => (e.op !== 'pending' || !d.pending.has(name, e.id ?? '')) && !(e.op === 'migration' && processExists(e.pid)));
 }
 
 /** Reconciles every open entry of `name` (call under the instance lock). */

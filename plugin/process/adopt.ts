@@ -8,6 +8,7 @@
  * connection, then SIGKILL.
  */
 import { readFileSync } from 'node:fs';
+import { processExists } from '../process-exists';
 import type { QmpClient } from '../qmp';
 import type { QemuExit, QemuProcess } from './qemu-launcher';
 
@@ -19,11 +20,7 @@ export type QmpSession = <T>(socket: string, fn: (qmp: QmpClient) => Promise<T>)
 
 /** True while `pid` runs; a zombie (exited, not reaped by a parent that is not us) counts as gone. */
 function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
+  if (!processExists(pid)) return false;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';

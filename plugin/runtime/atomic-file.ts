@@ -14,6 +14,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsync, lstatSy
 import { lstat, open, readdir, readlink, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { GkdError } from '../errors';
+import { processExists } from '../process-exists';
 
 /** Identity of a file version: a writer can check nobody replaced the file since it was read. */
 export interface FileStamp {
@@ -420,16 +421,6 @@ let tempCounter = 0;
 /** `.<file>.<pid>.<hex>.tmp`, as {@link replaceFileAtomically} names its temp files. */
 const TEMP_RE = /^\.(.+)\.(\d+)\.[0-9a-f]+\.tmp$/;
 
-/** True unless no process `pid` exists (EPERM: it exists under another user). */
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
 
 /**
  * Removes the temp files a killed writer left in `dir` (a SIGKILL between
@@ -449,7 +440,7 @@ export async function removeStaleTempFiles(dir: string, suffix: string): Promise
   }
   for (const e of entries) {
     const m = TEMP_RE.exec(e.name);
-    if (m === null || !e.isFile() || !m[1].endsWith(suffix) || pidAlive(Number(m[2]))) continue;
+    if (m === null || !e.isFile() || !m[1].endsWith(suffix) || processExists(Number(m[2]))) continue;
     try {
       await unlink(join(dir, e.name));
       removed.push(e.name);

@@ -23,6 +23,7 @@ import { existsSync, mkdirSync, readFileSync, realpathSync, rmdirSync, statSync,
 import { join } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { GkdError } from '../errors';
+import { processExists } from '../process-exists';
 import { RUNTIME_SUFFIX, assertInstanceName } from './instance-name';
 
 /** Defaults of {@link withInstanceLock}. */
@@ -79,13 +80,8 @@ function busyOperation(dir: string, name: string): string | undefined {
     return undefined; // none, or half-written: treat as an ordinary hold
   }
   if (typeof marker.operation !== 'string' || typeof marker.pid !== 'number') return undefined;
-  try {
-    process.kill(marker.pid, 0);
-  } catch (e) {
-    // ESRCH: the holder died and left its marker; EPERM means it is alive.
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
-  }
-  return marker.operation;
+  // A holder that died left its marker: an ordinary hold now.
+  return processExists(marker.pid) ? marker.operation : undefined;
 }
 
 function removeMarker(dir: string, name: string): void {
@@ -144,16 +140,6 @@ function inodeOf(path: string): number | undefined {
   }
 }
 
-/** True when a process with `pid` exists (EPERM: it exists, owned by someone else). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
 /**
  * Removes the lock directory when the holder file names a dead process and
  * this very directory; true when it did (the caller retries at once).
@@ -166,7 +152,7 @@ function takeOverFromDeadHolder(dir: string, name: string): boolean {
     return false; // none yet (the holder is between mkdir and writing it) or half-written
   }
   if (typeof holder.pid !== 'number' || typeof holder.ino !== 'number' || holder.pid === process.pid) return false;
-  if (processAlive(holder.pid)) return false;
+  if (processExists(holder.pid)) return false;
   const lock = lockPath(dir, name);
   // Checked again right before removing: another waiter may have taken over and locked anew.
   if (inodeOf(lock) !== holder.ino) return false;
