@@ -100,3 +100,14 @@ export async function assertDaemonAlive(d: DaemonProcess): Promise<void> {
   }
   assert.equal(d.child.exitCode, null, `daemon exited: ${d.log().slice(-2000)}`);
 }
+
+/**
+ * Waits (30 s at most, polling every `pollMs`) until `cond` holds; fails with
+ * `failure` and the tail of the daemon's log.
+ */
+export async function untilDaemon(d: DaemonProcess, failure: string, cond: () => boolean | Promise<boolean>, pollMs = 50): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !(await cond());) {
+    assert.ok(Date.now() < deadline, `${failure}: ${d.log().slice(-2000)}`);
+    await new Promise((res) => setTimeout(res, pollMs));
+  }
+}

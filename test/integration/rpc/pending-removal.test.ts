@@ -19,7 +19,7 @@ import { Journal } from '../../../plugin/runtime';
 import { startDaemonInstance, useRigCleanup, type DaemonInstance } from '../../helpers/daemon-guest';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { makeSpec } from '../../helpers/specs';
-import { spawnDaemon, type DaemonProcess } from './daemon-process';
+import { spawnDaemon, untilDaemon, type DaemonProcess } from './daemon-process';
 
 const NAME = 'pending1.example.com';
 /** The daemon's unplug timeout here, ms: the removal answers pending after it, and is announced after another. */
@@ -55,13 +55,6 @@ async function pendingRig(): Promise<Rig> {
   return r;
 }
 
-/** Waits (bounded) until `cond` holds. */
-async function until(cond: () => boolean, what: string, d: DaemonProcess): Promise<void> {
-  for (const deadline = Date.now() + 30_000; !cond();) {
-    assert.ok(Date.now() < deadline, `${what} never came: ${d.log().slice(-2000)}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
-}
 
 describe('a pending removal that is not finished (real daemon, real QEMU)', function () {
   this.timeout(90_000);
@@ -71,7 +64,7 @@ describe('a pending removal that is not finished (real daemon, real QEMU)', func
   it('is announced with a device.pending notification and a warning, not once per poll', async () => {
     const r = await pendingRig();
     const pendingNotes = (): Array<Record<string, unknown>> => r.notes.filter((n) => n.method === 'device.pending').map((n) => n.params);
-    await until(() => pendingNotes().length > 0, 'device.pending', r.d);
+    await untilDaemon(r.d, 'device.pending never came', () => pendingNotes().length > 0);
     const [first] = pendingNotes();
     assert.deepEqual({ ...first, attempts: undefined, pendingMs: undefined }, {
       name: NAME, kind: 'disk', uuid: r.uuid, id: r.id, recorded: true, reason: 'waiting', attempts: undefined, pendingMs: undefined,
@@ -82,14 +75,14 @@ describe('a pending removal that is not finished (real daemon, real QEMU)', func
     // Every attempt of the finisher leaves a line (debug when not announced): after five, count the warnings.
     const lines = (): Array<{ level: number; msg: string }> => r.d.log().split('\n').filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { level: number; device?: string; msg: string }).filter((l) => l.device === r.id && l.msg.startsWith('pending removal'));
-    await until(() => lines().length >= 5, 'five attempts', r.d);
+    await untilDaemon(r.d, 'five attempts never came', () => lines().length >= 5);
     const seen = lines();
     const warnings = seen.filter((l) => l.level === 40);
     assert.ok(warnings.length >= 1, 'no warning logged');
     assert.ok(warnings.every((w) => /the guest still has not released the device/.test(w.msg)), JSON.stringify(warnings));
     assert.ok(warnings.length < seen.length, `a warning on every attempt (${warnings.length} of ${seen.length})`);
     // Every warning went out as a notification too.
-    await until(() => pendingNotes().length >= warnings.length, 'a notification per warning', r.d);
+    await untilDaemon(r.d, 'a notification per warning never came', () => pendingNotes().length >= warnings.length);
     assert.equal(pendingNotes().length, warnings.length);
     const v = await r.c.call<{ pending: Array<{ id: string }> }>('instance.verify', { name: NAME });
     assert.deepEqual(v.pending.map((p) => p.id), [r.id]);

@@ -24,7 +24,7 @@ import { startDaemonInstance } from '../../helpers/daemon-guest';
 import { makeImage } from '../../helpers/plan-vm';
 import { useQemuCleanup } from '../../helpers/qemu';
 import { makeSpec, uuidN } from '../../helpers/specs';
-import { spawnDaemon, type DaemonProcess } from './daemon-process';
+import { spawnDaemon, untilDaemon, type DaemonProcess } from './daemon-process';
 
 const NAME = 'shutdown1.example.com';
 /** How long the NIC removal runs before it answers pending, ms: well inside the default 10 s grace, past the short one. */
@@ -77,10 +77,7 @@ describe('daemon shutdown with operations queued on an instance (real daemon, re
     // The running operation: its journal entry is written inside the instance's turn.
     const journal = new Journal(store.dir);
     const running = answerOf((await connect(d1)).call('nic.remove', { name: NAME, uuid: spec.nics[0].uuid }));
-    for (const deadline = Date.now() + 30_000; !(await journal.read(NAME)).some((e) => e.op === 'remove');) {
-      assert.ok(Date.now() < deadline, `the NIC removal never started: ${d1.log().slice(-2000)}`);
-      await new Promise((res) => setTimeout(res, 20));
-    }
+    await untilDaemon(d1, 'the NIC removal never started', async () => (await journal.read(NAME)).some((e) => e.op === 'remove'), 20);
 
     // Each queued add from a caller of its own; each reaches the daemon before the SIGTERM (a call
     // the daemon already took but not yet queued is cancelled the same way).
