@@ -1,16 +1,16 @@
 /**
  * Per-instance locking that holds across processes (the daemon, a CLI run,
- * a hook), built on `proper-lockfile`: an atomic `mkdir` of
- * `<dir>/.<name>.lock`, refreshed while held, considered stale (and taken
- * over) when its holder stopped refreshing it for `stale` ms, e.g. after a
- * SIGKILL. Ganeti itself does not take this lock; it writes runtime files by
+ * a hook): an atomic `mkdir` of `<dir>/.<name>.lock` (dir-lock.ts),
+ * refreshed while held, considered stale (and taken over) when its holder
+ * stopped refreshing it for `stale` ms, e.g. after a SIGKILL. Ganeti itself does not take this lock; it writes runtime files by
  * atomic rename, so readers are safe either way.
  *
  * A long operation (a migration) marks its hold with `exclusive`: a sibling
  * file `<dir>/.<name>.busy` names the operation and its process, and other
  * callers fail at once with `GKD_INSTANCE_BUSY` instead of waiting for it.
- * The marker lives beside the lock directory, not in it, because
- * proper-lockfile releases with `rmdir`, which fails on a non-empty directory.
+ * The marker lives beside the lock directory, not in it, because the lock
+ * is released with `rmdir` (also by earlier releases, which used
+ * proper-lockfile), and that fails on a non-empty directory.
  *
  * A holder also writes `<dir>/.<name>.lock.pid` (its pid and the lock
  * directory's inode). A waiter that finds that process gone takes the lock
@@ -19,18 +19,18 @@
  * 10 s. The inode ties the pid to this very lock directory, so a pid file
  * left by an earlier holder never condemns a newer, live one.
  */
-import { existsSync, mkdirSync, readFileSync, realpathSync, rmdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { GkdError } from '../errors';
 import { processExists } from '../process-exists';
-import { RUNTIME_SUFFIX, assertInstanceName } from './instance-name';
+import { tryDirLock, type DirLock } from './dir-lock';
+import { assertInstanceName } from './instance-name';
 
 /** Defaults of {@link withInstanceLock}. */
 export const LOCK_DEFAULTS = {
   /** How long to wait for a held lock, in ms; 0 fails at once. */
   wait: 10_000,
-  /** A lock not refreshed for this long is taken over (proper-lockfile's minimum is 2000). */
+  /** A lock not refreshed for this long is taken over (at least MIN_STALE_MS, 2000). */
   stale: 10_000,
   /** Poll interval while waiting, in ms. */
   poll: 50,
@@ -98,35 +98,6 @@ function removeMarker(dir: string, name: string): void {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-type Callback<T> = (err: NodeJS.ErrnoException | null, value?: T) => void;
-
-function callSync<T>(fn: () => T, cb: Callback<T>): void {
-  let value: T | undefined;
-  let err: NodeJS.ErrnoException | null = null;
-  try {
-    value = fn();
-  } catch (e) {
-    err = e as NodeJS.ErrnoException;
-  }
-  process.nextTick(() => cb(err, value));
-}
-
-/**
- * The file calls proper-lockfile makes, done synchronously: the lock is a
- * directory in a local runtime dir, and each call takes microseconds, while
- * an asynchronous one waits for a thread-pool round trip, most of the
- * lock's cost on a busy host (every hot-add takes and releases it).
- * Callbacks still run on a later tick, as proper-lockfile expects.
- */
-const LOCK_FS = {
-  realpath: (p: string, cb: Callback<string>) => callSync(() => realpathSync(p), cb),
-  mkdir: (p: string, cb: Callback<void>) => callSync(() => void mkdirSync(p), cb),
-  rmdir: (p: string, cb: Callback<void>) => callSync(() => rmdirSync(p), cb),
-  stat: (p: string, cb: Callback<ReturnType<typeof statSync>>) => callSync(() => statSync(p), cb),
-  utimes: (p: string, a: Date, m: Date, cb: Callback<void>) => callSync(() => utimesSync(p, a, m), cb),
-  rmdirSync,
-};
-
 /** The holder file of instance `name`'s lock (see the file comment). */
 export function holderPath(dir: string, name: string): string {
   return `${lockPath(dir, name)}.pid`;
@@ -191,60 +162,43 @@ export async function withInstanceLock<T>(
 ): Promise<T> {
   assertInstanceName(name);
   const wait = options.wait ?? LOCK_DEFAULTS.wait;
-  const file = join(dir, name + RUNTIME_SUFFIX);
-  let compromised: Error | undefined;
-  let release: (() => Promise<void>) | undefined;
+  const lock = lockPath(dir, name);
+  let held: DirLock | undefined;
   let contended = false;
   const deadline = Date.now() + wait;
-  // Retried here rather than by proper-lockfile, so every retry can look for an exclusive holder.
-  while (release === undefined) {
+  while (held === undefined) {
     try {
-      release = await lockfile.lock(file, {
-        realpath: false, // the runtime file need not exist yet
-        lockfilePath: lockPath(dir, name),
-        stale: options.stale ?? LOCK_DEFAULTS.stale,
-        retries: 0,
-        fs: LOCK_FS,
-        // The default handler throws from a timer and kills the process; report it instead.
-        onCompromised: (err) => {
-          compromised = err;
-        },
-      });
+      held = tryDirLock(lock, options.stale ?? LOCK_DEFAULTS.stale);
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ELOCKED') {
-        throw new GkdError('GKD_RUNTIME_IO', `Cannot lock instance "${name}": ${(e as Error).message}`, { field: 'name', cause: e });
-      }
-      if (takeOverFromDeadHolder(dir, name)) continue;
-      if (!contended) {
-        contended = true;
-        options.onContended?.();
-      }
-      const busy = busyOperation(dir, name);
-      if (busy !== undefined) {
-        throw new GkdError('GKD_INSTANCE_BUSY', `Cannot lock instance "${name}": a ${busy} is running on it`, {
-          field: 'name',
-          cause: e,
-          data: { operation: busy },
-        });
-      }
-      if (Date.now() >= deadline) {
-        throw new GkdError('GKD_RUNTIME_LOCKED', `Cannot lock instance "${name}": another process has held the lock for over ${wait} ms`, {
-          field: 'name',
-          cause: e,
-        });
-      }
-      await sleep(Math.min(LOCK_DEFAULTS.poll, Math.max(1, deadline - Date.now())));
+      throw new GkdError('GKD_RUNTIME_IO', `Cannot lock instance "${name}": ${(e as Error).message}`, { field: 'name', cause: e });
     }
+    if (held !== undefined) break;
+    if (takeOverFromDeadHolder(dir, name)) continue;
+    if (!contended) {
+      contended = true;
+      options.onContended?.();
+    }
+    const busy = busyOperation(dir, name);
+    if (busy !== undefined) {
+      throw new GkdError('GKD_INSTANCE_BUSY', `Cannot lock instance "${name}": a ${busy} is running on it`, {
+        field: 'name',
+        data: { operation: busy },
+      });
+    }
+    if (Date.now() >= deadline) {
+      throw new GkdError('GKD_RUNTIME_LOCKED', `Cannot lock instance "${name}": another process has held the lock for over ${wait} ms`, {
+        field: 'name',
+      });
+    }
+    await sleep(Math.min(LOCK_DEFAULTS.poll, Math.max(1, deadline - Date.now())));
   }
   // A marker left by a holder that died is stale once the lock is ours.
   removeMarker(dir, name);
   try {
-    writeFileSync(holderPath(dir, name), JSON.stringify({ pid: process.pid, ino: inodeOf(lockPath(dir, name)) }), { mode: 0o644 });
+    writeFileSync(holderPath(dir, name), JSON.stringify({ pid: process.pid, ino: held.ino }), { mode: 0o644 });
   } catch {
     // Without it a dead holder's lock is taken over only once stale: slower, still correct.
   }
-  const held = release;
   let result: T;
   try {
     if (options.exclusive !== undefined) {
@@ -253,17 +207,18 @@ export async function withInstanceLock<T>(
     result = await fn();
   } finally {
     if (options.exclusive !== undefined) removeMarker(dir, name);
-    if (compromised === undefined) {
+    // The holder file goes first (a waiter reading it between the two finds a live pid and waits),
+    // and only while the lock is still ours: a lost lock's holder file may be the new holder's.
+    held.release(() => {
       try {
         unlinkSync(holderPath(dir, name));
       } catch {
         // already gone
       }
-    }
-    await held().catch(() => undefined); // already released when compromised
+    });
   }
   // Lost after the work was done: the effects are applied (and recorded), so reporting a failure
   // would be false (a retried hot-add would then meet GKD_DEVICE_EXISTS). Say so to the caller's log.
-  if (compromised !== undefined) options.onLost?.(compromised);
+  if (held.lost !== undefined) options.onLost?.(held.lost);
   return result;
 }

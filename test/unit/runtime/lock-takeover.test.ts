@@ -45,7 +45,7 @@ describe('withInstanceLock() takeover', () => {
   it('returns the result of work whose lock was found lost afterwards, and tells onLost', async () => {
     let lost: Error | undefined;
     const r = await withInstanceLock(dir, 'i2', async () => {
-      // Someone removes the lock behind our back and proper-lockfile notices on its next refresh.
+      // Someone removes the lock behind our back; the holder notices on its next refresh.
       rmSync(lockPath(dir, 'i2'), { recursive: true, force: true });
       await new Promise((res) => setTimeout(res, 2_600));
       return 'applied';
