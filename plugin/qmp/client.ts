@@ -72,7 +72,7 @@ export class QmpClient {
         fault: (err) => this.#protocolFault(String(err.data?.reason ?? err.message), err),
         end: (info) => this.#teardown(endReason(info)),
       },
-      { maxMessageBytes: options.maxMessageBytes },
+      { maxMessageBytes: options.maxMessageBytes, fed: true },
     );
   }
 
@@ -88,8 +88,16 @@ export class QmpClient {
       if (!(opts[k] > 0)) throw new RangeError(`${k} must be > 0, got ${opts[k]}`);
     }
     const deadline = Date.now() + opts.connectTimeoutMs;
-    const socket = await openSocket(socketPath, opts.connectTimeoutMs);
-    const client = new QmpClient(socket, opts);
+    // The socket's reads go straight to the client's reader; one that came before the client
+    // exists (none should: the client is built in the connect callback's turn) is kept until then.
+    let client: QmpClient | undefined;
+    const early: Buffer[] = [];
+    const socket = await openSocket(socketPath, opts.connectTimeoutMs, (chunk) => {
+      if (client === undefined) early.push(Buffer.from(chunk));
+      else client.#reader.feed(chunk);
+    });
+    client = new QmpClient(socket, opts);
+    for (const chunk of early.splice(0)) client.#reader.feed(chunk);
     // qmp_capabilities is written at once, not after the greeting: QEMU greets a client as it
     // accepts it and reads commands only after that, so the reply still comes second, and one round
     // trip is saved on every connection. On a busy monitor (no greeting) it is never read.

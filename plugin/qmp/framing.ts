@@ -79,10 +79,12 @@ export class QmpFrameDecoder {
   }
 
   /**
-   * Feed one chunk; returns the messages it completed, in order.
+   * Feed one chunk; returns the messages it completed, in order. A `borrowed`
+   * chunk is overwritten after this call (a reused read buffer): what the
+   * decoder keeps of it, an unfinished line, is copied.
    * @throws GkdError `GKD_QMP_PROTOCOL` on a fault (and on every call after one)
    */
-  push(chunk: Uint8Array): QmpMessage[] {
+  push(chunk: Uint8Array, borrowed = false): QmpMessage[] {
     if (this.#state === 'failed') throw this.#refault();
     const out: QmpMessage[] = [];
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -90,7 +92,8 @@ export class QmpFrameDecoder {
     while (start < buf.length) {
       const lf = buf.indexOf(LF, start);
       if (lf === -1) {
-        this.#hold(buf.subarray(start), out);
+        const rest = buf.subarray(start);
+        this.#hold(borrowed ? Buffer.from(rest) : rest, out);
         break;
       }
       this.#hold(buf.subarray(start, lf), out);

@@ -27,19 +27,26 @@ export interface QmpReaderHandlers {
   end(info: QmpReaderEnd): void;
 }
 
-/** Feeds a readable byte stream through a {@link QmpFrameDecoder}. */
+/**
+ * Feeds a byte stream through a {@link QmpFrameDecoder}: its `data` events,
+ * or, with `fed`, whatever the owner hands to {@link QmpReader.feed} (a socket
+ * reading into a reused buffer, see open-socket.ts).
+ */
 export class QmpReader {
   readonly #stream: Readable;
   readonly #handlers: QmpReaderHandlers;
   readonly #decoder: QmpFrameDecoder;
   #done = false;
   #cause: Error | undefined;
+  /** Fed by the owner from a reused buffer: chunks are only valid during the call. */
+  readonly #borrowed: boolean;
 
-  constructor(stream: Readable, handlers: QmpReaderHandlers, options: QmpFrameDecoderOptions = {}) {
+  constructor(stream: Readable, handlers: QmpReaderHandlers, options: QmpFrameDecoderOptions & { fed?: boolean } = {}) {
     this.#stream = stream;
     this.#handlers = handlers;
     this.#decoder = new QmpFrameDecoder(options);
-    stream.on('data', this.#onData);
+    this.#borrowed = options.fed === true;
+    if (!this.#borrowed) stream.on('data', this.#onData);
     stream.on('error', this.#onError);
     stream.on('close', this.#onClose);
   }
@@ -50,11 +57,16 @@ export class QmpReader {
     this.#stream.off('data', this.#onData);
   }
 
+  /** One chunk read by the owner (with `fed`); valid only during this call. */
+  feed(chunk: Buffer): void {
+    this.#onData(chunk);
+  }
+
   readonly #onData = (chunk: Buffer): void => {
     if (this.#done) return;
     let messages: QmpMessage[];
     try {
-      messages = this.#decoder.push(chunk);
+      messages = this.#decoder.push(chunk, this.#borrowed);
     } catch (err) {
       const fault = err as GkdError;
       // Deliver what was complete before the fault, in order, then report it.

@@ -38,6 +38,26 @@ describe('QmpFrameDecoder', () => {
     assert.equal(d.bufferedBytes, 0);
   });
 
+  it('push(chunk, borrowed) keeps a copy of an unfinished line: the reused read buffer is overwritten between reads', () => {
+    fc.assert(
+      fc.property(fc.array(fc.dictionary(fc.string({ maxLength: 6 }).filter((k) => k !== '__proto__'), fc.oneof(fc.string(), fc.integer())), { minLength: 1, maxLength: 5 }), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 20 }), (msgs, sizes) => {
+        const bytes = wire(...msgs.map((m) => ({ return: m })));
+        const reused = Buffer.alloc(64);
+        const d = new QmpFrameDecoder();
+        const got: QmpMessage[] = [];
+        for (let at = 0, i = 0; at < bytes.length; i++) {
+          const n = Math.min(sizes[i % sizes.length] as number, bytes.length - at, reused.length);
+          bytes.copy(reused, 0, at, at + n);
+          got.push(...d.push(reused.subarray(0, n), true));
+          reused.fill(0x7b); // the next read overwrites the buffer
+          at += n;
+        }
+        assert.deepEqual(got, msgs.map((m) => ({ return: { ...m } })));
+        assert.equal(d.state, 'line-start');
+      }),
+    );
+  });
+
   it('push() reassembles a multi-byte UTF-8 character cut between chunks', () => {
     const d = new QmpFrameDecoder();
     const msg = { return: 'disk “é€😀”' };
