@@ -396,7 +396,7 @@ export function renderHotplugBench(r: HotplugBenchResult): string {
   out.push('## Hotplug', '');
   out.push(
     `\`bench/hotplug.bench.ts\` (\`npx tsc -p . && node dist/bench/hotplug.bench.js ${r.iterations}\`): a SCSI disk (scsi-hd on`,
-    'virtio-scsi-pci, pc) hot-added and hot-removed on one paused QEMU started from the planner\'s argv, three',
+    'virtio-scsi-pci, pc) hot-added and hot-removed on one paused QEMU started from the planner\'s argv, several',
     'ways, each on a QMP monitor of its own: the bare QMP sequence (`blockdev-add` + `device_add`; `device_del` +',
     'wait for `DEVICE_DELETED`, armed before the command, + `blockdev-del`) with the planner\'s arguments, the',
     'baseline; `HotplugEngine` in the bench process; and `disk.add` / `disk.remove` through a `kvm-devices serve`',
@@ -404,7 +404,8 @@ export function renderHotplugBench(r: HotplugBenchResult): string {
     'runtime dir; and through a second daemon with `qmpKeepOpen` on a fourth monitor of the same QEMU, dedicated',
     'to it, which keeps its connection; and through a third daemon like the first but with its run and runtime dirs',
     `on ${r.tmpfs.isTmpfs ? `tmpfs (\`${r.tmpfs.dir}\`)` : `\`${r.tmpfs.dir}\` (this machine has no tmpfs at /dev/shm)`}, where a Debian node keeps Ganeti's (\`/var/run/ganeti\` is under \`/run\`, a tmpfs);`,
-    'the others keep theirs in the temp dir, on this machine\'s disk. Every engine path takes the instance lock, journals the add, verifies it from QEMU and fsyncs the',
+    'the others keep theirs in the temp dir, on this machine\'s disk; and, as a floor, the QMP commands the engine sends for an add,',
+    'on a fresh connection, from a minimal client on a monitor of its own (removed over the bare one, untimed). Every engine path takes the instance lock, journals the add, verifies it from QEMU and fsyncs the',
     `runtime file. ${r.rounds} interleaved rounds of ${r.iterations} add/remove pairs per series after ${r.warmup} warm-up pairs; load`,
     `average ${f2(r.load.before)} at the start, ${f2(r.load.after)} at the end (2 cores shared with other work).`,
     '',
