@@ -96,7 +96,12 @@ export class QmpClient {
       if (client === undefined) early.push(Buffer.from(chunk));
       else client.#reader.feed(chunk);
     });
-    client = new QmpClient(socket, opts);
+    try {
+      client = new QmpClient(socket, opts);
+    } catch (e) {
+      socket.destroy(); // a bad option (maxMessageBytes): no connection is left behind, reading
+      throw e;
+    }
     for (const chunk of early.splice(0)) client.#reader.feed(chunk);
     // qmp_capabilities is written at once, not after the greeting: QEMU greets a client as it
     // accepts it and reads commands only after that, so the reply still comes second, and one round

@@ -11,8 +11,13 @@
  * A holder notices it lost the lock (the directory was removed, or taken
  * over after a stall and recreated) when it refreshes and when it releases:
  * the directory is no longer the one it made (inode) or no longer has the
- * mtime it last set. A lost lock is never removed on release: it may be
- * someone else's now.
+ * mtime it last set. Both are needed: a filesystem may give a new directory
+ * the inode just freed, while a takeover comes `stale` ms after the holder's
+ * last refresh, so the new directory's mtime differs. A lost lock is never
+ * removed on release: it may be someone else's now. A refresh that fails
+ * for another reason (an I/O error) is retried every second, as
+ * proper-lockfile did, and the lock counts as lost once it went `stale` ms
+ * without one.
  */
 import { mkdirSync, rmdirSync, statSync, utimesSync } from 'node:fs';
 
@@ -41,7 +46,7 @@ function code(e: unknown): string | undefined {
  * holder has it. Throws what `mkdir` throws other than EEXIST.
  */
 export function tryDirLock(path: string, staleMs: number): DirLock | undefined {
-  const stale = Math.max(staleMs, MIN_STALE_MS);
+  const stale = Math.max(Number.isFinite(staleMs) ? staleMs : 0, MIN_STALE_MS);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       mkdirSync(path);
@@ -50,7 +55,7 @@ export function tryDirLock(path: string, staleMs: number): DirLock | undefined {
       if (attempt === 1 || !removeIfStale(path, stale)) return undefined;
       continue;
     }
-    return new HeldDirLock(path, stale);
+    return HeldDirLock.made(path, stale);
   }
   return undefined;
 }
@@ -65,8 +70,10 @@ function removeIfStale(path: string, stale: number): boolean {
   }
   if (st.mtimeMs >= Date.now() - stale) return false;
   try {
-    // Checked again right before removing: another waiter may have taken it over and locked anew.
-    if (statSync(path).ino !== st.ino) return false;
+    // Checked again right before removing: another waiter may have taken it over and locked anew
+    // (its directory may even have the freed inode, but it is fresh, so its mtime differs).
+    const again = statSync(path);
+    if (again.ino !== st.ino || again.mtimeMs !== st.mtimeMs) return false;
     rmdirSync(path);
   } catch (e) {
     return code(e) === 'ENOENT';
@@ -74,65 +81,108 @@ function removeIfStale(path: string, stale: number): boolean {
   return true;
 }
 
+/** Retry interval of a refresh that failed for another reason than the lock being gone. */
+const REFRESH_RETRY_MS = 1_000;
+
 class HeldDirLock implements DirLock {
   readonly #path: string;
+  readonly #stale: number;
   readonly ino: number;
   #mtimeMs: number;
+  #refreshedAt = Date.now();
   #timer: NodeJS.Timeout | undefined;
   #lost: Error | undefined;
   #released = false;
 
-  constructor(path: string, stale: number) {
+  private constructor(path: string, stale: number, ino: number, mtimeMs: number) {
     this.#path = path;
-    const st = statSync(path);
-    this.ino = st.ino;
-    this.#mtimeMs = st.mtimeMs;
+    this.#stale = stale;
+    this.ino = ino;
+    this.#mtimeMs = mtimeMs;
     this.#schedule(stale / 2);
+  }
+
+  /** The lock for the directory this process just made; removed again when it cannot be read back. */
+  static made(path: string, stale: number): HeldDirLock {
+    let st;
+    try {
+      st = statSync(path);
+    } catch (e) {
+      try {
+        rmdirSync(path);
+      } catch {
+        // not there to remove
+      }
+      throw e;
+    }
+    return new HeldDirLock(path, stale, st.ino, st.mtimeMs);
   }
 
   get lost(): Error | undefined {
     return this.#lost;
   }
 
-  #schedule(every: number): void {
+  #schedule(delay: number): void {
     // Unreferenced: a held lock alone does not keep the process running.
-    this.#timer = setTimeout(() => {
-      if (this.#released || !this.#stillOurs('refresh')) return;
+    this.#timer = setTimeout(() => this.#refresh(), delay);
+    this.#timer.unref();
+  }
+
+  #refresh(): void {
+    if (this.#released) return;
+    const state = this.#check('refresh');
+    if (state === 'lost') return;
+    let failure: unknown;
+    if (state === 'ours') {
       try {
         const now = new Date();
         utimesSync(this.#path, now, now);
         this.#mtimeMs = statSync(this.#path).mtimeMs;
-      } catch (e) {
-        this.#lost ??= new Error(`Cannot refresh lock "${this.#path}": ${(e as Error).message}`);
+        this.#refreshedAt = Date.now();
+        this.#schedule(this.#stale / 2);
         return;
+      } catch (e) {
+        if (code(e) === 'ENOENT') {
+          this.#lost = new Error(`Lock "${this.#path}" was removed by another process (found at refresh)`);
+          return;
+        }
+        failure = e;
       }
-      this.#schedule(every);
-    }, every);
-    this.#timer.unref();
+    }
+    if (Date.now() - this.#refreshedAt >= this.#stale) {
+      this.#lost = new Error(`Cannot refresh lock "${this.#path}" for ${this.#stale} ms, so others may take it over${failure === undefined ? '' : `: ${(failure as Error).message}`}`);
+      return;
+    }
+    this.#schedule(Math.min(REFRESH_RETRY_MS, this.#stale / 2));
   }
 
-  /** False (and `lost` set) when the directory is gone or is not the one this holder made and last touched. */
-  #stillOurs(when: string): boolean {
-    if (this.#lost !== undefined) return false;
+  /**
+   * `ours` when the directory is the one this holder made and last touched; `lost` (and
+   * `lost` set) when it is gone or another's; `unknown` when it cannot be read (an I/O error).
+   */
+  #check(when: string): 'ours' | 'lost' | 'unknown' {
+    if (this.#lost !== undefined) return 'lost';
     let st;
     try {
       st = statSync(this.#path);
     } catch (e) {
-      this.#lost = new Error(`Lock "${this.#path}" was removed by another process (found at ${when}: ${code(e) ?? (e as Error).message})`);
-      return false;
+      if (code(e) !== 'ENOENT') return 'unknown';
+      this.#lost = new Error(`Lock "${this.#path}" was removed by another process (found at ${when})`);
+      return 'lost';
     }
     if (st.ino !== this.ino || st.mtimeMs !== this.#mtimeMs) {
       this.#lost = new Error(`Lock "${this.#path}" was taken over by another process (found at ${when})`);
-      return false;
+      return 'lost';
     }
-    return true;
+    return 'ours';
   }
 
   release(beforeRemove?: () => void): void {
     if (this.#released) return;
     this.#released = true;
     clearTimeout(this.#timer);
-    if (!this.#stillOurs('release')) return;
+    // Removed only when known to be ours; one that cannot be read is left to go stale.
+    if (this.#check('release') !== 'ours') return;
     beforeRemove?.();
     try {
       rmdirSync(this.#path);

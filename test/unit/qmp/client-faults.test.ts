@@ -160,6 +160,18 @@ describe('QmpClient against a fake peer', () => {
     await peer.stop();
   });
 
+  it('connect() with a bad option refuses it and leaves no connection behind', async () => {
+    const conn = peer.accept();
+    await assert.rejects(QmpClient.connect(peer.path, { maxMessageBytes: 1 }), RangeError);
+    const c = await conn;
+    // The peer sees the client go: its side reads the end of the stream.
+    await new Promise<void>((resolve) => {
+      if (c.socket.readableEnded || c.socket.destroyed) resolve();
+      else c.socket.once('close', () => resolve());
+    });
+    assert.ok(c.socket.destroyed || c.socket.readableEnded);
+  });
+
   it('connect() delivers events sent before the greeting and before the capabilities reply', async () => {
     const seen: string[] = [];
     const conn = peer.accept().then(async (c) => {

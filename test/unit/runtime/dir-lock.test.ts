@@ -61,11 +61,13 @@ describe('tryDirLock()', () => {
     assert.equal(existsSync(lock), false);
   });
 
-  it('finds a lock taken over behind its back lost, and leaves the new holder\'s directory alone', () => {
+  it('finds a lock taken over behind its back lost at release, and leaves the new holder\'s directory alone', async () => {
     const a = tryDirLock(lock, 10_000);
     assert.ok(a !== undefined);
-    // Another process judged it stale, removed it and locked anew.
+    // Another process judged it stale, removed it and locked anew, later (a takeover comes `stale`
+    // ms after the last refresh): the new directory's mtime differs even where its inode does not.
     rmdirSync(lock);
+    await sleep(30);
     const b = tryDirLock(lock, 10_000);
     assert.ok(b !== undefined);
     let ran = 0;
@@ -77,6 +79,22 @@ describe('tryDirLock()', () => {
     assert.equal(b.lost, undefined);
     b.release();
     assert.equal(existsSync(lock), false);
+  });
+
+  it('finds a removed lock lost at its next refresh, before release, and does not touch the directory made since', async function () {
+    this.timeout(10_000);
+    const a = tryDirLock(lock, MIN_STALE_MS);
+    assert.ok(a !== undefined);
+    rmdirSync(lock);
+    await sleep(MIN_STALE_MS / 2 + 300);
+    assert.ok(a.lost instanceof Error, 'the refresh found it gone');
+    assert.match(a.lost.message, /removed.*refresh/);
+    const b = tryDirLock(lock, MIN_STALE_MS);
+    assert.ok(b !== undefined, 'free for the next holder');
+    const bStat = statSync(lock);
+    a.release();
+    assert.equal(statSync(lock).mtimeMs, bStat.mtimeMs, 'the lost holder neither touches nor removes it');
+    b.release();
   });
 
   it('says why mkdir failed for anything but an existing lock', () => {
