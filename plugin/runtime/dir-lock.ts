@@ -19,7 +19,7 @@
  * proper-lockfile did, and the lock counts as lost once it went `stale` ms
  * without one.
  */
-import { mkdirSync, rmdirSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, rmdirSync, statSync, utimesSync } from 'node:fs';
 
 /** proper-lockfile's floor for `stale`, kept so both judge staleness alike. */
 export const MIN_STALE_MS = 2_000;
@@ -69,16 +69,25 @@ function removeIfStale(path: string, stale: number): boolean {
     return code(e) === 'ENOENT'; // released meanwhile
   }
   if (st.mtimeMs >= Date.now() - stale) return false;
+  return removeIfUnchanged(path, st) || !existsSync(path);
+}
+
+/**
+ * Removes the lock directory at `path` if it is still the one `seen` described
+ * (a stale lock, or one whose holder died); true when this call removed it.
+ * Another waiter may have taken it over and locked anew since `seen`: its
+ * directory may even have the freed inode, but it is fresh, so its mtime
+ * differs, and it is left alone.
+ */
+export function removeIfUnchanged(path: string, seen: { ino: number; mtimeMs: number }): boolean {
   try {
-    // Checked again right before removing: another waiter may have taken it over and locked anew
-    // (its directory may even have the freed inode, but it is fresh, so its mtime differs).
-    const again = statSync(path);
-    if (again.ino !== st.ino || again.mtimeMs !== st.mtimeMs) return false;
+    const now = statSync(path);
+    if (now.ino !== seen.ino || now.mtimeMs !== seen.mtimeMs) return false;
     rmdirSync(path);
-  } catch (e) {
-    return code(e) === 'ENOENT';
+    return true;
+  } catch {
+    return false; // gone meanwhile, or cannot be removed
   }
-  return true;
 }
 
 /** Retry interval of a refresh that failed for another reason than the lock being gone. */

@@ -2,8 +2,9 @@
  * Per-instance locking that holds across processes (the daemon, a CLI run,
  * a hook): an atomic `mkdir` of `<dir>/.<name>.lock` (dir-lock.ts),
  * refreshed while held, considered stale (and taken over) when its holder
- * stopped refreshing it for `stale` ms, e.g. after a SIGKILL. Ganeti itself does not take this lock; it writes runtime files by
- * atomic rename, so readers are safe either way.
+ * stopped refreshing it for `stale` ms, e.g. after a SIGKILL. Ganeti itself
+ * does not take this lock; it writes runtime files by atomic rename, so
+ * readers are safe either way.
  *
  * A long operation (a migration) marks its hold with `exclusive`: a sibling
  * file `<dir>/.<name>.busy` names the operation and its process, and other
@@ -19,11 +20,11 @@
  * 10 s. The inode ties the pid to this very lock directory, so a pid file
  * left by an earlier holder never condemns a newer, live one.
  */
-import { existsSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GkdError } from '../errors';
 import { processExists } from '../process-exists';
-import { tryDirLock, type DirLock } from './dir-lock';
+import { removeIfUnchanged, tryDirLock, type DirLock } from './dir-lock';
 import { assertInstanceName } from './instance-name';
 
 /** Defaults of {@link withInstanceLock}. */
@@ -103,35 +104,29 @@ export function holderPath(dir: string, name: string): string {
   return `${lockPath(dir, name)}.pid`;
 }
 
-function inodeOf(path: string): number | undefined {
-  try {
-    return statSync(path).ino;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * Removes the lock directory when the holder file names a dead process and
  * this very directory; true when it did (the caller retries at once).
  */
 function takeOverFromDeadHolder(dir: string, name: string): boolean {
+  const lock = lockPath(dir, name);
+  // The directory as it is before the holder file is read: removed below only if it is still
+  // this version (another waiter may have taken over and locked anew in between).
+  let seen;
+  try {
+    seen = statSync(lock);
+  } catch {
+    return false; // released meanwhile: the caller's next try takes it
+  }
   let holder: { pid?: unknown; ino?: unknown };
   try {
     holder = JSON.parse(readFileSync(holderPath(dir, name), 'utf8')) as typeof holder;
   } catch {
     return false; // none yet (the holder is between mkdir and writing it) or half-written
   }
-  if (typeof holder.pid !== 'number' || typeof holder.ino !== 'number' || holder.pid === process.pid) return false;
+  if (typeof holder.pid !== 'number' || holder.ino !== seen.ino || holder.pid === process.pid) return false;
   if (processExists(holder.pid)) return false;
-  const lock = lockPath(dir, name);
-  // Checked again right before removing: another waiter may have taken over and locked anew.
-  if (inodeOf(lock) !== holder.ino) return false;
-  try {
-    rmdirSync(lock);
-  } catch {
-    return false;
-  }
+  if (!removeIfUnchanged(lock, seen)) return false;
   try {
     unlinkSync(holderPath(dir, name));
   } catch {
