@@ -3,8 +3,9 @@
  * with `GKD_FAULT_POINT=<name>` and expects it to die by SIGKILL exactly at
  * that step boundary (no cleanup, no flush: what a power cut or an OOM kill
  * leaves). Inert unless the variable (read when the first point is passed)
- * names this very point; production never sets it. Points are named `<kind>-<operation>:<boundary>`, e.g.
- * `disk-add:backend` (after blockdev-add, before device_add); the list is
+ * names this very point; production never sets it. Points are named
+ * `<kind>-<operation>:<boundary>`, e.g. `disk-add:backend` (after
+ * blockdev-add, before device_add); the list is
  * in docs/hotplug.md. With `GKD_FAULT_KILL_PID=<pid>` as well, that process
  * (the instance's QEMU) is killed at the point instead and the daemon goes
  * on; `GKD_FAULT_KILL_PIDFILE=<path>` names it by a pid file instead, for a

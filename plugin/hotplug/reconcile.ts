@@ -59,7 +59,6 @@ export async function needsReconcile(d: Pick<ReconcileDeps, 'journal' | 'pending
   return entries.some((e) => e.op !== 'pending' || !d.pending.has(name, e.id ?? ''));
 }
 
-
 /**
  * The entries of `name` a reconcile would act on, read without the lock:
  * those of {@link needsReconcile}, less a migration whose writer is alive

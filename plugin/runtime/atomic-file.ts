@@ -257,7 +257,6 @@ async function checkedFile(path: string, st: Stats): Promise<Stats> {
   return st;
 }
 
-
 function checkExpected(path: string, st: Stats | undefined, expect: FileStamp | null | undefined): void {
   if (expect === undefined) return;
   if (expect === null && st !== undefined) {
@@ -420,7 +419,6 @@ let tempCounter = 0;
 
 /** `.<file>.<pid>.<hex>.tmp`, as {@link replaceFileAtomically} names its temp files. */
 const TEMP_RE = /^\.(.+)\.(\d+)\.[0-9a-f]+\.tmp$/;
-
 
 /**
  * Removes the temp files a killed writer left in `dir` (a SIGKILL between
