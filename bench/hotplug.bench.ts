@@ -36,7 +36,6 @@
  * Prints one Markdown section on stdout; progress goes to stderr.
  */
 import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HotplugEngine, QmpConnections, type AddPhase, type AddTiming } from '../plugin/hotplug';
@@ -49,6 +48,7 @@ import { RuntimeStore } from '../plugin/runtime';
 import type { InstanceSpec, ScsiHvInfo } from '../plugin/types';
 import { spawnDaemon } from '../test/integration/rpc/daemon-process';
 import { quantile, quantileOf } from './markdown';
+import { RawQmpSocket } from './raw-qmp';
 
 /** One measured series. */
 export interface HotplugBenchRow {
@@ -245,15 +245,15 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
     const hvinfo: ScsiHvInfo = { driver: 'scsi-hd', id, bus: 'scsi.0', channel: 0, 'scsi-id': 0, lun: 0 };
     const line = (m: Record<string, unknown>): string => `${JSON.stringify(m)}\n`;
     const t0 = process.hrtime.bigint();
-    const c = await rawConnection(floorSock);
+    const c = await RawQmpSocket.open(floorSock);
     c.write(line({ execute: 'qmp_capabilities', arguments: { enable: ['oob'] } }));
-    expectReturns(await c.read(2), 1, 'qmp_capabilities'); // the greeting, then the reply
+    expectReturns(await c.replies(2), 1, 'qmp_capabilities'); // the greeting, then the reply
     const t1 = process.hrtime.bigint();
     c.write(line({ execute: 'query-status', id: 1 }) + line({ execute: 'blockdev-add', id: 2, arguments: blockdevArgs(id, { path: images[2], uri: null, readOnly: false, blockDevice: false }, io, 'disk') }));
-    expectReturns(await c.read(2), 2, 'query-status + blockdev-add');
+    expectReturns(await c.replies(2), 2, 'query-status + blockdev-add');
     const t2 = process.hrtime.bigint();
     c.write(line({ execute: 'device_add', id: 3, arguments: diskDeviceArgs(hvinfo, io) }) + line({ execute: 'qom-get', id: 4, arguments: { path: `/machine/peripheral/${id}`, property: 'scsi-id' } }));
-    expectReturns(await c.read(2), 2, 'device_add + qom-get');
+    expectReturns(await c.replies(2), 2, 'device_add + qom-get');
     c.close();
     const t3 = process.hrtime.bigint();
     const gone = qmp.expectEvent('DEVICE_DELETED', (d) => d.device === id, 5_000);
@@ -325,42 +325,6 @@ export async function runHotplugBench(iterations = 40): Promise<HotplugBenchResu
 }
 
 const median = (xs: number[]): number => quantileOf(xs, 0.5);
-
-/** A bare unix-socket line reader for the floor series: no JSON-RPC, no ids matched, no timers. */
-function rawConnection(path: string): Promise<{ write(s: string): void; read(n: number): Promise<string[]>; close(): void }> {
-  return new Promise((resolve, reject) => {
-    const sock = createConnection({ path });
-    let buf = '';
-    const lines: string[] = [];
-    let want: { n: number; done: (l: string[]) => void } | undefined;
-    const deliver = (): void => {
-      if (want !== undefined && lines.length >= want.n) {
-        const w = want;
-        want = undefined;
-        w.done(lines.splice(0, w.n));
-      }
-    };
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      buf += d;
-      for (let i = buf.indexOf('\n'); i !== -1; i = buf.indexOf('\n')) {
-        const l = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (!l.includes('"event"')) lines.push(l);
-      }
-      deliver();
-    });
-    sock.once('error', reject);
-    sock.once('connect', () => resolve({
-      write: (s) => void sock.write(s),
-      read: (n) => new Promise((done) => {
-        want = { n, done };
-        deliver();
-      }),
-      close: () => sock.destroy(),
-    }));
-  });
-}
 
 /** Throws unless the last `n` of `lines` are successful replies (the greeting, when there, comes first). */
 function expectReturns(lines: string[], n: number, what: string): void {

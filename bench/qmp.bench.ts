@@ -8,13 +8,13 @@
  */
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchQemu } from '../plugin/process';
 import type { QmpClient } from '../plugin/qmp';
 import { QEMU_BINARY } from '../test/helpers/qemu';
 import { fixed, mdTable, numberArg, progress, runSection } from './markdown';
+import { RawQmpSocket } from './raw-qmp';
 
 /** One measured series. */
 export interface QmpBenchRow {
@@ -113,56 +113,34 @@ function row(name: string, n: number, ms: number, samples: number[]): QmpBenchRo
 }
 
 /** The baseline: no framing state machine, no ids, no timers; one reply line per write. */
+/** The baseline: `query-status` round trips on a bare connection (raw-qmp.ts). */
 class RawQmp {
-  #socket: Socket;
-  #buf = '';
-  #wake: (() => void) | undefined;
+  readonly #raw: RawQmpSocket;
 
-  private constructor(socket: Socket) {
-    this.#socket = socket;
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      this.#buf += d;
-      this.#wake?.();
-    });
+  private constructor(raw: RawQmpSocket) {
+    this.#raw = raw;
   }
 
   static async open(path: string): Promise<RawQmp> {
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = createConnection({ path }, () => resolve(s));
-      s.once('error', reject);
-    });
-    const raw = new RawQmp(socket);
-    await raw.#line(); // greeting
-    socket.write('{"execute":"qmp_capabilities"}\n');
-    await raw.#line();
-    return raw;
+    const raw = await RawQmpSocket.open(path);
+    await raw.line(); // greeting
+    raw.write('{"execute":"qmp_capabilities"}\n');
+    await raw.line();
+    return new RawQmp(raw);
   }
 
   /** One request and its reply; `busyMs` of CPU work (a spin) right after the write, before waiting. */
   async roundTrip(busyMs = 0): Promise<string> {
-    this.#socket.write('{"execute":"query-status"}\n');
+    this.#raw.write('{"execute":"query-status"}\n');
     if (busyMs > 0) {
       const until = process.hrtime.bigint() + BigInt(Math.round(busyMs * 1e6));
       while (process.hrtime.bigint() < until);
     }
-    return this.#line();
-  }
-
-  async #line(): Promise<string> {
-    for (;;) {
-      const i = this.#buf.indexOf('\n');
-      if (i !== -1) {
-        const l = this.#buf.slice(0, i);
-        this.#buf = this.#buf.slice(i + 1);
-        return l;
-      }
-      await new Promise<void>((r) => (this.#wake = r));
-    }
+    return this.#raw.line();
   }
 
   close(): void {
-    this.#socket.destroy();
+    this.#raw.close();
   }
 }
 
