@@ -74,7 +74,7 @@ describe('RuntimeStore', () => {
     else this.skip();
   });
 
-  it('on tmpfs (where the fsyncs are made on the spot) a write gives the same bytes, owner and mode as on disk, and leaves no temp file', async function () {
+  it('on tmpfs (where fsync is skipped, having nothing to do) a write gives the same bytes, owner and mode as on disk, and leaves no temp file', async function () {
     if (!existsSync('/dev/shm')) this.skip();
     const shm = mkdtempSync(join('/dev/shm', 'gkd-store-'));
     try {
