@@ -21,7 +21,7 @@ import { checkBudget } from '../value-budget';
 import { isExpectedError, toRpcError } from './error-map';
 import type { CallContext, RpcMethod, RpcPeer } from './method';
 import { ParamsValidator } from './params';
-import { applySocketPermissions, claimSocketPath, type SocketLock } from './socket-file';
+import { applySocketPermissions, claimSocketPath, publishSocket, stagingSocketPath, type SocketLock } from './socket-file';
 
 /**
  * Most requests in one batch. A batch larger than this is refused whole
@@ -147,17 +147,26 @@ export class RpcServer {
     const server = new RpcServer(options);
     const { createdDirs, lock } = await claimSocketPath(server.socketPath);
     server.#lock = lock;
+    // Bound under a staging name and linked into place once its permissions are set: the socket
+    // path never shows a socket the configured group cannot reach yet. Closing the server later
+    // unlinks only the staging name (Node removes the path it bound); the real path is removed
+    // by close(), and only while it is still this server's socket.
+    const staging = stagingSocketPath(server.socketPath);
     try {
+      await unlink(staging).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
       await new Promise<void>((resolve, reject) => {
         server.#http.once('error', reject);
-        server.#http.listen(server.socketPath, () => {
+        server.#http.listen(staging, () => {
           server.#http.off('error', reject);
           resolve();
         });
       });
-      server.#socketIno = (await lstat(server.socketPath)).ino;
       const { socketMode: mode, socketOwner: owner, socketGroup: group } = options.config;
-      await applySocketPermissions(server.socketPath, { mode, owner, group, createdDirs });
+      await applySocketPermissions(staging, { mode, owner, group, createdDirs });
+      await publishSocket(staging, server.socketPath);
+      server.#socketIno = (await lstat(server.socketPath)).ino;
     } catch (e) {
       server.#http.close();
       await lock.release();

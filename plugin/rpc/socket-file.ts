@@ -4,8 +4,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, createServer, type Server } from 'node:net';
-import { chmod, chown, link, lstat, mkdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, readdir, readFile, realpath, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { processExists } from '../process-exists';
 
 /** What {@link claimSocketPath} did. */
 export interface ClaimedSocketPath {
@@ -47,6 +48,7 @@ export async function claimSocketPath(socketPath: string): Promise<ClaimedSocket
   const lock = await lockSocketPath(socketPath);
   try {
     await removeStaleSocket(socketPath);
+    await removeDeadStagingSockets(dirname(socketPath));
   } catch (e) {
     await lock.release();
     throw e;
@@ -145,6 +147,50 @@ async function socketLockKey(file: string): Promise<string> {
     } finally {
       await unlink(tmp).catch(() => undefined);
     }
+  }
+}
+
+/**
+ * Where the daemon listens before its socket is ready: a short name of the
+ * process's own in the socket's directory (`.<pid in base 36>~`, no longer
+ * than a usual socket name, so it fits where the socket path fits). The
+ * socket is bound there, given its mode, owner and group, and only then
+ * linked to its real path ({@link publishSocket}): a client never finds the
+ * socket with the wrong permissions (a hook starting with the daemon would
+ * have been refused by a socket not yet in the socket group).
+ */
+export function stagingSocketPath(socketPath: string, pid = process.pid): string {
+  return join(dirname(socketPath), `.${pid.toString(36)}~`);
+}
+
+const STAGING_NAME = /^\.([0-9a-z]{1,8})~$/;
+
+/** Removes staging sockets ({@link stagingSocketPath}) left in `dir` by daemons that died before publishing theirs. */
+async function removeDeadStagingSockets(dir: string): Promise<void> {
+  for (const name of await readdir(dir)) {
+    const m = STAGING_NAME.exec(name);
+    if (m === null) continue;
+    const pid = parseInt(m[1] ?? '', 36);
+    if (pid === process.pid || processExists(pid)) continue;
+    const st = await lstat(join(dir, name)).catch(() => undefined);
+    if (st?.isSocket() === true) await unlink(join(dir, name)).catch(() => undefined);
+  }
+}
+
+/**
+ * Gives the socket bound at `stagingPath` its real path, in one step (a hard
+ * link), then drops the staging name. Never replaces a path that exists: a
+ * socket made there since the claim belongs to someone else.
+ * @throws SocketInUseError when the path was taken meanwhile
+ */
+export async function publishSocket(stagingPath: string, socketPath: string): Promise<void> {
+  try {
+    await link(stagingPath, socketPath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SocketInUseError(socketPath);
+    throw e;
+  } finally {
+    await unlink(stagingPath).catch(() => undefined);
   }
 }
 

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -187,6 +187,59 @@ describe('kvm-devices serve (real daemon, child process)', function () {
       assert.equal(as(65534, gid), 'connected');
       // A directory that already existed keeps its owner and group.
       assert.equal(statSync(dir).gid, 0);
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('never shows the socket at its path before its mode and group are set', async function () {
+    if (process.getuid?.() !== 0) this.skip();
+    const gid = Number((readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith('nogroup:')) ?? 'x:x:-1').split(':')[2]);
+    if (gid < 0) this.skip();
+    for (let round = 0; round < 3; round++) {
+      const dir = tempDir();
+      const sock = join(dir, 'sock', 'rpc.sock');
+      // A watcher that stats the path as fast as it can from before the daemon starts, and
+      // reports what the first stat that found a socket there saw.
+      const watcher = spawn(process.execPath, ['-e', `
+        const fs = require('fs'); const end = Date.now() + 30000;
+        console.log('watching');
+        for (;;) {
+          let st; try { st = fs.statSync(${JSON.stringify(sock)}); } catch { if (Date.now() > end) { console.log('timeout'); process.exit(1); } continue; }
+          const d = fs.statSync(${JSON.stringify(join(dir, 'sock'))});
+          console.log(JSON.stringify({ mode: st.mode & 0o777, gid: st.gid, dirGid: d.gid })); process.exit(0);
+        }`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise((r) => watcher.once('exit', r));
+      let out = '';
+      watcher.stdout?.on('data', (b: Buffer) => { out += b.toString(); });
+      await new Promise((r) => watcher.stdout?.once('data', r));
+      const g = await spawnDaemon({ dir, env: { GKD_SOCKET_GROUP: 'nogroup' } });
+      try {
+        await exited;
+        const seen = JSON.parse(out.split('\n')[1] ?? 'null') as { mode: number; gid: number; dirGid: number } | null;
+        assert.deepEqual(seen, { mode: 0o660, gid, dirGid: gid }, `round ${round}: ${out}`);
+      } finally {
+        await g.stop();
+      }
+    }
+  });
+
+  it('removes a staging socket a dead daemon left next to its socket, and leaves none of its own', async () => {
+    const dir = tempDir();
+    const sockDir = join(dir, 'sock');
+    mkdirSync(sockDir, { mode: 0o750 });
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    const left = join(sockDir, `.${Number(dead.stdout.trim()).toString(36)}~`);
+    // A socket file, as a daemon killed between binding and publishing leaves it.
+    const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(left)},()=>console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => holder.stdout?.once('data', r));
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.once('exit', r));
+    assert.ok(existsSync(left));
+    const g = await spawnDaemon({ dir });
+    try {
+      assert.equal(existsSync(left), false);
+      assert.deepEqual(readdirSync(sockDir).filter((n) => n.endsWith('~')), []);
     } finally {
       await g.stop();
     }
