@@ -11,9 +11,10 @@
  *   guards. An entry that must outlive the add (a rollback step failed) is
  *   rewritten synced;
  * - the staged runtime file is written and fsynced while QEMU works;
- * - after QEMU confirmed: the runtime file is renamed into place, the entry
- *   removed, and the directory synced once for all of it (by the engine,
- *   after the instance lock is released), before the add is reported done.
+ * - after QEMU confirmed: the runtime file is renamed into place and the
+ *   directory synced (by the engine) before the add is reported done; the
+ *   entry is removed after the answer, unsynced (one a power cut brings
+ *   back names a recorded device, which the next reconcile closes).
  */
 import type { Logger } from 'pino';
 import type { Journal, JournalEntry, RuntimeRead, RuntimeStore, StagedFile } from '../runtime';
@@ -92,9 +93,8 @@ export class AddRecord {
   }
 
   /**
-   * Closes the journal entry, unsynced: the caller then syncs the runtime dir
-   * (`RuntimeStore.syncDir`), which makes the runtime file, the entry's
-   * creation and its removal durable together.
+   * Closes the journal entry, unsynced, once the add is recorded and durable
+   * (the runtime file renamed into place and the runtime dir synced).
    */
   async finish(): Promise<void> {
     const { name } = this.#intent;

@@ -95,8 +95,10 @@ interface AddContext {
   clock: PhaseClock;
   /** The connection started before the lock was taken (see #addTimed). */
   early: { opened: Promise<void>; release(): Promise<void> } | undefined;
-  /** The runtime dir's sync, awaited once the lock is released. */
+  /** The runtime dir's sync, started once the runtime file is in place; the answer waits for it. */
   durable?: Promise<void>;
+  /** Called once the runtime file is in place: the caller may be answered (see #addTimed). */
+  committed(result: AddResult): void;
 }
 
 /** Disk and NIC hot-add/remove on live QEMUs, recorded in their runtime files (see the file comment). */
@@ -309,14 +311,24 @@ export class HotplugEngine {
    *
    * When nothing else of this process waits for the instance, the QMP
    * connection is started at once, so connecting overlaps taking the lock and
-   * reading the files; it is let go if another process holds the lock. The
-   * runtime dir's sync, which makes the add durable, runs after the lock is
-   * released and before the add is reported done.
+   * reading the files; it is let go if another process holds the lock.
+   *
+   * The caller is answered as soon as the runtime file is in place and the
+   * runtime dir synced (the add is then durable and what the caller is told
+   * is what the file says); closing the journal entry and releasing the lock
+   * follow, still in the instance's turn, so the next operation on the
+   * instance starts after them. A process that dies in between leaves an
+   * entry whose device is recorded: the next operation's reconcile closes it
+   * (rolled forward), as after a death right after the rename.
    */
   async #addTimed(name: string, kind: DeviceKind, spec: DiskSpec | NicSpec, opts: CallOptions): Promise<AddResult> {
     const hook = this.#o.onAddTiming;
     const clock = new PhaseClock(hook !== undefined);
-    const ctx: AddContext = { clock, early: this.#queues.has(name) ? undefined : this.#o.connections.hold(this.#socket(name, opts)) };
+    let committed!: (result: AddResult) => void;
+    const commit = new Promise<AddResult>((resolve) => {
+      committed = resolve;
+    });
+    const ctx: AddContext = { clock, early: this.#queues.has(name) ? undefined : this.#o.connections.hold(this.#socket(name, opts)), committed };
     // The socket's connect before the lock: the lock, the reconcile's journal check, the runtime
     // read and the journal entry are short synchronous calls chained without a turn of the event
     // loop, and the connect callback (which writes qmp_capabilities) would otherwise wait behind all
@@ -324,20 +336,25 @@ export class HotplugEngine {
     // at once, even when another client holds the monitor: only the greeting waits for that.
     if (ctx.early !== undefined) await ctx.early.opened;
     let workEnd = 0;
-    let result: AddResult;
-    try {
-      result = await this.#exclusive(name, async () => {
-        clock.record('lock', 0);
-        try {
-          return await this.#add(name, kind, spec, opts, ctx);
-        } finally {
-          workEnd = clock.now();
-        }
-      }, opts.signal, () => void ctx.early?.release());
-    } finally {
-      await ctx.early?.release();
-    }
-    clock.record('release', workEnd);
+    const run = (async (): Promise<AddResult> => {
+      try {
+        return await this.#exclusive(name, async () => {
+          clock.record('lock', 0);
+          try {
+            return await this.#add(name, kind, spec, opts, ctx);
+          } finally {
+            workEnd = clock.now();
+          }
+        }, opts.signal, () => void ctx.early?.release());
+      } finally {
+        await ctx.early?.release();
+        clock.record('release', workEnd);
+      }
+    })();
+    // The add's own failure (before the file is in place) rejects here; once the file is in place
+    // nothing after it can fail the add (the journal close and the release only log).
+    const first = await Promise.race([commit.then((r) => ({ r, early: true })), run.then((r) => ({ r, early: false }))]);
+    if (first.early) run.catch((e: unknown) => this.#log.error({ instance: name, err: e }, 'the lock or the queue failed after a hot-add was recorded; the add stands'));
     if (ctx.durable !== undefined) {
       const syncing = clock.now();
       // The runtime file is in place: a failed directory sync does not undo the add (as a write whose rename happened).
@@ -345,13 +362,17 @@ export class HotplugEngine {
       clock.record('dir sync', syncing);
     }
     if (hook !== undefined) {
-      try {
-        hook({ kind, totalMs: clock.now(), spans: clock.spans() });
-      } catch (e) {
-        this.#log.warn({ instance: name, err: e }, 'the add timing hook threw; ignored');
-      }
+      const totalMs = clock.now();
+      // Reported once the turn is over, so the phases after the answer are in it too.
+      void run.then(() => {
+        try {
+          hook({ kind, totalMs, spans: clock.spans() });
+        } catch (e) {
+          this.#log.warn({ instance: name, err: e }, 'the add timing hook threw; ignored');
+        }
+      }, () => undefined);
     }
-    return result;
+    return first.r;
   }
 
   /**
@@ -509,7 +530,6 @@ export class HotplugEngine {
         committing = clock.span('runtime commit', async () => {
           await rec.writeRuntime();
           faultPoint(`${kind}-add:recorded`);
-          await rec.finish();
           ctx.durable = this.#o.store.syncDir();
           ctx.durable.catch(() => undefined);
         });
@@ -527,7 +547,15 @@ export class HotplugEngine {
       await record?.abandon(undone.some((l) => / FAILED: /.test(l)));
       throw err;
     }
-    return { hvinfo: (record as AddRecord).placement.hvinfo };
+    const rec = record as AddRecord;
+    ctx.committed({ hvinfo: rec.placement.hvinfo });
+    // The caller's answer goes out first: it is written in the turn of the event loop in which the
+    // directory sync completes, and the journal entry is closed in the next one, unsynced (an entry
+    // that a power cut brings back names a recorded device: the next reconcile closes it).
+    await ctx.durable?.catch(() => undefined);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await clock.span('journal close', () => rec.finish());
+    return { hvinfo: rec.placement.hvinfo };
   }
 
   /** The backend step: the block node or the netdev, named `id`. */

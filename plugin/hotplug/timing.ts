@@ -20,12 +20,14 @@ export type AddPhase =
   | 'netdev_add'
   | 'device_add'
   | 'verify'
-  /** The staged runtime file renamed into place and the journal entry closed (the QMP connection closes meanwhile). */
+  /** The staged runtime file renamed into place (the QMP connection closes meanwhile). */
   | 'runtime commit'
-  /** The instance lock released and the queue moved on. */
-  | 'release'
-  /** The runtime dir synced: the add is durable (after the lock is released). */
-  | 'dir sync';
+  /** The runtime dir synced: the add is durable, and the caller is answered. */
+  | 'dir sync'
+  /** After the answer: the journal entry closed. */
+  | 'journal close'
+  /** After the answer: the instance lock released and the queue moved on. */
+  | 'release';
 
 /** One phase: milliseconds from the start of the call. */
 export interface PhaseSpan {
@@ -34,9 +36,10 @@ export interface PhaseSpan {
   endMs: number;
 }
 
-/** What a timing hook receives once a hot-add succeeded. */
+/** What a timing hook receives once a hot-add succeeded (after its turn ended). */
 export interface AddTiming {
   kind: 'disk' | 'nic';
+  /** Until the caller was answered; phases may end after it (the journal close, the release). */
   totalMs: number;
   spans: PhaseSpan[];
 }

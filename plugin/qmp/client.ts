@@ -108,6 +108,9 @@ export class QmpClient {
     // trip is saved on every connection. On a busy monitor (no greeting) it is never read.
     const negotiated = client.#negotiate(deadline, opts.oob);
     negotiated.catch(() => undefined);
+    // Out now, not at the end of the tick: whoever awaits the connection may run a long synchronous
+    // stretch next (a hot-add takes its lock and writes its files), and QEMU can negotiate meanwhile.
+    client.#writer.flushNow();
     opts.onSocketOpen?.();
     try {
       await client.#awaitGreeting(socketPath, deadline - Date.now());

@@ -26,6 +26,8 @@ export class QmpWriter {
   #queue: Queued[] = [];
   /** A flush is scheduled or a write is under way. */
   #busy = false;
+  /** A write is under way: its completion flushes what queued meanwhile. */
+  #writing = false;
 
   constructor(stream: Writable) {
     this.#stream = stream;
@@ -46,7 +48,19 @@ export class QmpWriter {
     });
   }
 
+  /**
+   * Writes what is queued now, without waiting for the tick to end (the
+   * scheduled flush then finds the queue empty, or what was queued since).
+   * For a request that must not wait behind the caller's synchronous work,
+   * such as `qmp_capabilities` on a new connection.
+   */
+  flushNow(): void {
+    if (this.#writing || this.#queue.length === 0) return;
+    this.#flush();
+  }
+
   #flush(): void {
+    if (this.#writing) return;
     const batch = this.#queue;
     if (batch.length === 0) {
       this.#busy = false;
@@ -60,7 +74,9 @@ export class QmpWriter {
       return;
     }
     const bytes = batch.length === 1 ? (batch[0] as Queued).bytes : Buffer.concat(batch.map((q) => q.bytes));
+    this.#writing = true;
     this.#stream.write(bytes, (err) => {
+      this.#writing = false;
       for (const item of batch) {
         if (err) item.reject(err);
         else item.resolve();

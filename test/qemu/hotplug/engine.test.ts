@@ -6,7 +6,8 @@
  */
 import { strict as assert } from 'node:assert';
 import { findLeaks } from '../../../plugin/migration/leaks';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { lockPath } from '../../../plugin/runtime/lock';
 import { GkdError } from '../../../plugin/errors';
 import type { ScsiHvInfo } from '../../../plugin/types';
 import { assertRuntimeMatchesQemu, startHotplugVm } from '../../helpers/hotplug-vm';
@@ -39,6 +40,26 @@ describe('HotplugEngine on real QEMU (paused)', function () {
       await h.close();
     });
   }
+
+  it('answers a hot-add once the runtime file records it, then closes the journal entry and releases the lock', async () => {
+    const h = await startHotplugVm(makeSpec({ disks: 1, nics: 0, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci' } }));
+    const conf = h.store.dir;
+    const a = await h.engine.addDisk(h.name, { uuid: uuidN(0xa9), path: h.image('a.raw') });
+    // The answer came first: the file already records the device, the bookkeeping is still to come
+    // (looked at synchronously, before anything lets the event loop turn).
+    const lockHeld = existsSync(lockPath(conf, h.name));
+    const entryOpen = readFileSync(h.engine.journal.path(h.name), 'utf8');
+    const recorded = readFileSync(h.store.path(h.name), 'utf8');
+    assert.ok(lockHeld, 'the lock is still held when the caller is answered');
+    assert.match(entryOpen, new RegExp(`"op":"add".*"${a.hvinfo.id}"`), 'the journal entry is still open when the caller is answered');
+    assert.ok(recorded.includes(uuidN(0xa9)) && recorded.includes(`"${a.hvinfo.id}"`), 'the runtime file records the device when the caller is answered');
+    // The next operation on the instance starts after the bookkeeping: nothing for it to reconcile.
+    assert.deepEqual(await h.engine.reconcile(h.name), []);
+    assert.equal(existsSync(lockPath(conf, h.name)), false);
+    assert.deepEqual(await h.engine.journal.read(h.name), []);
+    await assertRuntimeMatchesQemu(h);
+    await h.close();
+  });
 
   it('hot-adds virtio-blk disks and NICs on the next free slots, skipping a device added by hand', async () => {
     const h = await startHotplugVm(makeSpec({ disks: 1, nics: 1 }));

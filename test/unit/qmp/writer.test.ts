@@ -61,3 +61,27 @@ describe('QmpWriter', () => {
     assert.equal(s.chunks.length, 0);
   });
 });
+
+describe('QmpWriter.flushNow', () => {
+  it('writes what is queued at once, in the same tick, and the scheduled flush then writes nothing twice', async () => {
+    const s = new Recorder();
+    const w = new QmpWriter(s);
+    const caps = w.write({ execute: 'qmp_capabilities', id: 1 });
+    w.flushNow();
+    assert.deepEqual(lines(s.chunks), ['qmp_capabilities'], 'written before the tick ended');
+    await caps;
+    assert.equal(s.chunks.length, 1);
+  });
+
+  it('leaves a write under way alone: what queued meanwhile goes out after it, in order', async () => {
+    const s = new Recorder();
+    const w = new QmpWriter(s);
+    const first = w.write({ execute: 'a', id: 1 });
+    w.flushNow(); // 'a' is now under way
+    const second = w.write({ execute: 'b', id: 2 });
+    w.flushNow(); // must not write 'b' beside the write under way
+    assert.deepEqual(s.chunks.map((c) => lines([c])), [['a']]);
+    await Promise.all([first, second]);
+    assert.deepEqual(s.chunks.map((c) => lines([c])), [['a'], ['b']]);
+  });
+});
