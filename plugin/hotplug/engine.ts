@@ -211,6 +211,19 @@ export class HotplugEngine {
     return { entries, unwatched, ...(unreadable === undefined ? {} : { unreadable }) };
   }
 
+  /**
+   * Resolves once no operation of this process is queued or running on `name` (on any instance
+   * when omitted), the work a hot-add does after answering (journal close, lock release) included.
+   * Never rejects: the operations' own callers see their failures.
+   */
+  async idle(name?: string): Promise<void> {
+    for (;;) {
+      const runs = name === undefined ? [...this.#queues.values()] : [this.#queues.get(name)].filter((r) => r !== undefined);
+      if (runs.length === 0) return;
+      await Promise.allSettled(runs);
+    }
+  }
+
   /** Stops the background finishers (daemon shutdown); what is pending stays in the journal. */
   stop(): void {
     this.#pending.stop();

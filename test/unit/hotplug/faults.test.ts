@@ -118,6 +118,8 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       // by one read of the chosen target; device_add's success already says the node is attached.
       assert.deepEqual(r.vm.commands(), ['query-status', 'blockdev-add', 'device_add', 'qom-get']);
       assert.deepEqual(r.vm.log.find((x) => x.execute === 'qom-get')?.arguments, { path: `/machine/peripheral/${NEW_DISK_ID}`, property: 'scsi-id' });
+      // Closed after the answer, in the instance's turn: by the add itself, not by a later reconcile.
+      await r.engine.idle(NAME);
       assert.deepEqual(await r.engine.journal.read(NAME), [], 'the journal entry is closed');
     });
 
@@ -193,6 +195,7 @@ describe('HotplugEngine faults (fake QMP peer)', function () {
       assert.equal(r.vm.devices.get(NEW_DISK_ID)?.slot, 0xf);
       const rt = (await r.store.read(NAME)).upgraded;
       assert.deepEqual(rt[3][1][0].hvinfo, res.hvinfo);
+      await r.engine.idle(NAME);
       assert.deepEqual(await r.engine.journal.read(NAME), []);
     });
 
