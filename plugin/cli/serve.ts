@@ -71,10 +71,22 @@ export const serveCommand: Command = {
       process.stderr.write(`kvm-devices serve: ${(e as Error).message}\n`);
       return 2;
     }
+    // The signal handlers come first: a stop asked for while the daemon starts (its socket may
+    // already answer) is kept and done once it has started, instead of the signal's default action
+    // killing it half set up. One listener per signal for the whole run: removing the last one
+    // drops a signal Node has received but not yet emitted.
+    let stop: ((signal: string) => void) | undefined;
+    let early: string | undefined;
+    const onTerm = (): void => (stop === undefined ? void (early ??= 'SIGTERM') : stop('SIGTERM'));
+    const onInt = (): void => (stop === undefined ? void (early ??= 'SIGINT') : stop('SIGINT'));
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
     let daemon;
     try {
       daemon = await startDaemon(config);
     } catch (e) {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
       process.stderr.write(`kvm-devices serve: ${(e as Error).message}\n`);
       return e instanceof SocketInUseError ? EXIT_SOCKET_IN_USE : 1;
     }
@@ -85,7 +97,7 @@ export const serveCommand: Command = {
     const onRejection = (err: unknown): void => logger.error({ err }, 'unhandled promise rejection');
     process.on('unhandledRejection', onRejection);
     return new Promise<number>((resolve) => {
-      const stop = (signal: string): void => {
+      stop = (signal: string): void => {
         logger.info({ signal }, 'signal received');
         process.off('SIGTERM', onTerm);
         process.off('SIGINT', onInt);
@@ -101,10 +113,7 @@ export const serveCommand: Command = {
           },
         );
       };
-      const onTerm = (): void => stop('SIGTERM');
-      const onInt = (): void => stop('SIGINT');
-      process.on('SIGTERM', onTerm);
-      process.on('SIGINT', onInt);
+      if (early !== undefined) stop(early);
     });
   },
 };

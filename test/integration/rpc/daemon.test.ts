@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { RpcClient, RpcCallError, isLive } from '../../../plugin/rpc';
-import { MAIN, sampleSpec, spawnDaemon, tempDir, type DaemonProcess } from './daemon-process';
+import { MAIN, sampleSpec, spawnDaemon, tempDir, untilDaemon, type DaemonProcess } from './daemon-process';
 
 function rawSocket(path: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
@@ -238,7 +238,11 @@ describe('kvm-devices serve (real daemon, child process)', function () {
     assert.ok(existsSync(left));
     const g = await spawnDaemon({ dir });
     try {
+      // Removed before the daemon listens.
       assert.equal(existsSync(left), false);
+      // Its own staging name goes right after the socket is linked into place, which a client may
+      // already reach: wait for it (a name that stayed would fail here).
+      await untilDaemon(g, 'the daemon\'s own staging socket was not removed', () => readdirSync(sockDir).filter((n) => n.endsWith('~')).length === 0);
       assert.deepEqual(readdirSync(sockDir).filter((n) => n.endsWith('~')), []);
     } finally {
       await g.stop();
@@ -330,6 +334,28 @@ describe('kvm-devices serve: socket lifecycle', function () {
     assert.equal(typeof call.ms, 'number');
     assert.equal(typeof call.rid, 'string');
     assert.ok(lines.some((l) => l.msg === 'daemon stopped'));
+  });
+
+  it('honours a SIGTERM sent the moment its socket answers, still starting: exits 0 and removes the socket', async () => {
+    for (let round = 0; round < 5; round++) {
+      const dir = tempDir();
+      const sock = join(dir, 'sock', 'rpc.sock');
+      writeFileSync(join(dir, 'config.json'), '{}\n');
+      const child = spawn(process.execPath, [
+        MAIN, 'serve', '--socket', sock, '--runtime-dir', join(dir, 'conf'), '--run-dir', join(dir, 'run'), '--log-level', 'info',
+      ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, GKD_CONFIG: join(dir, 'config.json') } });
+      let log = '';
+      child.stderr?.on('data', (b: Buffer) => { log += b.toString(); });
+      const exited = new Promise<[number | null, string | null]>((r) => child.once('exit', (code, signal) => r([code, signal])));
+      // As soon as a client could reach it, which may be before the daemon has finished starting.
+      for (const deadline = Date.now() + 15_000; !(await isLive(sock, 200));) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, `round ${round}: the daemon did not listen: ${log}`);
+        await new Promise((r) => setImmediate(r));
+      }
+      child.kill('SIGTERM');
+      assert.deepEqual(await exited, [0, null], `round ${round}: ${log}`);
+      assert.equal(existsSync(sock), false, `round ${round}: the socket was left behind`);
+    }
   });
 
   it('on SIGTERM does not wait for a connection that never completed its HTTP upgrade', async () => {
