@@ -17,6 +17,7 @@ import { dirname, join } from 'node:path';
 import { findLeaks } from '../../plugin/migration';
 import { RpcCallError, RpcClient } from '../../plugin/rpc';
 import { crashSummary, type Convergence } from '../helpers/crash-summary';
+import { DeviceDeletedLog } from '../helpers/device-deleted';
 import { guestHvparams, guestKit } from '../helpers/guest';
 import { startDaemonGuest } from '../helpers/daemon-guest';
 import { useQemuCleanup } from '../helpers/qemu';
@@ -52,6 +53,9 @@ describe('crash recovery of pending removals (booted guest, real daemon)', funct
         const d1 = await spawnDaemon({ dir, env: { ...roots, GKD_UNPLUG_TIMEOUT_MS: pendingPath ? '1' : '60000', GKD_FAULT_POINT: point } });
         const c1 = await RpcClient.connect(d1.socket);
         const uuid = kind === 'disk' ? spec.disks[1].uuid : spec.nics[1].uuid;
+        const rt0 = (await store.read(NAME)).upgraded;
+        const devId = String((kind === 'disk' ? rt0[3][1][0].hvinfo : rt0[1][1].hvinfo)?.id);
+        const deleted = new DeviceDeletedLog(vm.qmp);
         await assert.rejects(c1.call(`${kind}.remove`, { name: NAME, uuid }), (e: Error) => {
           if (!pendingPath || boundary === 'pending:journaled') assert.match(e.message, /Connection to the daemon closed/);
           else assert.equal((e as RpcCallError).code, 4003, e.message);
@@ -62,6 +66,10 @@ describe('crash recovery of pending removals (booted guest, real daemon)', funct
         await c1.close().catch(() => undefined);
         assert.equal(d1.child.signalCode, 'SIGKILL', `the daemon did not reach ${point}: ${d1.log().slice(-2000)}`);
         assert.ok(existsSync(join(dir, 'conf', `.${NAME}.journal`)), 'the removal is in the journal');
+        // Every boundary comes after device_del; at the first ones the guest may not have let go yet,
+        // and the restarted daemon's reconcile waits only a moment for it. Started once the guest has,
+        // its first reconcile must finish the removal.
+        await deleted.waitFor(devId, 60_000);
 
         const t0 = Date.now();
         const d2 = await spawnDaemon({ dir, env: roots });

@@ -49,6 +49,9 @@ async function boot(spec: InstanceSpec, extra?: (dir: string) => string[]): Prom
     serials: (dir) => guestSerialChardevs(paths(dir)).map(serialArg),
     ...(extra === undefined ? {} : { extraArgv: extra }),
     engine: {
+      // A TCG guest on a loaded machine can take seconds to answer an ACPI eject; removals the
+      // tests expect to complete within the call get room (the pending ones pass their own 1 ms).
+      unplugTimeoutMs: 30_000,
       onRemoved: (ev) => {
         removed.push(ev);
         wake?.(ev);

@@ -53,7 +53,7 @@ async function boot(hvparams: Record<string, unknown>, disks: number, nics: numb
   const deleted = new DeviceDeletedLog(vm.vm.qmp);
   const con = new GuestConsole(paths(src.dir));
   await con.waitReady(60_000);
-  const engine = new HotplugEngine({ store: src.store, connections: src.pool, qmpSocket: src.qmpSocket, accel: 'tcg' });
+  const engine = new HotplugEngine({ store: src.store, connections: src.pool, qmpSocket: src.qmpSocket, accel: 'tcg', unplugTimeoutMs: 30_000 });
   return { lab, src, vm, engine, con, deleted };
 }
 
@@ -181,7 +181,7 @@ describe('q35 with a booted guest', function () {
       const s = await con.waitFor((x) => x.block.includes('vdb') && x.net.some((y) => y.mac === macN(0x92)), 15_000, 'the devices on the target');
       assert.deepEqual(s.block.sort(), ['vda', 'vdb']);
 
-      const engine = new HotplugEngine({ store: dst.store, connections: dst.pool, qmpSocket: () => accepted.qmp, accel: 'tcg' });
+      const engine = new HotplugEngine({ store: dst.store, connections: dst.pool, qmpSocket: () => accepted.qmp, accel: 'tcg', unplugTimeoutMs: 30_000 });
       const spare = await emptyPorts(target, (await dst.store.read(g.vm.name)).upgraded);
       const d = await engine.addDisk(g.vm.name, { uuid: disk3, path: makeImage(join(dst.dir, 'hot3.raw'), 2 * MiB) });
       assert.equal(d.hvinfo.bus, spare[0]);

@@ -27,8 +27,13 @@ import { makeSpec, uuidN } from '../../helpers/specs';
 import { spawnDaemon, untilDaemon, type DaemonProcess } from './daemon-process';
 
 const NAME = 'shutdown1.example.com';
-/** How long the NIC removal runs before it answers pending, ms: well inside the default 10 s grace, past the short one. */
-const UNPLUG_MS = 3000;
+/**
+ * How long the NIC removal runs before it answers pending, ms: long enough for the adds to be queued
+ * behind it and the SIGTERM sent on a slow machine, inside the drain case's grace, past the short one.
+ */
+const UNPLUG_MS = 8000;
+/** The drain case's grace, ms: set here rather than left to the default, which must not decide the test. */
+const DRAIN_GRACE_MS = 20_000;
 /** The hot-adds queued behind it. */
 const QUEUED = 3;
 
@@ -57,7 +62,7 @@ describe('daemon shutdown with operations queued on an instance (real daemon, re
 
   for (const graceMs of [undefined, 1000]) {
     const title = graceMs === undefined
-      ? 'answers each queued hot-add GKD_CANCELLED before closing its connection, drains the running operation, and applies none of them'
+      ? `with a grace (${DRAIN_GRACE_MS} ms) longer than the running operation: answers each queued hot-add GKD_CANCELLED before closing its connection, drains the running operation, and applies none of them`
       : `with a grace (${graceMs} ms) shorter than the running operation: the queued hot-adds are still answered GKD_CANCELLED, the running one is cut off, none is applied`;
     it(title, () => queuedAtShutdown(graceMs));
   }
@@ -66,7 +71,7 @@ describe('daemon shutdown with operations queued on an instance (real daemon, re
     const spec = makeSpec({ name: NAME, disks: 1, nics: 1, hvparams: { disk_type: 'scsi-hd', scsi_controller_type: 'virtio-scsi-pci', nic_type: 'paravirtual' } });
     const { vm, dir, store } = await startDaemonInstance(spec, { paused: true });
     const env = { GKD_STORAGE_ROOTS: `${dir}:/dev/`, GKD_UNPLUG_TIMEOUT_MS: String(UNPLUG_MS) };
-    const d1 = await spawnDaemon({ dir, env: { ...env, ...(graceMs === undefined ? {} : { GKD_SHUTDOWN_GRACE_MS: String(graceMs) }) } });
+    const d1 = await spawnDaemon({ dir, env: { ...env, GKD_SHUTDOWN_GRACE_MS: String(graceMs ?? DRAIN_GRACE_MS) } });
     daemons.push(d1);
     const connect = async (d: DaemonProcess): Promise<RpcClient> => {
       const c = await RpcClient.connect(d.socket);

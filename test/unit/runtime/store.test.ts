@@ -197,14 +197,14 @@ describe('RuntimeStore', () => {
 
   it('withLock() holds across processes', async () => {
     const lockModule = join(__dirname, '..', '..', '..', 'plugin', 'runtime', 'lock.js');
-    const script = `require(${JSON.stringify(lockModule)}).withInstanceLock(${JSON.stringify(dir)}, 'x', () => { process.stdout.write('held\\n'); return new Promise((r) => setTimeout(r, 600)); })`;
+    // The child marks, in a file, the moment it lets go (just before its release).
+    const letGo = join(dir, 'child-lets-go');
+    const script = `require(${JSON.stringify(lockModule)}).withInstanceLock(${JSON.stringify(dir)}, 'x', () => { process.stdout.write('held\\n'); return new Promise((r) => setTimeout(() => { require('fs').writeFileSync(${JSON.stringify(letGo)}, ''); r(); }, 600)); })`;
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     const exited = new Promise((r) => child.once('exit', r));
     await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
     await rejects(store.withLock('x', () => 1, { wait: 0 }), 'GKD_RUNTIME_LOCKED', /another process has held the lock/);
-    const t0 = Date.now();
-    assert.equal(await store.withLock('x', () => 'mine', { wait: 5000 }), 'mine');
-    assert.ok(Date.now() - t0 >= 200, 'got the lock while the child held it');
+    assert.equal(await store.withLock('x', () => (existsSync(letGo) ? 'mine, after the child let go' : 'mine, while the child held it'), { wait: 5000 }), 'mine, after the child let go');
     await exited;
   });
 });
