@@ -20,9 +20,7 @@ describe('launchQemu()', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   it('returns a connected client and stop() quits QEMU with rc 0', async () => {
-    const started = Date.now();
     const q = await launchQemu(BASE, { qmpSocket: join(dir, 'qmp.sock') });
-    assert.ok(Date.now() - started < 5000);
     assert.equal(q.argv.at(-2), '-qmp');
     assert.equal(q.argv.at(-1), `unix:${join(dir, 'qmp.sock')},server=on,wait=off`);
     assert.equal((await q.qmp.execute<{ status: string }>('query-status')).status, 'prelaunch');
@@ -41,7 +39,7 @@ describe('launchQemu()', () => {
   it('fails with GKD_LAUNCH_FAILED carrying QEMU\'s stderr when QEMU rejects the command line', async () => {
     const started = Date.now();
     const bad = [...BASE, '-device', 'virtio-blk-pci,id=disk-x,bus=pci.7'];
-    await assert.rejects(launchQemu(bad, { qmpSocket: join(dir, 'qmp.sock') }), (err: GkdError) => {
+    await assert.rejects(launchQemu(bad, { qmpSocket: join(dir, 'qmp.sock'), timeoutMs: 120_000 }), (err: GkdError) => {
       assert.equal(err.code, 'GKD_LAUNCH_FAILED');
       const line = "qemu-system-x86_64: -device virtio-blk-pci,id=disk-x,bus=pci.7: Bus 'pci.7' not found";
       assert.equal(err.message, `Cannot start QEMU "${QEMU_BINARY}": ${line}`);
@@ -49,7 +47,8 @@ describe('launchQemu()', () => {
       assert.equal(err.data?.exitCode, 1);
       return true;
     });
-    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    // Failed on QEMU's exit, not after the 120 s wait for QMP.
+    assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
   });
 
   it('fails with GKD_LAUNCH_FAILED when the binary cannot be run', async () => {

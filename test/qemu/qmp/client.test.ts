@@ -113,17 +113,15 @@ describe('QmpClient on real QEMU', () => {
     assert.equal((await vm.qmp.execute<{ status: string }>('query-status')).status, 'paused');
   });
 
-  it('device_del of a scsi-hd gives DEVICE_DELETED for its id quickly, even paused', async () => {
+  it('device_del of a scsi-hd gives DEVICE_DELETED for its id without the guest, even paused', async () => {
     const vm = await startPausedQemu({ extraArgs: SCSI_ARGS });
     await vm.qmp.execute('blockdev-add', { driver: 'null-co', 'node-name': 'null-b', size: 1048576 });
     await vm.qmp.execute('device_add', { driver: 'scsi-hd', id: 'sd-b', drive: 'null-b', bus: 'scsi.0', channel: 0, 'scsi-id': 2, lun: 0 });
-    const started = process.hrtime.bigint();
+    // Paused, the guest cannot take part: the event comes from QEMU alone (or not within 5 s).
     const gone = vm.qmp.expectEvent('DEVICE_DELETED', (d) => d.device === 'sd-b', 5000);
     await vm.qmp.execute('device_del', { id: 'sd-b' });
     const ev = await gone;
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
     assert.deepEqual(ev.data, { device: 'sd-b', path: '/machine/peripheral/sd-b' });
-    assert.ok(ms < 2000, `DEVICE_DELETED after ${ms} ms`);
     // The blockdev node outlives its device (blockdev-add nodes are not auto-deleted).
     await vm.qmp.execute('blockdev-del', { 'node-name': 'null-b' });
     // waitForEvent() after the reply also works, since the event comes ~0.05 s later.

@@ -195,7 +195,8 @@ describe('RpcServer (in process)', () => {
     await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
     await daemon.close(200);
-    assert.ok(Date.now() - t0 < 3000);
+    // The 200 ms grace, not the call's 30 s.
+    assert.ok(Date.now() - t0 < 20_000);
     assert.ok(aborted.includes('grace'));
     assert.ok((await slow) instanceof Error);
   });

@@ -17,12 +17,13 @@ describe('withInstanceLock() exclusive holds', () => {
     const holder = withInstanceLock(dir, 'inst1', () => gate, { exclusive: 'migration' });
     await new Promise((r) => setTimeout(r, 50));
     const t0 = Date.now();
-    await assert.rejects(withInstanceLock(dir, 'inst1', () => 1, { wait: 5_000 }), (e: Error & { code?: string }) => {
+    await assert.rejects(withInstanceLock(dir, 'inst1', () => 1, { wait: 120_000 }), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'GKD_INSTANCE_BUSY');
       assert.match(e.message, /a migration is running/);
       return true;
     });
-    assert.ok(Date.now() - t0 < 1_000, 'did not wait for the lock');
+    // Refused at once: waiting would take the whole 120 s lock wait.
+    assert.ok(Date.now() - t0 < 30_000, 'did not wait for the lock');
     release();
     await holder;
     assert.equal(existsSync(busyPath(dir, 'inst1')), false, 'marker removed on release');
