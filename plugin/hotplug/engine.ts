@@ -366,8 +366,8 @@ export class HotplugEngine {
     })();
     // The add's own failure (before the file is in place) rejects here; once the file is in place
     // nothing after it can fail the add (the journal close and the release only log).
-    const first = await Promise.race([commit.then((r) => ({ r, early: true })), run.then((r) => ({ r, early: false }))]);
-    if (first.early) run.catch((e: unknown) => this.#log.error({ instance: name, err: e }, 'the lock or the queue failed after a hot-add was recorded; the add stands'));
+    const first = await Promise.race([commit.then((r) => ({ r, beforeTurnEnded: true })), run.then((r) => ({ r, beforeTurnEnded: false }))]);
+    if (first.beforeTurnEnded) run.catch((e: unknown) => this.#log.error({ instance: name, err: e }, 'the lock or the queue failed after a hot-add was recorded; the add stands'));
     if (ctx.durable !== undefined) {
       const syncing = clock.now();
       // The runtime file is in place: a failed directory sync does not undo the add (as a write whose rename happened).

@@ -55,8 +55,8 @@ export class QmpWriter {
    * such as `qmp_capabilities` on a new connection.
    */
   flushNow(): void {
-    if (this.#writing || this.#queue.length === 0) return;
-    this.#flush();
+    // An empty queue is left alone: #flush would mark the writer idle while a flush is scheduled.
+    if (this.#queue.length > 0) this.#flush();
   }
 
   #flush(): void {

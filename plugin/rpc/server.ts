@@ -153,9 +153,6 @@ export class RpcServer {
     // by close(), and only while it is still this server's socket.
     const staging = stagingSocketPath(server.socketPath);
     try {
-      await unlink(staging).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
-      });
       await new Promise<void>((resolve, reject) => {
         server.#http.once('error', reject);
         server.#http.listen(staging, () => {

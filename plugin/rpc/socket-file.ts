@@ -165,13 +165,17 @@ export function stagingSocketPath(socketPath: string, pid = process.pid): string
 
 const STAGING_NAME = /^\.([0-9a-z]{1,8})~$/;
 
-/** Removes staging sockets ({@link stagingSocketPath}) left in `dir` by daemons that died before publishing theirs. */
+/**
+ * Removes staging sockets ({@link stagingSocketPath}) left in `dir` by daemons that died before
+ * publishing theirs; one under this process's own pid is a dead daemon's too (this one has not
+ * bound yet), and would keep it from binding.
+ */
 async function removeDeadStagingSockets(dir: string): Promise<void> {
   for (const name of await readdir(dir)) {
     const m = STAGING_NAME.exec(name);
     if (m === null) continue;
     const pid = parseInt(m[1] ?? '', 36);
-    if (pid === process.pid || processExists(pid)) continue;
+    if (pid !== process.pid && processExists(pid)) continue;
     const st = await lstat(join(dir, name)).catch(() => undefined);
     if (st?.isSocket() === true) await unlink(join(dir, name)).catch(() => undefined);
   }

@@ -39,16 +39,18 @@ describe('QMP negotiation on a new connection', () => {
   it('writes qmp_capabilities when the socket opens, before the caller\'s next synchronous stretch ends', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gkd-negotiation-'));
     const path = join(dir, 'mon.qmp');
-    // [0]: 1 while the main thread is in its synchronous stretch; [1]: that value + 1 when the request came.
+    // [0]: 1 until the main thread's synchronous stretch ends; [1]: that value + 1 when the request came.
     const flags = new SharedArrayBuffer(8);
     const state = new Int32Array(flags);
     const peer = new Worker(PEER, { eval: true, workerData: { path, flags } });
     try {
       await new Promise((resolve) => peer.once('message', resolve));
       const pool = new QmpConnections();
+      // Raised before the connection starts, so a request that comes at any point before the
+      // stretch ends counts (the peer's thread runs beside this one).
+      Atomics.store(state, 0, 1);
       const held = pool.hold(path);
       await held.opened;
-      Atomics.store(state, 0, 1);
       // The caller's synchronous stretch (a hot-add's lock, runtime read and journal entry), made
       // long so that the peer's thread has all the time it needs to read what was sent.
       for (let waited = 0; waited < 50 && Atomics.load(state, 1) === 0; waited++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
